@@ -1,0 +1,102 @@
+//! What a running body can learn about its own call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{Key, Token};
+
+tokio::task_local! {
+    static CURRENT: Arc<Frame>;
+}
+
+/// One running idempotent call, linked to the call that encloses it (if any).
+pub(crate) struct Frame {
+    pub(crate) operation: &'static str,
+    pub(crate) key: Key,
+    pub(crate) token: Token,
+    pub(crate) lease_lost: AtomicBool,
+    outer: Option<Arc<Frame>>,
+}
+
+impl Frame {
+    /// A frame for a call that starts now, nested in the current one if any.
+    pub(crate) fn enter(operation: &'static str, key: Key, token: Token) -> Arc<Frame> {
+        Arc::new(Frame {
+            operation,
+            key,
+            token,
+            lease_lost: AtomicBool::new(false),
+            outer: CURRENT.try_with(Arc::clone).ok(),
+        })
+    }
+
+    /// Runs `body` with this frame as the current call.
+    pub(crate) async fn scope<F: Future>(self: Arc<Self>, body: F) -> F::Output {
+        CURRENT.scope(self, body).await
+    }
+}
+
+/// Whether `key` is being run by this task already (directly or further out).
+pub(crate) fn is_running(key: &Key) -> bool {
+    CURRENT
+        .try_with(|frame| {
+            let mut next = Some(frame);
+            while let Some(frame) = next {
+                if frame.key == *key {
+                    return true;
+                }
+                next = frame.outer.as_ref();
+            }
+            false
+        })
+        .unwrap_or(false)
+}
+
+/// The idempotent call this task is running, seen from inside its body.
+///
+/// Pass [`key`](Self::key) downstream (for example as a payment provider's `Idempotency-Key`
+/// header) so that a retry after a crash is deduplicated there too.
+#[derive(Clone)]
+pub struct CallContext(Arc<Frame>);
+
+impl CallContext {
+    /// The operation's name.
+    pub fn operation(&self) -> &'static str {
+        self.0.operation
+    }
+
+    /// The call's idempotency key.
+    pub fn key(&self) -> Key {
+        self.0.key
+    }
+
+    /// The fencing token of this call's claim.
+    pub fn token(&self) -> Token {
+        self.0.token
+    }
+
+    /// Whether renewing the lease failed because another caller took the key over. The body may
+    /// stop early; its result will not be recorded (the call returns `Error::LeaseLost`).
+    pub fn lease_lost(&self) -> bool {
+        self.0.lease_lost.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("operation", &self.0.operation)
+            .field("key", &self.0.key)
+            .field("token", &self.0.token)
+            .field("lease_lost", &self.lease_lost())
+            .finish()
+    }
+}
+
+/// The innermost idempotent call running in this task, if any.
+///
+/// `None` outside an idempotent body, and in tasks the body spawned (task-locals do not cross
+/// `tokio::spawn`).
+pub fn current() -> Option<CallContext> {
+    CURRENT.try_with(|frame| CallContext(frame.clone())).ok()
+}

@@ -1,0 +1,167 @@
+//! The one error type of idem.
+
+use std::time::Duration;
+
+use crate::key::Key;
+
+/// Boxed source error of a store backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong around an idempotent call.
+///
+/// The body's own errors never appear here: they reach the caller unchanged. Variants marked
+/// *retryable* (see [`Error::is_retryable`]) describe a transient situation; calling again later
+/// with the same input is the right reaction.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key was used before with a different payload (other non-key arguments).
+    #[error(
+        "idempotency key {key} of operation `{operation}` was already used with a different payload; \
+         use a new key for a new request (HTTP 422)"
+    )]
+    PayloadMismatch {
+        /// Operation name.
+        operation: &'static str,
+        /// The reused key.
+        key: Key,
+    },
+
+    /// Another call with the same key is running and this call did not wait for it
+    /// (`on_conflict = "reject"`) or gave up waiting (`wait_timeout`). Retryable.
+    #[error(
+        "operation `{operation}` is already running for key {key}; retry after {retry_after:?} \
+         (or use on_conflict = \"wait\" / a longer wait_timeout)"
+    )]
+    InFlight {
+        /// Operation name.
+        operation: &'static str,
+        /// The busy key.
+        key: Key,
+        /// How long the running call's lease still lasts, as far as the store knows.
+        retry_after: Duration,
+    },
+
+    /// This call waited for another call with the same key, and that call ended without recording
+    /// a result (its body returned `Err`, panicked, was cancelled, or its lease lapsed). Retryable:
+    /// the next call claims the key and runs the body.
+    #[error(
+        "the call running operation `{operation}` for key {key} ended without a result \
+         (error, panic, cancellation or lost lease); call again to run it"
+    )]
+    OwnerFailed {
+        /// Operation name.
+        operation: &'static str,
+        /// The key.
+        key: Key,
+    },
+
+    /// This call's claim on the key is gone (its lease lapsed and another caller took over, or the
+    /// record was removed), so its result was not recorded. Fencing keeps a stale owner from
+    /// overwriting the new owner's record. Make the lease longer than the body's worst-case run.
+    #[error(
+        "lease on key {key} of operation `{operation}` was lost before the result could be recorded; \
+         the lease is shorter than the body's run time (raise `lease`) or the record was removed"
+    )]
+    LeaseLost {
+        /// Operation name.
+        operation: &'static str,
+        /// The key.
+        key: Key,
+    },
+
+    /// A recorded value could not be decoded into the operation's output type.
+    #[error(
+        "cannot decode the recorded result of operation `{operation}`: {reason}; if the output type \
+         changed since the record was written, bump the operation's `version`"
+    )]
+    Decode {
+        /// Operation name.
+        operation: &'static str,
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+
+    /// The body's output could not be encoded for the store.
+    #[error("cannot encode the result of operation `{operation}`: {reason}")]
+    Encode {
+        /// Operation name.
+        operation: &'static str,
+        /// Why serde refused it.
+        reason: String,
+    },
+
+    /// Key material could not be written (a `Serialize` impl returned an error).
+    #[error("cannot compute the idempotency key: {reason}")]
+    KeyMaterial {
+        /// Why the key material's `Serialize` impl failed.
+        reason: String,
+    },
+
+    /// The body called its own operation with its own key; waiting would deadlock.
+    #[error(
+        "operation `{operation}` called itself with its own key {key}; a body must not re-enter \
+         its own idempotent call (use a different key or call the inner function directly)"
+    )]
+    Reentrant {
+        /// Operation name.
+        operation: &'static str,
+        /// The key.
+        key: Key,
+    },
+
+    /// The memory store is full of in-progress records and cannot take a new claim.
+    #[error(
+        "the memory store is full ({max_entries} entries, all in progress); raise \
+         `MemoryStore::builder().max_entries(..)` or use a shared store"
+    )]
+    Capacity {
+        /// The configured bound.
+        max_entries: usize,
+    },
+
+    /// A value exceeded the store's size limit; nothing was written.
+    #[error("the result is {size} bytes, above the store's limit of {limit} bytes; nothing was recorded")]
+    ValueTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+
+    /// The store could not be reached or answered with an error. Retryable.
+    #[error("idempotency store `{store}` failed: {source}")]
+    Store {
+        /// Which store.
+        store: &'static str,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Store configuration was changed at the wrong time or is refused.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether calling again later can succeed without changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::InFlight { .. }
+                | Error::OwnerFailed { .. }
+                | Error::LeaseLost { .. }
+                | Error::Store { .. }
+                | Error::Capacity { .. }
+        )
+    }
+
+    /// Wraps a backend error.
+    pub fn store(store: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::Store {
+            store,
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The explicit API, for code that cannot use the attribute (dynamic operation names, message
+//! consumers that acknowledge by hand, …).
+//!
+//! [`Idempotency<T>`] is a typed handle over an [`Operation`] and a store. [`execute`] is the
+//! whole engine in one call; [`start`] hands out a [`Claimed`] guard for code that must place
+//! the body itself. Both carry the fencing token on every write.
+//!
+//! [`execute`]: Idempotency::execute
+//! [`start`]: Idempotency::start
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::{Backend, ClaimGuard};
+use crate::key::IdempotencyKey;
+use crate::store::{Claim, Record, Store};
+use crate::{Error, Fingerprint, Key, Operation, Token, record};
+
+/// A typed handle for one operation whose results are `T`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
+/// use std::sync::Arc;
+/// use idem_runtime::{Check, Idempotency, MemoryStore, Operation, Start};
+///
+/// let orders = Idempotency::<u64>::new(Operation::new("orders.create"), Arc::new(MemoryStore::new()));
+/// let key = orders.key(&"order-17")?;
+///
+/// assert!(matches!(orders.check(&key).await?, Check::New));
+/// match orders.start(key).await? {
+///     Start::New(claim) => claim.complete(&17).await?,
+///     Start::Duplicate(id) => println!("already created: {id}"),
+/// }
+/// assert!(matches!(orders.check(&key).await?, Check::Duplicate(17)));
+/// # Ok(()) }
+/// ```
+pub struct Idempotency<T> {
+    operation: Operation,
+    store: Arc<dyn Store>,
+    _output: PhantomData<fn() -> T>,
+}
+
+/// What [`Idempotency::check`] saw. Advisory: the answer may be stale by the time you act on it;
+/// only [`Idempotency::start`] and [`Idempotency::execute`] decide atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check<T> {
+    /// No live record: a call would run.
+    New,
+    /// A completed record with this value.
+    Duplicate(T),
+    /// A call is running.
+    InFlight,
+}
+
+/// What [`Idempotency::start`] got.
+#[derive(Debug)]
+pub enum Start<T> {
+    /// The key is ours: do the work, then [`Claimed::complete`] or [`Claimed::fail`].
+    New(Claimed<T>),
+    /// The key was completed before, with this value.
+    Duplicate(T),
+}
+
+/// An owned claim on a key. Dropping it without [`complete`](Self::complete) or
+/// [`fail`](Self::fail) releases the claim, so a later call runs again.
+pub struct Claimed<T> {
+    guard: ClaimGuard<'static>,
+    operation: &'static str,
+    ttl: std::time::Duration,
+    _output: PhantomData<fn(&T)>,
+}
+
+impl<T: Serialize + DeserializeOwned> Idempotency<T> {
+    /// A handle for `operation` over `store`.
+    pub fn new(operation: Operation, store: Arc<dyn Store>) -> Self {
+        Idempotency {
+            operation,
+            store,
+            _output: PhantomData,
+        }
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    /// The key for `material` under this operation (see [`Operation::key`]).
+    pub fn key<M: IdempotencyKey + ?Sized>(&self, material: &M) -> Result<Key, Error> {
+        self.operation.key(material)
+    }
+
+    /// Looks at the record of `key` without claiming it (advisory, see [`Check`]).
+    pub async fn check(&self, key: &Key) -> Result<Check<T>, Error> {
+        Ok(match self.store.get(key).await? {
+            None => Check::New,
+            Some(Record::InProgress { .. }) => Check::InFlight,
+            Some(Record::Completed { value, .. }) => Check::Duplicate(record::decode(self.operation.name(), &value)?),
+        })
+    }
+
+    /// Claims `key` atomically. [`Error::InFlight`] while another call holds it.
+    pub async fn start(&self, key: Key) -> Result<Start<T>, Error> {
+        self.start_with(key, Fingerprint::NONE).await
+    }
+
+    /// [`start`](Self::start) with a payload fingerprint ([`Error::PayloadMismatch`] if the key
+    /// was used with another one).
+    pub async fn start_with(&self, key: Key, fingerprint: Fingerprint) -> Result<Start<T>, Error> {
+        let op = &self.operation;
+        let token = Token::generate();
+        let mut guard = ClaimGuard::new(Cow::Owned(self.store.clone()), key, token);
+        let claim = Backend::of(&self.store).claim(&key, &fingerprint, token, op.lease()).await?;
+        let mismatch = || Error::PayloadMismatch {
+            operation: op.name(),
+            key,
+        };
+        match claim {
+            Claim::Acquired => Ok(Start::New(Claimed {
+                guard,
+                operation: op.name(),
+                ttl: op.ttl(),
+                _output: PhantomData,
+            })),
+            Claim::Completed { fingerprint: recorded, value } => {
+                guard.disarm();
+                if recorded != fingerprint {
+                    return Err(mismatch());
+                }
+                Ok(Start::Duplicate(record::decode(op.name(), &value)?))
+            }
+            Claim::InProgress { fingerprint: running, remaining } => {
+                guard.disarm();
+                if running != fingerprint {
+                    return Err(mismatch());
+                }
+                Err(Error::InFlight {
+                    operation: op.name(),
+                    key,
+                    retry_after: remaining,
+                })
+            }
+        }
+    }
+
+    /// Replays, waits or rejects, or runs `work` and records its `Ok` value: the engine of
+    /// `#[idempotent]`, with this handle's operation and store.
+    pub async fn execute<E, F, Fut>(&self, key: Key, work: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<Error>,
+    {
+        self.operation.call(key).store(self.store.clone()).run(work()).await
+    }
+
+    /// Deletes expired records; returns how many.
+    pub async fn cleanup(&self) -> Result<usize, Error> {
+        self.store.purge_expired(usize::MAX).await
+    }
+
+    /// Deletes the record of `key` whatever its state (manual retry).
+    pub async fn forget(&self, key: &Key) -> Result<bool, Error> {
+        self.store.remove(key).await
+    }
+}
+
+impl<T: Serialize> Claimed<T> {
+    /// The claimed key.
+    pub fn key(&self) -> Key {
+        self.guard.key
+    }
+
+    /// This claim's fencing token.
+    pub fn token(&self) -> Token {
+        self.guard.token
+    }
+
+    /// Records `value` as the result. [`Error::LeaseLost`] if the claim lapsed and someone else
+    /// took the key over; then nothing was written.
+    pub async fn complete(mut self, value: &T) -> Result<(), Error> {
+        let bytes = record::encode(self.operation, value)?;
+        let (key, token) = (self.guard.key, self.guard.token);
+        let written = Backend::of(&self.guard.store).complete(&key, token, bytes, self.ttl).await?;
+        self.guard.disarm();
+        if written {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost {
+                operation: self.operation,
+                key,
+            })
+        }
+    }
+
+    /// Gives the key back without a result, so a later call runs again.
+    pub async fn fail(mut self) -> Result<(), Error> {
+        self.guard.release().await;
+        Ok(())
+    }
+}
+
+impl<T> std::fmt::Debug for Claimed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("operation", &self.operation)
+            .field("key", &self.guard.key)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,131 @@
+//! The process-wide store, its installation, and per-task overrides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::store::{MemoryStore, Store};
+use crate::Error;
+
+static GLOBAL: OnceLock<Arc<dyn Store>> = OnceLock::new();
+static STRICT: AtomicBool = AtomicBool::new(false);
+
+tokio::task_local! {
+    static OVERRIDE: Arc<dyn Store>;
+}
+
+/// Installs the process-wide store. Call it once at startup, before the first idempotent call.
+///
+/// Fails with [`Error::Config`] if a store was installed already or if an idempotent call has
+/// already fallen back to the default memory store (records would otherwise be split between
+/// two stores).
+///
+/// ```
+/// use idem_runtime::MemoryStore;
+///
+/// idem_runtime::install(MemoryStore::builder().max_entries(10_000).build()).unwrap();
+/// assert!(idem_runtime::install(MemoryStore::new()).is_err());
+/// ```
+pub fn install(store: impl Store) -> Result<(), Error> {
+    install_shared(Arc::new(store))
+}
+
+/// [`install`] for a store that is already shared.
+pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
+    let name = store.name();
+    GLOBAL.set(store).map_err(|_| {
+        Error::Config(format!(
+            "cannot install the `{name}` store: the process-wide store is already set to `{}` \
+             (installed earlier, or the memory default was taken by a first call); call \
+             idem_runtime::install(..) once at startup, before any idempotent call",
+            GLOBAL.get().map_or("?", |s| s.name())
+        ))
+    })?;
+    tracing::info!(target: "idem", store = name, "idem: process-wide store installed");
+    Ok(())
+}
+
+/// Refuses the implicit memory default from now on: every call without an installed (or
+/// task-scoped) store fails with [`Error::Config`].
+///
+/// Multi-instance deployments should turn this on, so that forgetting to install Redis or
+/// PostgreSQL fails loudly instead of deduplicating per process only. Setting the environment
+/// variable `IDEM_STRICT=1` has the same effect.
+pub fn set_strict(strict: bool) {
+    STRICT.store(strict, Ordering::Relaxed);
+}
+
+fn strict() -> bool {
+    static FROM_ENV: OnceLock<bool> = OnceLock::new();
+    STRICT.load(Ordering::Relaxed)
+        || *FROM_ENV.get_or_init(|| {
+            std::env::var("IDEM_STRICT").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+        })
+}
+
+/// Runs `future` with `store` as the store of every idempotent call it makes (not of tasks it
+/// spawns). Meant for tests and for code that keeps several stores; it takes precedence over the
+/// process-wide store.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use idem_runtime::{MemoryStore, Operation, Store};
+///
+/// static OP: Operation = Operation::new("docs.with_store");
+/// let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+/// let out: Result<u32, idem_runtime::Error> = idem_runtime::with_store(store.clone(), async {
+///     OP.call(OP.key(&1u8)?).run(async { Ok(7) }).await
+/// })
+/// .await;
+/// assert_eq!(out.unwrap(), 7);
+/// # }
+/// ```
+pub async fn with_store<F: Future>(store: Arc<dyn Store>, future: F) -> F::Output {
+    OVERRIDE.scope(store, future).await
+}
+
+/// The store a call made now would use. Resolved once per call.
+pub(crate) enum Resolved {
+    Global(&'static Arc<dyn Store>),
+    Scoped(Arc<dyn Store>),
+}
+
+impl Resolved {
+    pub(crate) fn get(&self) -> &Arc<dyn Store> {
+        match self {
+            Resolved::Global(store) => store,
+            Resolved::Scoped(store) => store,
+        }
+    }
+}
+
+pub(crate) fn resolve() -> Result<Resolved, Error> {
+    if let Ok(store) = OVERRIDE.try_with(Arc::clone) {
+        return Ok(Resolved::Scoped(store));
+    }
+    if let Some(store) = GLOBAL.get() {
+        return Ok(Resolved::Global(store));
+    }
+    if strict() {
+        return Err(Error::Config(
+            "strict mode: no idem store is installed; call idem_runtime::install(..) at startup \
+             (e.g. a Redis or PostgreSQL store) or scope one with idem_runtime::with_store"
+                .into(),
+        ));
+    }
+    let store = GLOBAL.get_or_init(|| {
+        tracing::info!(
+            target: "idem",
+            "idem: no store installed; using the in-process memory store (records are not shared \
+             between processes; install a shared store or enable strict mode for multi-instance \
+             deployments)"
+        );
+        Arc::new(MemoryStore::new())
+    });
+    Ok(Resolved::Global(store))
+}
+
+/// The name of the store a call made now would use (after resolving the default).
+pub fn store_name() -> Result<&'static str, Error> {
+    resolve().map(|r| r.get().name())
+}

@@ -1,0 +1,249 @@
+//! [`IdempotencyKey`] for std types, following the encoding of the [module docs](crate::key).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::marker::PhantomData;
+use std::num::NonZero;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{IdempotencyKey, KeyHasher};
+
+macro_rules! primitive {
+    ($($ty:ty => $method:ident),* $(,)?) => {$(
+        impl IdempotencyKey for $ty {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                out.$method(*self);
+            }
+        }
+
+        /// Transparent: written as the inner integer (as serde does).
+        impl IdempotencyKey for NonZero<$ty> {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                out.$method(self.get());
+            }
+        }
+    )*};
+}
+
+primitive! {
+    u8 => write_u8, u16 => write_u16, u32 => write_u32, u64 => write_u64, u128 => write_u128,
+    usize => write_usize,
+    i8 => write_i8, i16 => write_i16, i32 => write_i32, i64 => write_i64, i128 => write_i128,
+    isize => write_isize,
+}
+
+macro_rules! float_bool_char {
+    ($($ty:ty => $method:ident),* $(,)?) => {$(
+        impl IdempotencyKey for $ty {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                out.$method(*self);
+            }
+        }
+    )*};
+}
+
+float_bool_char! { f32 => write_f32, f64 => write_f64, bool => write_bool, char => write_char }
+
+impl IdempotencyKey for () {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_unit();
+    }
+}
+
+impl IdempotencyKey for str {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_str(self);
+    }
+}
+
+impl IdempotencyKey for String {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_str(self);
+    }
+}
+
+/// Written as unit, like serde's unit struct.
+impl<T: ?Sized> IdempotencyKey for PhantomData<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_unit();
+    }
+}
+
+impl<T: IdempotencyKey> IdempotencyKey for Option<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        match self {
+            None => out.write_none(),
+            Some(v) => {
+                out.write_some();
+                v.write_key(out);
+            }
+        }
+    }
+}
+
+/// The sequence form: `0x14`, the elements, `0x15` + count.
+impl<T: IdempotencyKey> IdempotencyKey for [T] {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.begin_seq();
+        for item in self {
+            item.write_key(out);
+        }
+        out.end_seq(self.len() as u64);
+    }
+}
+
+impl<T: IdempotencyKey> IdempotencyKey for Vec<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        self.as_slice().write_key(out);
+    }
+}
+
+impl<T: IdempotencyKey> IdempotencyKey for VecDeque<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.begin_seq();
+        for item in self {
+            item.write_key(out);
+        }
+        out.end_seq(self.len() as u64);
+    }
+}
+
+/// The tuple form (`0x16` + N + the elements), as serde serializes arrays.
+impl<T: IdempotencyKey, const N: usize> IdempotencyKey for [T; N] {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.begin_tuple(N as u64);
+        for item in self {
+            item.write_key(out);
+        }
+    }
+}
+
+macro_rules! tuple {
+    ($n:expr; $($name:ident . $idx:tt),+) => {
+        impl<$($name: IdempotencyKey),+> IdempotencyKey for ($($name,)+) {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                out.begin_tuple($n);
+                $(self.$idx.write_key(out);)+
+            }
+        }
+    };
+}
+
+tuple!(1; A.0);
+tuple!(2; A.0, B.1);
+tuple!(3; A.0, B.1, C.2);
+tuple!(4; A.0, B.1, C.2, D.3);
+tuple!(5; A.0, B.1, C.2, D.3, E.4);
+tuple!(6; A.0, B.1, C.2, D.3, E.4, F.5);
+tuple!(7; A.0, B.1, C.2, D.3, E.4, F.5, G.6);
+tuple!(8; A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7);
+tuple!(9; A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8);
+tuple!(10; A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9);
+tuple!(11; A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10);
+tuple!(12; A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7, I.8, J.9, K.10, L.11);
+
+impl<K: IdempotencyKey, V: IdempotencyKey> IdempotencyKey for BTreeMap<K, V> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_map(self);
+    }
+}
+
+impl<K: IdempotencyKey, V: IdempotencyKey, S> IdempotencyKey for HashMap<K, V, S> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_map(self);
+    }
+}
+
+impl<T: IdempotencyKey> IdempotencyKey for BTreeSet<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_set(self);
+    }
+}
+
+impl<T: IdempotencyKey, S> IdempotencyKey for HashSet<T, S> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_set(self);
+    }
+}
+
+macro_rules! transparent {
+    ($($ty:ty),* $(,)?) => {$(
+        impl<T: IdempotencyKey + ?Sized> IdempotencyKey for $ty {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                (**self).write_key(out);
+            }
+        }
+    )*};
+}
+
+transparent!(&T, &mut T, Box<T>, Rc<T>, Arc<T>);
+
+impl<B: IdempotencyKey + ToOwned + ?Sized> IdempotencyKey for Cow<'_, B> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        (**self).write_key(out);
+    }
+}
+
+/// The struct form in serde's field order, so that it matches `Duration` through the serde
+/// bridge: `0x19`, `"secs"` + u64, `"nanos"` + u32, `0x15` + 2.
+impl IdempotencyKey for Duration {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.begin_struct();
+        out.field("secs");
+        out.write_u64(self.as_secs());
+        out.field("nanos");
+        out.write_u32(self.subsec_nanos());
+        out.end_struct(2);
+    }
+}
+
+/// Bytes as key material: the bytes form (`0x11` + length + bytes) instead of the sequence of
+/// `u8` that `Vec<u8>`/`[u8]` get (the same distinction serde makes with `serde_bytes`).
+///
+/// ```
+/// # use idem_runtime::key::{AsBytes, KeyHasher};
+/// let mut h = KeyHasher::for_key("upload", 1);
+/// h.unscoped();
+/// h.write(&AsBytes(b"raw payload"));
+/// let _key = h.finish_key().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct AsBytes<T: ?Sized>(pub T);
+
+impl<T: AsRef<[u8]> + ?Sized> IdempotencyKey for AsBytes<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_bytes(self.0.as_ref());
+    }
+}
+
+/// The bytes form, as `bytes::Bytes` serializes (`serialize_bytes`).
+impl IdempotencyKey for bytes::Bytes {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_bytes(self);
+    }
+}

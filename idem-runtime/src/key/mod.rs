@@ -1,0 +1,149 @@
+//! Idempotency keys: digests, the canonical encoding, and the [`IdempotencyKey`] trait.
+//!
+//! A [`Key`] is the blake3 digest of an operation's identity and its key material; a
+//! [`Fingerprint`] is the digest of the payload that is not part of the key. Both are computed
+//! by a [`KeyHasher`] over the **canonical encoding, version 1**, specified below. The
+//! encoding is a compatibility contract: records written by one build are found by the next one
+//! only if every byte stays the same. Golden vectors in the test suite (`idem-tests/tests/keys.rs`)
+//! fail on any change; a deliberate change needs a new encoding version byte.
+//!
+//! # Encoding, version 1
+//!
+//! All integers in the encoding are fixed-width little-endian. `u64 LE` below means 8 bytes.
+//!
+//! ## Digest input
+//!
+//! A **key** is `blake3` (plain `blake3::hash`, no key, no derive-key mode) of:
+//!
+//! | part            | bytes                                                                  |
+//! |-----------------|------------------------------------------------------------------------|
+//! | domain tag      | `69 64 65 6d 00 6b 65 79 00` (`"idem\0key\0"`)                          |
+//! | encoding version| `01`                                                                   |
+//! | operation name  | the name as a *str* value (see below: `10` + u64 LE length + UTF-8)    |
+//! | operation version | the `version` as a *u32* value (`03` + 4 bytes LE)                   |
+//! | scope marker    | `00` (no scope) or `01` followed by the scope value's encoding         |
+//! | material        | the encodings of the key material values, back to back                 |
+//!
+//! A **fingerprint** is `blake3` of: `"idem\0fp\0"` (`69 64 65 6d 00 66 70 00`), `01`, the
+//! operation name as a *str* value, the operation version as a *u32* value, then the payload
+//! values. Fingerprints have no scope marker. The two domain tags differ in their sixth byte, so
+//! no key input is a fingerprint input.
+//!
+//! The material of a call with several key arguments is the arguments' encodings in argument
+//! order (each value is self-delimiting, so no separator is needed); what exactly the
+//! `#[idempotent]` macro writes is documented there.
+//!
+//! ## Values
+//!
+//! Every value starts with a one-byte type tag; the tag determines how many bytes follow, or
+//! how the end is found. The encoding is therefore prefix-free: no value's encoding is a prefix
+//! of another value's encoding, and a sequence of values can be split back unambiguously.
+//!
+//! | tag  | value                 | followed by                                                    |
+//! |------|-----------------------|----------------------------------------------------------------|
+//! | `01` | `u8`                  | 1 byte                                                         |
+//! | `02` | `u16`                 | 2 bytes LE                                                     |
+//! | `03` | `u32`                 | 4 bytes LE                                                     |
+//! | `04` | `u64`, `usize`        | 8 bytes LE (`usize` is always widened to u64)                  |
+//! | `05` | `u128`                | 16 bytes LE                                                    |
+//! | `06` | `i8`                  | 1 byte (two's complement)                                      |
+//! | `07` | `i16`                 | 2 bytes LE                                                     |
+//! | `08` | `i32`                 | 4 bytes LE                                                     |
+//! | `09` | `i64`, `isize`        | 8 bytes LE (`isize` is always widened to i64)                  |
+//! | `0A` | `i128`                | 16 bytes LE                                                    |
+//! | `0B` | `f32`                 | IEEE 754 bits, 4 bytes LE; `-0.0` as `0.0` (`00000000`), every NaN as `7fc00000` |
+//! | `0C` | `f64`                 | IEEE 754 bits, 8 bytes LE; `-0.0` as `0.0`, every NaN as `7ff8000000000000` |
+//! | `0D` | `bool`                | `00` (false) or `01` (true)                                    |
+//! | `0E` | `char`                | the Unicode scalar value, u32 LE                               |
+//! | `0F` | unit                  | nothing (`()`, unit structs, `PhantomData`, unit variants' value) |
+//! | `10` | string                | u64 LE byte length, then the UTF-8 bytes (no normalisation)    |
+//! | `11` | bytes                 | u64 LE length, then the bytes                                  |
+//! | `12` | `None`                | nothing                                                        |
+//! | `13` | `Some`                | the inner value                                                |
+//! | `14` | sequence              | the elements, then `15` + u64 LE element count                 |
+//! | `15` | END (never a value)   | u64 LE count; closes a sequence or a struct                    |
+//! | `16` | tuple / array         | u64 LE arity, then exactly that many values; no end marker     |
+//! | `17` | map                   | u64 LE entry count, then the entries' 32-byte digests, sorted ascending (bytewise) |
+//! | `18` | set                   | u64 LE element count, then the elements' 32-byte digests, sorted ascending (bytewise) |
+//! | `19` | struct                | per field: the name as a string value (`10` …) then the field's value; then `15` + u64 LE field count |
+//! | `1A` | enum variant          | the variant name as a string value (`10` …), then exactly one value |
+//!
+//! Details:
+//!
+//! - **Sequences** (`Vec<T>`, `[T]`, `VecDeque<T>`, serde sequences) end with a count rather
+//!   than starting with a length so that serde sequences of unknown length stream without
+//!   buffering. `15` is never a value tag, so an element cannot be mistaken for the end.
+//! - **Tuples** of 1 to 12 elements and **arrays** `[T; N]` (as serde serializes them) use the
+//!   tuple form; `()` is unit (`0F`), not an empty tuple. Tuple structs use the tuple form too.
+//! - **Maps**: an entry's digest is `blake3(enc(key) ‖ enc(value))`, a set element's digest is
+//!   `blake3(enc(element))`, both without any header. Sorting the digests makes the encoding
+//!   independent of iteration order: a `HashMap` (with any `BuildHasher`) and a `BTreeMap` with
+//!   the same content encode identically; so do `HashSet` and `BTreeSet`. Duplicate keys of a
+//!   serde map (possible with foreign types) are kept, each as its own digest.
+//! - **Structs**: `#[derive(IdempotencyKey)]` writes the included fields sorted by name (sorted
+//!   at compile time), so reordering field declarations keeps keys; the count is the number of
+//!   fields written (excluded fields are neither written nor counted). Structs written through
+//!   the serde bridge have their fields in serialization order, i.e. declaration order for
+//!   `#[derive(Serialize)]`; fields skipped by serde are neither written nor counted. The same
+//!   struct therefore encodes identically through both paths only if its fields are declared
+//!   in name order.
+//! - **Newtype structs** are transparent: `struct UserId(u64)` through serde is written as its
+//!   `u64`. `Box`, `Rc`, `Arc`, `&T`, `&mut T`, `Cow` and `NonZero<_>` are transparent too.
+//! - **Enums** are written by variant *name*, never by index, so reordering or inserting
+//!   variants keeps keys; renaming a variant changes them. Unit variant: `1A` name `0F`;
+//!   newtype variant: `1A` name + the value; tuple variant: `1A` name + the tuple form; struct
+//!   variant: `1A` name + the struct form.
+//! - **`Duration`** is the struct form in serde's order: `19`, `"secs"` + u64, `"nanos"` + u32,
+//!   `15` + 2.
+//! - **Bytes**: `Vec<u8>` and `[u8]` are sequences of `u8` values (as in serde).
+//!   [`AsBytes`] and `bytes::Bytes` use the bytes form, as does serde's `serialize_bytes`
+//!   (`serde_bytes`).
+//!
+//! ## The serde bridge
+//!
+//! [`KeyHasher::write_serde`] hashes any `serde::Serialize` value by mapping serde's data model
+//! onto the forms above: `bool`, integers (including `i128`/`u128`), floats, `char`, `str`,
+//! bytes, `None`/`Some`, unit, unit struct (unit), newtype struct (transparent), sequence,
+//! tuple, tuple struct (tuple form), map, struct, and the four variant kinds, exactly as in the
+//! table. For the same value the bridge and the native impls produce the same bytes: strings,
+//! integers, floats, options, vectors, tuples, arrays, maps, `Duration`, smart pointers.
+//! `collect_str` is written as a string (the value is formatted twice, to learn its length
+//! without allocating). The bridge reports itself as human-readable (serde's default), so
+//! types with two representations hash their human-readable one (e.g. a `Uuid` or an
+//! `IpAddr` as its text).
+//!
+//! Limits of the bridge, because serde hides structure:
+//!
+//! - Serde has no set type: a `HashSet`/`BTreeSet` arrives as a plain sequence. A `BTreeSet`
+//!   is still deterministic, but a `HashSet` inside a foreign `Serialize` type is hashed in
+//!   iteration order, which differs between processes: such a key is useless. Give those types
+//!   a native [`IdempotencyKey`] impl (or exclude the field). Sets hashed natively use the set
+//!   form and so differ from the same set through the bridge.
+//! - Field order of serde structs is serialization order (see Structs above), and a
+//!   `#[serde(flatten)]` struct arrives as a map.
+//! - Serde attributes change the bytes: `rename`, `tag`, `untagged`, `skip_serializing_if`
+//!   etc. are applied before the bridge sees the value.
+//! - If a `Serialize` impl fails, the first error is recorded; [`KeyHasher::finish_key`] /
+//!   [`KeyHasher::finish_fingerprint`] then return
+//!   [`Error::KeyMaterial`](crate::Error::KeyMaterial). Nothing panics.
+//!
+//! ## Allocation
+//!
+//! Hashing allocates nothing for every form except maps and sets of more than 8 entries, which
+//! allocate one vector for their entry digests (plus one per nested map or set of that size).
+//! A failing `Serialize` impl allocates its error message.
+//!
+//! ## Determinism
+//!
+//! Nothing in the encoding depends on the platform, the compiler, the process or a random seed:
+//! `std::hash::Hash` is never used, integer widths are fixed, and unordered containers are
+//! sorted by digest.
+
+mod digest;
+mod hasher;
+mod impls;
+mod serde_bridge;
+
+pub use digest::{Fingerprint, Key, ParseDigestError};
+pub use hasher::{IdempotencyKey, KeyHasher};
+pub use impls::AsBytes;

@@ -1,0 +1,76 @@
+//! # idem — idempotent async operations
+//!
+//! The same request twice runs the body once; the second call gets the recorded result back.
+//! Concurrent duplicates never both run while the first caller's lease is alive, not even
+//! across processes (with a shared store).
+//!
+//! - **Keys** ([`key`]): blake3 digests of a canonical, documented, platform-independent
+//!   encoding of the inputs ([`IdempotencyKey`], with a serde bridge for foreign types).
+//! - **Records** ([`store`], [`record`]): absent → in progress (fencing [`Token`], lease) →
+//!   completed (value kept for a TTL), one atomic step at a time, in a [`Store`]: the in-process
+//!   [`MemoryStore`] by default.
+//! - **The engine** ([`Operation`], [`Call::run`]): claim, run, record; replay; wait for or reject
+//!   a running duplicate; release on `Err`, panic or cancellation; lease renewal for long bodies.
+//! - **The explicit API** ([`Idempotency`]) for code that places the body itself.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use idem_runtime::Operation;
+//!
+//! static CHARGE: Operation = Operation::new("payments.charge");
+//! static RUNS: AtomicU32 = AtomicU32::new(0);
+//!
+//! async fn charge(customer: &str, cents: u64) -> Result<String, idem_runtime::Error> {
+//!     let key = CHARGE.key(&(customer, cents))?;
+//!     CHARGE.call(key).run(async {
+//!         RUNS.fetch_add(1, Ordering::SeqCst); // the side effect
+//!         Ok(format!("receipt for {cents} cents"))
+//!     }).await
+//! }
+//!
+//! let first = charge("cus_42", 1999).await?;
+//! let second = charge("cus_42", 1999).await?;   // replayed
+//! assert_eq!(first, second);
+//! assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! ## The guarantee, stated honestly
+//!
+//! At most one execution per key per live lease, and every caller gets the one recorded result.
+//! A body that already caused an external effect and is then cancelled or crashes may run again
+//! after its claim is released or its lease lapses; to close that gap, read the call's key with
+//! [`current()`] inside the body and pass it downstream (e.g. as a payment provider's
+//! `Idempotency-Key`).
+//!
+//! Requires a tokio runtime with the time driver enabled (`#[tokio::main]` and `#[tokio::test]`
+//! enable it).
+
+#![warn(missing_docs)]
+
+mod context;
+mod engine;
+mod error;
+mod explicit;
+mod global;
+pub mod key;
+mod operation;
+pub mod record;
+pub mod store;
+mod token;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use context::{CallContext, current};
+pub use error::{BoxError, Error};
+pub use explicit::{Check, Claimed, Idempotency, Start};
+pub use global::{install, install_shared, set_strict, store_name, with_store};
+pub use idem_macros::{IdempotencyKey, idempotent};
+pub use key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
+pub use operation::{
+    Call, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT_TIMEOUT, Location, OnConflict, Operation,
+};
+pub use store::{MemoryStore, Store};
+pub use token::Token;

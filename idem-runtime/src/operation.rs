@@ -1,0 +1,236 @@
+//! Operations: the static description of one idempotent function, and the calls made with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::global::{self, Resolved};
+use crate::key::{IdempotencyKey, KeyHasher};
+use crate::store::Store;
+use crate::{Error, Fingerprint, Key};
+
+/// Default time a completed record is kept: 24 hours.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default lease of an in-progress record: 60 seconds.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Default time a duplicate waits for the running call: 30 seconds.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a call does when another call with the same key is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Wait for the running call (up to the wait timeout) and return its result.
+    Wait,
+    /// Return [`Error::InFlight`] at once.
+    Reject,
+}
+
+/// Where an operation is defined (filled in by `#[idempotent]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// `module_path!()` of the function.
+    pub module: &'static str,
+    /// `file!()`.
+    pub file: &'static str,
+    /// `line!()`.
+    pub line: u32,
+}
+
+/// The static description of an idempotent operation: its stable name, version and timings.
+///
+/// `#[idempotent]` generates one per function. Code that cannot use the attribute builds one as a
+/// `static` and runs calls through it:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
+/// use std::time::Duration;
+/// use idem_runtime::Operation;
+///
+/// static CHARGE: Operation = Operation::new("payments.charge").with_ttl(Duration::from_secs(3600));
+///
+/// let key = CHARGE.key(&("cus_42", 1999u64))?;
+/// let first: Result<String, idem_runtime::Error> =
+///     CHARGE.call(key).run(async { Ok("rcpt_1".to_owned()) }).await;
+/// let again: Result<String, idem_runtime::Error> =
+///     CHARGE.call(key).run(async { Ok("rcpt_2".to_owned()) }).await;
+/// assert_eq!(first?, again?); // the second body never ran
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    name: &'static str,
+    version: u32,
+    ttl: Duration,
+    lease: Duration,
+    on_conflict: OnConflict,
+    wait_timeout: Duration,
+    location: Option<Location>,
+}
+
+impl Operation {
+    /// An operation named `name` with default settings: version 0, TTL 24 h, lease 60 s, wait
+    /// up to 30 s for a running duplicate.
+    ///
+    /// The name is part of every key: keep it stable (e.g. `"payments.charge"`).
+    pub const fn new(name: &'static str) -> Self {
+        Operation {
+            name,
+            version: 0,
+            ttl: DEFAULT_TTL,
+            lease: DEFAULT_LEASE,
+            on_conflict: OnConflict::Wait,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            location: None,
+        }
+    }
+
+    /// Sets the version; bumping it gives every call a fresh key (old records are ignored).
+    pub const fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// How long a completed record is kept, measured from completion.
+    pub const fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a claim lives without renewal. The engine renews it every third of the lease
+    /// while the body runs; after a crash, others may take the key over once it lapses.
+    pub const fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// What to do when the same key is already running.
+    pub const fn with_on_conflict(mut self, on_conflict: OnConflict) -> Self {
+        self.on_conflict = on_conflict;
+        self
+    }
+
+    /// How long a duplicate waits for the running call before [`Error::InFlight`].
+    pub const fn with_wait_timeout(mut self, wait_timeout: Duration) -> Self {
+        self.wait_timeout = wait_timeout;
+        self
+    }
+
+    /// Records where the operation is defined.
+    pub const fn with_location(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// The stable name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The version.
+    pub const fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The TTL of completed records.
+    pub const fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The lease of in-progress records.
+    pub const fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The conflict policy.
+    pub const fn on_conflict(&self) -> OnConflict {
+        self.on_conflict
+    }
+
+    /// The wait timeout.
+    pub const fn wait_timeout(&self) -> Duration {
+        self.wait_timeout
+    }
+
+    /// Where the operation is defined, if known.
+    pub const fn location(&self) -> Option<Location> {
+        self.location
+    }
+
+    /// The key of a call whose key material is `material` (no scope).
+    pub fn key<M: IdempotencyKey + ?Sized>(&self, material: &M) -> Result<Key, Error> {
+        let mut hasher = KeyHasher::for_key(self.name, self.version);
+        hasher.unscoped();
+        material.write_key(&mut hasher);
+        hasher.finish_key()
+    }
+
+    /// The key of a call with key material `material` that belongs to `scope` (a tenant or
+    /// account): the same material in two scopes gives two keys.
+    pub fn scoped_key<S, M>(&self, scope: &S, material: &M) -> Result<Key, Error>
+    where
+        S: IdempotencyKey + ?Sized,
+        M: IdempotencyKey + ?Sized,
+    {
+        let mut hasher = KeyHasher::for_key(self.name, self.version);
+        hasher.scoped();
+        scope.write_key(&mut hasher);
+        material.write_key(&mut hasher);
+        hasher.finish_key()
+    }
+
+    /// The fingerprint of a payload (the arguments that are not part of the key).
+    pub fn fingerprint<P: IdempotencyKey + ?Sized>(&self, payload: &P) -> Result<Fingerprint, Error> {
+        let mut hasher = KeyHasher::for_fingerprint(self.name, self.version);
+        payload.write_key(&mut hasher);
+        hasher.finish_fingerprint()
+    }
+
+    /// Starts describing a call with `key`; finish with [`Call::run`].
+    pub fn call(&self, key: Key) -> Call<'_> {
+        Call {
+            operation: self,
+            key,
+            fingerprint: Fingerprint::NONE,
+            store: None,
+        }
+    }
+
+    /// Deletes the record of `key` in the current store, whatever its state, so the next call
+    /// runs the body again (a manual retry). `Ok(true)` if a live record was removed.
+    pub async fn forget(&self, key: &Key) -> Result<bool, Error> {
+        let resolved = global::resolve()?;
+        let removed = resolved.get().remove(key).await?;
+        tracing::debug!(target: "idem", operation = self.name, %key, removed, "forget");
+        Ok(removed)
+    }
+}
+
+/// One call of an [`Operation`], being described.
+#[must_use = "a call does nothing until `.run(body).await`"]
+pub struct Call<'a> {
+    pub(crate) operation: &'a Operation,
+    pub(crate) key: Key,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) store: Option<Arc<dyn Store>>,
+}
+
+impl Call<'_> {
+    /// The payload fingerprint to store with the claim; a later call with the same key and a
+    /// different fingerprint gets [`Error::PayloadMismatch`]. Default: [`Fingerprint::NONE`].
+    pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    /// Uses `store` instead of the task's or the process-wide store.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub(crate) fn resolve_store(&mut self) -> Result<Resolved, Error> {
+        match self.store.take() {
+            Some(store) => Ok(Resolved::Scoped(store)),
+            None => global::resolve(),
+        }
+    }
+}

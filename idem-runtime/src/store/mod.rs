@@ -1,0 +1,151 @@
+//! Where records live: the [`Store`] trait and the built-in [`MemoryStore`].
+//!
+//! A store keeps one record per [`Key`]: absent, *in progress* (a claim with a fencing
+//! [`Token`], a fingerprint and a lease) or *completed* (a fingerprint and the encoded value,
+//! kept for a TTL). Every method is one atomic step on the backend; lease and TTL are durations
+//! the store measures with its own clock, never absolute times from the application.
+//!
+//! Custom backends implement [`Store`] and are used as `Arc<dyn Store>`. The methods return
+//! boxed futures so the trait stays object-safe; the built-in memory store is also dispatched
+//! statically by the engine, so its replay path allocates nothing.
+
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+use crate::{Error, Fingerprint, Key, Token};
+
+/// The future a [`Store`] method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// The answer to [`Store::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was absent (never seen, expired, released, or its lease had lapsed): the caller
+    /// now owns it with the token it sent.
+    Acquired,
+    /// A completed record exists.
+    Completed {
+        /// The fingerprint recorded by the call that completed it.
+        fingerprint: Fingerprint,
+        /// The record bytes (see [`crate::record`]).
+        value: Bytes,
+    },
+    /// Another caller's claim is alive.
+    InProgress {
+        /// The fingerprint of the running call.
+        fingerprint: Fingerprint,
+        /// How long its lease still lasts.
+        remaining: Duration,
+    },
+}
+
+/// A record as [`Store::get`] sees it. Expired records are reported as absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A claim is alive.
+    InProgress {
+        /// The fingerprint of the running call.
+        fingerprint: Fingerprint,
+        /// How long its lease still lasts.
+        remaining: Duration,
+    },
+    /// A completed record.
+    Completed {
+        /// The recorded fingerprint.
+        fingerprint: Fingerprint,
+        /// The record bytes.
+        value: Bytes,
+        /// How long the record is still kept.
+        expires_in: Duration,
+    },
+}
+
+/// A backend for idempotency records.
+///
+/// Implementations must make each method a single atomic step: two callers can never both get
+/// [`Claim::Acquired`] for a live key, and `complete`, `release` and `renew` change the record
+/// only while `token` is its current token (they answer `Ok(false)` otherwise). The conformance
+/// suite in `idem-tests` checks all of this for every store.
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and errors (`"memory"`, `"redis"`, `"postgres"`).
+    fn name(&self) -> &'static str;
+
+    /// Atomically claims `key` for `token` with `lease`, or reports the record that holds it.
+    ///
+    /// An absent, expired or lease-lapsed record is replaced by an in-progress record carrying
+    /// `fingerprint` and `token`.
+    fn claim<'a>(
+        &'a self,
+        key: &'a Key,
+        fingerprint: &'a Fingerprint,
+        token: Token,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim>;
+
+    /// Turns the in-progress record owned by `token` into a completed record holding `value`,
+    /// kept for `ttl` from now. `Ok(false)`: `token` no longer owns the key (lease lost).
+    fn complete<'a>(
+        &'a self,
+        key: &'a Key,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Deletes the in-progress record owned by `token`, so the next call runs again.
+    /// `Ok(false)`: `token` did not own the key.
+    fn release<'a>(&'a self, key: &'a Key, token: Token) -> StoreFuture<'a, bool>;
+
+    /// Extends the lease of the record owned by `token` to `lease` from now.
+    /// `Ok(false)`: `token` no longer owns the key.
+    fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool>;
+
+    /// Reads the record of `key`; expired records are `None`.
+    fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>>;
+
+    /// Deletes the record of `key` whatever its state (a manual "forget"). `Ok(true)` if a live
+    /// record was removed. Removing an in-progress record makes its owner's `complete` fail.
+    fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool>;
+
+    /// Deletes up to `limit` expired records and returns how many it deleted.
+    fn purge_expired(&self, limit: usize) -> StoreFuture<'_, usize>;
+
+    /// Resolves when the record of `key` may have left the in-progress state, or after `max` at
+    /// the latest. Callers re-read the record afterwards; spurious wake-ups are allowed.
+    ///
+    /// The default polls: it sleeps a random interval between 10 and 200 ms (capped by `max`),
+    /// so that many waiters on one key do not hit the backend in lockstep. Backends with change
+    /// notifications override it.
+    fn wait_for_change<'a>(&'a self, key: &'a Key, max: Duration) -> StoreFuture<'a, ()> {
+        let _ = key;
+        Box::pin(async move {
+            tokio::time::sleep(max.min(poll_interval())).await;
+            Ok(())
+        })
+    }
+
+    /// The memory store behind this trait object, if it is one; lets the engine skip the boxed
+    /// futures on its fast path.
+    #[doc(hidden)]
+    fn as_memory(&self) -> Option<&MemoryStore> {
+        None
+    }
+}
+
+/// A jittered polling interval between 10 and 200 ms, for stores without change notifications.
+pub fn poll_interval() -> Duration {
+    // splitmix64 over a fresh token: cheap, well-spread bits without an RNG dependency.
+    let mut z = u64::from_be_bytes(Token::generate().to_bytes()[8..].try_into().unwrap_or_default());
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    Duration::from_millis(10 + z % 191)
+}
