@@ -118,7 +118,7 @@ where
     let value = match outcome {
         Ok(value) => value,
         Err(error) => {
-            guard.release().await;
+            guard.release_quietly().await;
             tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
             return Err(error);
         }
@@ -126,7 +126,7 @@ where
     let bytes = match record::encode(op.name(), &value) {
         Ok(bytes) => bytes,
         Err(error) => {
-            guard.release().await;
+            guard.release_quietly().await;
             return Err(error.into());
         }
     };
@@ -334,19 +334,21 @@ impl<'a> ClaimGuard<'a> {
         self.armed = false;
     }
 
-    /// Releases now and waits for the store's answer (errors are logged: the lease is the
-    /// backstop).
-    pub(crate) async fn release(&mut self) -> bool {
+    /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
+    /// more (lease lapsed or record removed).
+    pub(crate) async fn release(&mut self) -> Result<bool, Error> {
         self.armed = false;
         match Backend::of(&self.store) {
-            Backend::Memory(m) => m.release_now(&self.key, self.token),
-            Backend::Dyn(s) => match s.release(&self.key, self.token).await {
-                Ok(released) => released,
-                Err(error) => {
-                    tracing::warn!(target: "idem", key = %self.key, %error, "release failed; the lease will expire instead");
-                    false
-                }
-            },
+            Backend::Memory(m) => Ok(m.release_now(&self.key, self.token)),
+            Backend::Dyn(s) => s.release(&self.key, self.token).await,
+        }
+    }
+
+    /// [`release`](Self::release) on the engine's error paths, where the caller's own error
+    /// wins: a failure is logged and the lease expires instead.
+    async fn release_quietly(&mut self) {
+        if let Err(error) = self.release().await {
+            tracing::warn!(target: "idem", key = %self.key, %error, "release failed; the lease will expire instead");
         }
     }
 }

@@ -198,9 +198,9 @@ impl<T: Serialize> Claimed<T> {
     }
 
     /// Gives the key back without a result, so a later call runs again.
-    pub async fn fail(mut self) -> Result<(), Error> {
-        self.guard.release().await;
-        Ok(())
+    /// `Ok(false)` if the claim had already lapsed or been removed.
+    pub async fn fail(mut self) -> Result<bool, Error> {
+        self.guard.release().await
     }
 }
 

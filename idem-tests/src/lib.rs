@@ -1,1 +1,3 @@
-//! Shared helpers for idem's integration tests.
+//! Shared helpers for idem's integration tests: the store conformance suite.
+
+pub mod conformance;

@@ -1,0 +1,293 @@
+//! The store conformance suite: the same state-machine tests for every [`Store`].
+//!
+//! Each check takes a fresh store (its own keys: tests never share state) and uses real, short
+//! durations, because remote stores measure leases and TTLs with their own clocks.
+//! Instantiate the whole suite for a backend with [`conformance_suite!`](crate::conformance_suite).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use idem_runtime::store::{Claim, Record, Store};
+use idem_runtime::{Error, Fingerprint, Key, Operation, Token};
+
+const LEASE: Duration = Duration::from_millis(300);
+const TTL: Duration = Duration::from_secs(60);
+
+fn fp(n: u8) -> Fingerprint {
+    Fingerprint::from_bytes([n; 32])
+}
+
+/// A key no other test uses.
+pub fn unique_key(label: &str) -> Key {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Operation::new("conformance")
+        .key(&(label, n, std::process::id(), Token::generate().to_string()))
+        .expect("key material is plain data")
+}
+
+fn value(text: &str) -> Bytes {
+    idem_runtime::record::encode("conformance", &text).expect("a string encodes")
+}
+
+/// Absent → claim → in progress for everyone else, with the owner's fingerprint.
+pub async fn claim_is_exclusive(store: Arc<dyn Store>) {
+    let key = unique_key("exclusive");
+    let (a, b) = (Token::generate(), Token::generate());
+    assert_eq!(store.claim(&key, &fp(1), a, LEASE).await.unwrap(), Claim::Acquired);
+    match store.claim(&key, &fp(2), b, LEASE).await.unwrap() {
+        Claim::InProgress {
+            fingerprint,
+            remaining,
+        } => {
+            assert_eq!(fingerprint, fp(1));
+            assert!(remaining <= LEASE && remaining > Duration::ZERO, "{remaining:?}");
+        }
+        other => panic!("second claim must see the first: {other:?}"),
+    }
+    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+}
+
+/// In progress → completed; a claim then returns the value and fingerprint.
+pub async fn complete_then_replay(store: Arc<dyn Store>) {
+    let key = unique_key("complete");
+    let token = Token::generate();
+    store.claim(&key, &fp(3), token, LEASE).await.unwrap();
+    assert!(store.complete(&key, token, value("done"), TTL).await.unwrap());
+    let claim = store.claim(&key, &fp(9), Token::generate(), LEASE).await.unwrap();
+    assert_eq!(
+        claim,
+        Claim::Completed {
+            fingerprint: fp(3),
+            value: value("done")
+        }
+    );
+    match store.get(&key).await.unwrap() {
+        Some(Record::Completed {
+            fingerprint,
+            value: v,
+            expires_in,
+        }) => {
+            assert_eq!((fingerprint, v), (fp(3), value("done")));
+            assert!(expires_in <= TTL && expires_in > TTL - Duration::from_secs(10));
+        }
+        other => panic!("expected a completed record, got {other:?}"),
+    }
+    // A completed record cannot be completed, renewed or released again.
+    assert!(!store.complete(&key, token, value("again"), TTL).await.unwrap());
+    assert!(!store.renew(&key, token, LEASE).await.unwrap());
+    assert!(!store.release(&key, token).await.unwrap());
+}
+
+/// Only the current token may complete, release or renew.
+pub async fn writes_are_fenced(store: Arc<dyn Store>) {
+    let key = unique_key("fenced");
+    let (owner, stranger) = (Token::generate(), Token::generate());
+    store.claim(&key, &fp(1), owner, LEASE).await.unwrap();
+    assert!(!store.complete(&key, stranger, value("x"), TTL).await.unwrap());
+    assert!(!store.release(&key, stranger).await.unwrap());
+    assert!(!store.renew(&key, stranger, LEASE).await.unwrap());
+    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+    // Writes on a key nobody claimed are refused too.
+    let absent = unique_key("fenced-absent");
+    assert!(!store.complete(&absent, owner, value("x"), TTL).await.unwrap());
+    assert!(store.get(&absent).await.unwrap().is_none());
+}
+
+/// Release → absent → the next claim acquires.
+pub async fn release_allows_retry(store: Arc<dyn Store>) {
+    let key = unique_key("release");
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, LEASE).await.unwrap();
+    assert!(store.release(&key, token).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_none());
+    assert_eq!(
+        store.claim(&key, &fp(2), Token::generate(), LEASE).await.unwrap(),
+        Claim::Acquired
+    );
+}
+
+/// A lapsed lease lets another caller take over; the old owner is fenced out.
+pub async fn lease_expiry_allows_takeover(store: Arc<dyn Store>) {
+    let key = unique_key("takeover");
+    let (old, new) = (Token::generate(), Token::generate());
+    store.claim(&key, &fp(1), old, Duration::from_millis(100)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.get(&key).await.unwrap().is_none(), "a lapsed lease reads as absent");
+    assert_eq!(store.claim(&key, &fp(1), new, LEASE).await.unwrap(), Claim::Acquired);
+    assert!(!store.complete(&key, old, value("stale"), TTL).await.unwrap());
+    assert!(!store.release(&key, old).await.unwrap());
+    assert!(store.complete(&key, new, value("fresh"), TTL).await.unwrap());
+    assert!(matches!(
+        store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
+        Claim::Completed { value: v, .. } if v == value("fresh")
+    ));
+}
+
+/// Renewal keeps a claim alive past its original lease.
+pub async fn renew_extends_the_lease(store: Arc<dyn Store>) {
+    let key = unique_key("renew");
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, Duration::from_millis(200)).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.renew(&key, token, Duration::from_millis(200)).await.unwrap());
+    }
+    assert!(matches!(
+        store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
+        Claim::InProgress { .. }
+    ));
+    assert!(store.complete(&key, token, value("late"), TTL).await.unwrap());
+}
+
+/// A completed record expires after its TTL and then behaves as absent.
+pub async fn ttl_expiry(store: Arc<dyn Store>) {
+    let key = unique_key("ttl");
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, LEASE).await.unwrap();
+    assert!(store.complete(&key, token, value("short"), Duration::from_millis(100)).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.get(&key).await.unwrap().is_none());
+    assert_eq!(
+        store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
+        Claim::Acquired
+    );
+}
+
+/// `remove` deletes in any state and reports whether a live record was there.
+pub async fn remove_forgets(store: Arc<dyn Store>) {
+    let key = unique_key("remove");
+    assert!(!store.remove(&key).await.unwrap());
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, LEASE).await.unwrap();
+    assert!(store.complete(&key, token, value("v"), TTL).await.unwrap());
+    assert!(store.remove(&key).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_none());
+    // Removing an in-progress record fences its owner out.
+    let owner = Token::generate();
+    store.claim(&key, &fp(1), owner, LEASE).await.unwrap();
+    assert!(store.remove(&key).await.unwrap());
+    assert!(!store.complete(&key, owner, value("v"), TTL).await.unwrap());
+}
+
+/// `purge_expired` deletes expired records, at most `limit`, and counts them.
+pub async fn purge_counts(store: Arc<dyn Store>) {
+    let short = Duration::from_millis(50);
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        let key = unique_key(&format!("purge-{i}"));
+        let token = Token::generate();
+        store.claim(&key, &fp(1), token, LEASE).await.unwrap();
+        store.complete(&key, token, value("p"), short).await.unwrap();
+        keys.push(key);
+    }
+    let live = unique_key("purge-live");
+    let token = Token::generate();
+    store.claim(&live, &fp(1), token, LEASE).await.unwrap();
+    store.complete(&live, token, value("live"), TTL).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stores with native expiry may have dropped some already; what is left is purged.
+    let first = store.purge_expired(2).await.unwrap();
+    assert!(first <= 2, "purge must respect its limit, purged {first}");
+    let rest = store.purge_expired(usize::MAX).await.unwrap();
+    assert!(first + rest <= 5);
+    assert_eq!(store.purge_expired(usize::MAX).await.unwrap(), 0);
+    assert!(store.get(&live).await.unwrap().is_some(), "live records survive a purge");
+    for key in &keys {
+        assert!(store.get(key).await.unwrap().is_none());
+    }
+}
+
+/// A waiter wakes when the record leaves the in-progress state.
+pub async fn waiters_wake_on_completion(store: Arc<dyn Store>) {
+    let key = unique_key("wake");
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, Duration::from_secs(30)).await.unwrap();
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                store.wait_for_change(&key, Duration::from_secs(20)).await.unwrap();
+                if !matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })) {
+                    return started.elapsed();
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(store.complete(&key, token, value("w"), TTL).await.unwrap());
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter must wake well before its 20 s bound")
+        .unwrap();
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// Values are stored byte for byte; undecodable bytes become `Error::Decode` in the engine.
+pub async fn corrupt_record_is_a_decode_error(store: Arc<dyn Store>) {
+    static OP: Operation = Operation::new("conformance.corrupt");
+    let key = unique_key("corrupt");
+    let token = Token::generate();
+    store.claim(&key, &Fingerprint::NONE, token, LEASE).await.unwrap();
+    let garbage = Bytes::from_static(b"idm\x01\x01\x00{not json");
+    assert!(store.complete(&key, token, garbage, TTL).await.unwrap());
+    let out: Result<u32, Error> = OP.call(key).store(store.clone()).run(async { Ok(1) }).await;
+    match out {
+        Err(Error::Decode { operation, reason }) => {
+            assert_eq!(operation, "conformance.corrupt");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected Error::Decode, got {other:?}"),
+    }
+}
+
+/// 1,000 concurrent callers of one key: the body runs once and every caller gets its value.
+pub async fn storm_runs_once(store: Arc<dyn Store>) {
+    static OP: Operation = Operation::new("conformance.storm");
+    let key = unique_key("storm");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (store, runs) = (store.clone(), runs.clone());
+        tasks.push(tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, Error>(String::from("the one result"))
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), "the one result");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Instantiates every conformance check as a `#[tokio::test]` for the store built by
+/// `$factory` (an async expression evaluated inside each test's runtime).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@tests $factory;
+            claim_is_exclusive, complete_then_replay, writes_are_fenced, release_allows_retry,
+            lease_expiry_allows_takeover, renew_extends_the_lease, ttl_expiry, remove_forgets,
+            purge_counts, waiters_wake_on_completion, corrupt_record_is_a_decode_error,
+            storm_runs_once);
+    };
+    (@tests $factory:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn ::idem_runtime::Store> = $factory.await;
+                $crate::conformance::$name(store).await;
+            }
+        )*
+    };
+}

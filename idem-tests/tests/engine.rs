@@ -1,0 +1,537 @@
+//! The engine's state machine, driven through the public API on the memory store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use idem_runtime::store::Record;
+use idem_runtime::{Error, MemoryStore, OnConflict, Operation, Store};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Barrier, Notify, oneshot};
+
+fn store() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+#[tokio::test]
+async fn same_key_twice_runs_once_and_replays() {
+    static OP: Operation = Operation::new("engine.replay");
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"order-1").unwrap();
+    for _ in 0..3 {
+        let out: Result<String, Error> = OP
+            .call(key)
+            .store(store.clone())
+            .run(async {
+                let n = runs.fetch_add(1, Ordering::SeqCst);
+                Ok(format!("run {n}"))
+            })
+            .await;
+        assert_eq!(out.unwrap(), "run 0");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn failure_releases_and_the_retry_runs_again() {
+    static OP: Operation = Operation::new("engine.retry");
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&1u64).unwrap();
+    #[derive(Debug, PartialEq)]
+    enum AppError {
+        Declined,
+        Idem(String),
+    }
+    impl From<Error> for AppError {
+        fn from(e: Error) -> Self {
+            AppError::Idem(e.to_string())
+        }
+    }
+    let first: Result<u32, AppError> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Err(AppError::Declined)
+        })
+        .await;
+    assert_eq!(first, Err(AppError::Declined));
+    assert!(store.get(&key).await.unwrap().is_none(), "an Err leaves no record");
+    let second: Result<u32, AppError> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(7)
+        })
+        .await;
+    assert_eq!(second, Ok(7));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_failed_owner_get_a_retryable_error() {
+    static OP: Operation = Operation::new("engine.owner_failed");
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"k").unwrap();
+    let (fail_now, failed) = oneshot::channel::<()>();
+    let owner = {
+        let (store, runs) = (store.clone(), runs.clone());
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    failed.await.ok();
+                    Err::<u32, Error>(Error::Config("declined".into()))
+                })
+                .await
+        })
+    };
+    while store.get(&key).await.unwrap().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, runs) = (store.clone(), runs.clone());
+            tokio::spawn(async move {
+                OP.call(key)
+                    .store(store)
+                    .run(async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Ok::<u32, Error>(1)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fail_now.send(()).unwrap();
+    assert!(matches!(owner.await.unwrap(), Err(Error::Config(_))));
+    for waiter in waiters {
+        let err = waiter.await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::OwnerFailed { .. }), "{err}");
+        assert!(err.is_retryable());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "waiters must not re-run the body in turn");
+}
+
+#[tokio::test]
+async fn a_panic_releases_the_claim_and_resumes() {
+    static OP: Operation = Operation::new("engine.panic");
+    let store = store();
+    let key = OP.key(&"boom").unwrap();
+    let task = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    if key.as_bytes()[0] < 255 || key.as_bytes()[0] == 255 {
+                        panic!("body exploded");
+                    }
+                    Ok::<u32, Error>(0)
+                })
+                .await
+        })
+    };
+    let joined = task.await.unwrap_err();
+    assert!(joined.is_panic());
+    let message = joined.into_panic();
+    assert_eq!(message.downcast_ref::<&str>(), Some(&"body exploded"));
+    assert!(store.get(&key).await.unwrap().is_none(), "the panic released the claim");
+    let again: Result<u32, Error> = OP.call(key).store(store).run(async { Ok(5) }).await;
+    assert_eq!(again.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_dropped_call_releases_its_claim() {
+    static OP: Operation = Operation::new("engine.cancel");
+    let store = store();
+    let key = OP.key(&"slow").unwrap();
+    let started = Arc::new(Notify::new());
+    let call = {
+        let (store, started) = (store.clone(), started.clone());
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok::<u32, Error>(0)
+                })
+                .await
+        })
+    };
+    started.notified().await;
+    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    assert!(store.get(&key).await.unwrap().is_none(), "no key stays stuck after a drop");
+    let next: Result<u32, Error> = OP.call(key).store(store).run(async { Ok(9) }).await;
+    assert_eq!(next.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn a_timed_out_caller_releases_its_claim() {
+    static OP: Operation = Operation::new("engine.timeout");
+    let store = store();
+    let key = OP.key(&"timeout").unwrap();
+    let call = OP.call(key).store(store.clone()).run(async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<u32, Error>(0)
+    });
+    assert!(tokio::time::timeout(Duration::from_millis(20), call).await.is_err());
+    assert!(store.get(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn reentering_the_same_key_is_an_error_not_a_deadlock() {
+    static OP: Operation = Operation::new("engine.reentrant");
+    let store = store();
+    let key = OP.key(&"again").unwrap();
+    let other = OP.key(&"other").unwrap();
+    let inner_store = store.clone();
+    let out: Result<(u32, String), Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async move {
+            // A different key nests fine.
+            let nested: u32 = OP.call(other).store(inner_store.clone()).run(async { Ok::<_, Error>(3) }).await?;
+            let same: Result<u32, Error> = OP.call(key).store(inner_store).run(async { Ok(4) }).await;
+            Ok((nested, same.unwrap_err().to_string()))
+        })
+        .await;
+    let (nested, message) = out.unwrap();
+    assert_eq!(nested, 3);
+    assert!(message.contains("called itself with its own key"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_callers_with_wait_run_the_body_once() {
+    static OP: Operation = Operation::new("engine.storm");
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"storm").unwrap();
+    let barrier = Arc::new(Barrier::new(1000));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (store, runs, barrier) = (store.clone(), runs.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                OP.call(key)
+                    .store(store)
+                    .run(async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, Error>(vec![1u8, 2, 3])
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), vec![1, 2, 3]);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_callers_with_reject_get_999_in_flight_errors() {
+    static OP: Operation = Operation::new("engine.reject").with_on_conflict(OnConflict::Reject);
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"reject").unwrap();
+    let barrier = Arc::new(Barrier::new(1000));
+    let (hold_tx, hold_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..1000 {
+        let (store, runs, barrier, done) = (store.clone(), runs.clone(), barrier.clone(), done_tx.clone());
+        let mut hold = hold_rx.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let out = OP
+                .call(key)
+                .store(store)
+                .run(async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    // Held until every other caller has been answered.
+                    hold.wait_for(|released| *released).await.ok();
+                    Ok::<_, Error>(42u32)
+                })
+                .await;
+            done.send(out).ok();
+        });
+    }
+    for _ in 0..999 {
+        let out = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await.unwrap().unwrap();
+        assert!(matches!(out, Err(Error::InFlight { .. })), "{out:?}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await.is_err(),
+        "the owner is still held"
+    );
+    hold_tx.send(true).unwrap();
+    assert_eq!(done_rx.recv().await.unwrap().unwrap(), 42);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_keeps_a_slow_body_owned() {
+    static OP: Operation = Operation::new("engine.renewal")
+        .with_lease(Duration::from_secs(3))
+        .with_on_conflict(OnConflict::Reject);
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"slow").unwrap();
+    let owner = {
+        let (store, runs) = (store.clone(), runs.clone());
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(9)).await; // 3× the lease
+                    assert!(!idem_runtime::current().unwrap().lease_lost());
+                    Ok::<_, Error>("slow result".to_owned())
+                })
+                .await
+        })
+    };
+    for probe_at in [2, 4, 6, 8] {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let probe: Result<String, Error> = OP.call(key).store(store.clone()).run(async { Ok("intruder".into()) }).await;
+        assert!(matches!(probe, Err(Error::InFlight { .. })), "probe at ~{probe_at}s: {probe:?}");
+    }
+    assert_eq!(owner.await.unwrap().unwrap(), "slow result");
+    let replay: Result<String, Error> = OP.call(key).store(store).run(async { Ok("intruder".into()) }).await;
+    assert_eq!(replay.unwrap(), "slow result");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_is_visible_to_the_body_and_fails_complete() {
+    static OP: Operation = Operation::new("engine.lease_lost").with_lease(Duration::from_secs(3));
+    let store = store();
+    let key = OP.key(&"lost").unwrap();
+    let saw_loss = Arc::new(AtomicUsize::new(0));
+    let owner = {
+        let (store, saw_loss) = (store.clone(), saw_loss.clone());
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async move {
+                    let me = idem_runtime::current().expect("inside a body");
+                    while !me.lease_lost() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    saw_loss.store(1, Ordering::SeqCst);
+                    Ok::<_, Error>(1u8)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // An operator forgets the key while the body runs: the next renewal finds a stranger's record.
+    assert!(OP.call(key).store(store.clone()).run(async { Ok::<u8, Error>(0) }).await.is_err());
+    assert!(store.remove(&key).await.unwrap());
+    let intruder: Result<u8, Error> = OP.call(key).store(store.clone()).run(async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok(2)
+    }).await;
+    assert_eq!(intruder.unwrap(), 2);
+    let out = owner.await.unwrap();
+    assert!(matches!(out, Err(Error::LeaseLost { .. })), "{out:?}");
+    assert_eq!(saw_loss.load(Ordering::SeqCst), 1);
+    // The fenced-out owner did not overwrite the new owner's record.
+    let replay: Result<u8, Error> = OP.call(key).store(store).run(async { Ok(3) }).await;
+    assert_eq!(replay.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn payload_mismatch_against_in_progress_and_completed_records() {
+    static OP: Operation = Operation::new("engine.mismatch");
+    let store = store();
+    let key = OP.key(&"client-key-1").unwrap();
+    let (ours, theirs) = (OP.fingerprint(&("alice", 100u64)).unwrap(), OP.fingerprint(&("bob", 100u64)).unwrap());
+    assert_ne!(ours, theirs);
+    let (release, released) = oneshot::channel::<()>();
+    let owner = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            OP.call(key)
+                .fingerprint(ours)
+                .store(store)
+                .run(async {
+                    released.await.ok();
+                    Ok::<_, Error>(100u64)
+                })
+                .await
+        })
+    };
+    while store.get(&key).await.unwrap().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let during: Result<u64, Error> = OP.call(key).fingerprint(theirs).store(store.clone()).run(async { Ok(0) }).await;
+    assert!(matches!(during, Err(Error::PayloadMismatch { .. })), "{during:?}");
+    release.send(()).unwrap();
+    assert_eq!(owner.await.unwrap().unwrap(), 100);
+    let after: Result<u64, Error> = OP.call(key).fingerprint(theirs).store(store.clone()).run(async { Ok(0) }).await;
+    let err = after.unwrap_err();
+    assert!(matches!(err, Error::PayloadMismatch { .. }));
+    assert!(err.to_string().contains("different payload"));
+    let same: Result<u64, Error> = OP.call(key).fingerprint(ours).store(store).run(async { Ok(0) }).await;
+    assert_eq!(same.unwrap(), 100);
+}
+
+#[tokio::test]
+async fn the_body_reads_its_own_key_and_token() {
+    static OP: Operation = Operation::new("engine.context");
+    assert!(idem_runtime::current().is_none());
+    let key = OP.key(&"ctx").unwrap();
+    let seen: Result<(String, String, String), Error> = OP
+        .call(key)
+        .store(store())
+        .run(async {
+            let me = idem_runtime::current().unwrap();
+            Ok((me.operation().to_owned(), me.key().to_string(), me.token().to_string()))
+        })
+        .await;
+    let (operation, seen_key, token) = seen.unwrap();
+    assert_eq!(operation, "engine.context");
+    assert_eq!(seen_key, key.to_string());
+    assert_eq!(token.len(), 32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ttl_expiry_runs_the_body_again() {
+    static OP: Operation = Operation::new("engine.ttl").with_ttl(Duration::from_secs(60));
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"ttl").unwrap();
+    let call = || {
+        let runs = runs.clone();
+        OP.call(key).store(store.clone()).run(async move { Ok::<_, Error>(runs.fetch_add(1, Ordering::SeqCst)) })
+    };
+    assert_eq!(call().await.unwrap(), 0);
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(call().await.unwrap(), 0, "still within the TTL");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(call().await.unwrap(), 1, "expired: the body runs again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_gives_up_after_the_wait_timeout() {
+    static OP: Operation = Operation::new("engine.wait_timeout").with_wait_timeout(Duration::from_secs(2));
+    let store = store();
+    let key = OP.key(&"busy").unwrap();
+    let owner = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok::<_, Error>(1u8)
+                })
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let started = tokio::time::Instant::now();
+    let waited: Result<u8, Error> = OP.call(key).store(store.clone()).run(async { Ok(2) }).await;
+    assert!(matches!(waited, Err(Error::InFlight { .. })), "{waited:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(owner.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn self_describing_values_round_trip_through_a_replay() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[serde(untagged)]
+    enum Untagged {
+        Number(u64),
+        Text(String),
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[serde(tag = "type")]
+    enum Internal {
+        Card { last4: String },
+        Wire,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Base {
+        id: String,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Receipt {
+        #[serde(flatten)]
+        base: Base,
+        amount: Untagged,
+        method: Internal,
+        extra: serde_json::Value,
+    }
+    static OP: Operation = Operation::new("engine.serde");
+    let store = store();
+    let key = OP.key(&"serde").unwrap();
+    let receipt = Receipt {
+        base: Base { id: "r1".into() },
+        amount: Untagged::Text("12.50".into()),
+        method: Internal::Card { last4: "4242".into() },
+        extra: serde_json::json!({"nested": [1, "two", null, {"x": 1.5}]}),
+    };
+    let first = OP.call(key).store(store.clone()).run(async { Ok::<_, Error>(receipt.clone()) }).await.unwrap();
+    let replay = OP
+        .call(key)
+        .store(store)
+        .run(async {
+            let ran_again: Result<Receipt, Error> = Err(Error::Config("the body must not run on a replay".into()));
+            ran_again
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, receipt);
+    assert_eq!(replay, receipt);
+}
+
+#[tokio::test]
+async fn a_changed_output_type_is_a_decode_error_advising_a_version_bump() {
+    static V0: Operation = Operation::new("engine.decode");
+    static V1: Operation = Operation::new("engine.decode").with_version(1);
+    let store = store();
+    let old: u32 = V0.call(V0.key(&"k").unwrap()).store(store.clone()).run(async { Ok::<_, Error>(5) }).await.unwrap();
+    assert_eq!(old, 5);
+    let changed: Result<Vec<String>, Error> =
+        V0.call(V0.key(&"k").unwrap()).store(store.clone()).run(async { Ok(vec![]) }).await;
+    let err = changed.unwrap_err();
+    assert!(matches!(err, Error::Decode { operation: "engine.decode", .. }));
+    assert!(err.to_string().contains("bump the operation's `version`"), "{err}");
+    let bumped: Vec<String> =
+        V1.call(V1.key(&"k").unwrap()).store(store).run(async { Ok::<_, Error>(vec!["new".into()]) }).await.unwrap();
+    assert_eq!(bumped, vec!["new".to_owned()]);
+}
+
+#[tokio::test]
+async fn an_oversized_value_is_refused_and_the_claim_released() {
+    static OP: Operation = Operation::new("engine.too_large");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::builder().max_value_bytes(64).build());
+    let key = OP.key(&"big").unwrap();
+    let out: Result<String, Error> = OP.call(key).store(store.clone()).run(async { Ok("x".repeat(100)) }).await;
+    assert!(matches!(out, Err(Error::ValueTooLarge { limit: 64, .. })), "{out:?}");
+    assert!(store.get(&key).await.unwrap().is_none());
+    let small: Result<String, Error> = OP.call(key).store(store).run(async { Ok("ok".into()) }).await;
+    assert_eq!(small.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn with_store_scopes_the_store_to_a_task() {
+    static OP: Operation = Operation::new("engine.with_store");
+    let (a, b) = (store(), store());
+    let key = OP.key(&"scoped").unwrap();
+    let in_a: u8 = idem_runtime::with_store(a.clone(), OP.call(key).run(async { Ok::<_, Error>(1) })).await.unwrap();
+    let in_b: u8 = idem_runtime::with_store(b.clone(), OP.call(key).run(async { Ok::<_, Error>(2) })).await.unwrap();
+    assert_eq!((in_a, in_b), (1, 2), "two stores, two records");
+    assert!(a.get(&key).await.unwrap().is_some() && b.get(&key).await.unwrap().is_some());
+    assert!(idem_runtime::with_store(a.clone(), OP.forget(&key)).await.unwrap());
+    assert!(a.get(&key).await.unwrap().is_none());
+}
