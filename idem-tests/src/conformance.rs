@@ -36,18 +36,27 @@ fn value(text: &str) -> Bytes {
 pub async fn claim_is_exclusive(store: Arc<dyn Store>) {
     let key = unique_key("exclusive");
     let (a, b) = (Token::generate(), Token::generate());
-    assert_eq!(store.claim(&key, &fp(1), a, LEASE).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        store.claim(&key, &fp(1), a, LEASE).await.unwrap(),
+        Claim::Acquired
+    );
     match store.claim(&key, &fp(2), b, LEASE).await.unwrap() {
         Claim::InProgress {
             fingerprint,
             remaining,
         } => {
             assert_eq!(fingerprint, fp(1));
-            assert!(remaining <= LEASE && remaining > Duration::ZERO, "{remaining:?}");
+            assert!(
+                remaining <= LEASE && remaining > Duration::ZERO,
+                "{remaining:?}"
+            );
         }
         other => panic!("second claim must see the first: {other:?}"),
     }
-    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::InProgress { .. })
+    ));
 }
 
 /// In progress → completed; a claim then returns the value and fingerprint.
@@ -55,8 +64,16 @@ pub async fn complete_then_replay(store: Arc<dyn Store>) {
     let key = unique_key("complete");
     let token = Token::generate();
     store.claim(&key, &fp(3), token, LEASE).await.unwrap();
-    assert!(store.complete(&key, token, value("done"), TTL).await.unwrap());
-    let claim = store.claim(&key, &fp(9), Token::generate(), LEASE).await.unwrap();
+    assert!(
+        store
+            .complete(&key, token, value("done"), TTL)
+            .await
+            .unwrap()
+    );
+    let claim = store
+        .claim(&key, &fp(9), Token::generate(), LEASE)
+        .await
+        .unwrap();
     assert_eq!(
         claim,
         Claim::Completed {
@@ -76,7 +93,12 @@ pub async fn complete_then_replay(store: Arc<dyn Store>) {
         other => panic!("expected a completed record, got {other:?}"),
     }
     // A completed record cannot be completed, renewed or released again.
-    assert!(!store.complete(&key, token, value("again"), TTL).await.unwrap());
+    assert!(
+        !store
+            .complete(&key, token, value("again"), TTL)
+            .await
+            .unwrap()
+    );
     assert!(!store.renew(&key, token, LEASE).await.unwrap());
     assert!(!store.release(&key, token).await.unwrap());
 }
@@ -86,13 +108,26 @@ pub async fn writes_are_fenced(store: Arc<dyn Store>) {
     let key = unique_key("fenced");
     let (owner, stranger) = (Token::generate(), Token::generate());
     store.claim(&key, &fp(1), owner, LEASE).await.unwrap();
-    assert!(!store.complete(&key, stranger, value("x"), TTL).await.unwrap());
+    assert!(
+        !store
+            .complete(&key, stranger, value("x"), TTL)
+            .await
+            .unwrap()
+    );
     assert!(!store.release(&key, stranger).await.unwrap());
     assert!(!store.renew(&key, stranger, LEASE).await.unwrap());
-    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::InProgress { .. })
+    ));
     // Writes on a key nobody claimed are refused too.
     let absent = unique_key("fenced-absent");
-    assert!(!store.complete(&absent, owner, value("x"), TTL).await.unwrap());
+    assert!(
+        !store
+            .complete(&absent, owner, value("x"), TTL)
+            .await
+            .unwrap()
+    );
     assert!(store.get(&absent).await.unwrap().is_none());
 }
 
@@ -104,7 +139,10 @@ pub async fn release_allows_retry(store: Arc<dyn Store>) {
     assert!(store.release(&key, token).await.unwrap());
     assert!(store.get(&key).await.unwrap().is_none());
     assert_eq!(
-        store.claim(&key, &fp(2), Token::generate(), LEASE).await.unwrap(),
+        store
+            .claim(&key, &fp(2), Token::generate(), LEASE)
+            .await
+            .unwrap(),
         Claim::Acquired
     );
 }
@@ -113,13 +151,32 @@ pub async fn release_allows_retry(store: Arc<dyn Store>) {
 pub async fn lease_expiry_allows_takeover(store: Arc<dyn Store>) {
     let key = unique_key("takeover");
     let (old, new) = (Token::generate(), Token::generate());
-    store.claim(&key, &fp(1), old, Duration::from_millis(100)).await.unwrap();
+    store
+        .claim(&key, &fp(1), old, Duration::from_millis(100))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(store.get(&key).await.unwrap().is_none(), "a lapsed lease reads as absent");
-    assert_eq!(store.claim(&key, &fp(1), new, LEASE).await.unwrap(), Claim::Acquired);
-    assert!(!store.complete(&key, old, value("stale"), TTL).await.unwrap());
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "a lapsed lease reads as absent"
+    );
+    assert_eq!(
+        store.claim(&key, &fp(1), new, LEASE).await.unwrap(),
+        Claim::Acquired
+    );
+    assert!(
+        !store
+            .complete(&key, old, value("stale"), TTL)
+            .await
+            .unwrap()
+    );
     assert!(!store.release(&key, old).await.unwrap());
-    assert!(store.complete(&key, new, value("fresh"), TTL).await.unwrap());
+    assert!(
+        store
+            .complete(&key, new, value("fresh"), TTL)
+            .await
+            .unwrap()
+    );
     assert!(matches!(
         store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
         Claim::Completed { value: v, .. } if v == value("fresh")
@@ -130,16 +187,32 @@ pub async fn lease_expiry_allows_takeover(store: Arc<dyn Store>) {
 pub async fn renew_extends_the_lease(store: Arc<dyn Store>) {
     let key = unique_key("renew");
     let token = Token::generate();
-    store.claim(&key, &fp(1), token, Duration::from_millis(200)).await.unwrap();
+    store
+        .claim(&key, &fp(1), token, Duration::from_millis(200))
+        .await
+        .unwrap();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(store.renew(&key, token, Duration::from_millis(200)).await.unwrap());
+        assert!(
+            store
+                .renew(&key, token, Duration::from_millis(200))
+                .await
+                .unwrap()
+        );
     }
     assert!(matches!(
-        store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
+        store
+            .claim(&key, &fp(1), Token::generate(), LEASE)
+            .await
+            .unwrap(),
         Claim::InProgress { .. }
     ));
-    assert!(store.complete(&key, token, value("late"), TTL).await.unwrap());
+    assert!(
+        store
+            .complete(&key, token, value("late"), TTL)
+            .await
+            .unwrap()
+    );
 }
 
 /// A completed record expires after its TTL and then behaves as absent.
@@ -147,12 +220,20 @@ pub async fn ttl_expiry(store: Arc<dyn Store>) {
     let key = unique_key("ttl");
     let token = Token::generate();
     store.claim(&key, &fp(1), token, LEASE).await.unwrap();
-    assert!(store.complete(&key, token, value("short"), Duration::from_millis(100)).await.unwrap());
+    assert!(
+        store
+            .complete(&key, token, value("short"), Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
     assert!(store.get(&key).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(store.get(&key).await.unwrap().is_none());
     assert_eq!(
-        store.claim(&key, &fp(1), Token::generate(), LEASE).await.unwrap(),
+        store
+            .claim(&key, &fp(1), Token::generate(), LEASE)
+            .await
+            .unwrap(),
         Claim::Acquired
     );
 }
@@ -181,13 +262,19 @@ pub async fn purge_counts(store: Arc<dyn Store>) {
         let key = unique_key(&format!("purge-{i}"));
         let token = Token::generate();
         store.claim(&key, &fp(1), token, LEASE).await.unwrap();
-        store.complete(&key, token, value("p"), short).await.unwrap();
+        store
+            .complete(&key, token, value("p"), short)
+            .await
+            .unwrap();
         keys.push(key);
     }
     let live = unique_key("purge-live");
     let token = Token::generate();
     store.claim(&live, &fp(1), token, LEASE).await.unwrap();
-    store.complete(&live, token, value("live"), TTL).await.unwrap();
+    store
+        .complete(&live, token, value("live"), TTL)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Stores with native expiry may have dropped some already; what is left is purged.
     let first = store.purge_expired(2).await.unwrap();
@@ -195,7 +282,10 @@ pub async fn purge_counts(store: Arc<dyn Store>) {
     let rest = store.purge_expired(usize::MAX).await.unwrap();
     assert!(first + rest <= 5);
     assert_eq!(store.purge_expired(usize::MAX).await.unwrap(), 0);
-    assert!(store.get(&live).await.unwrap().is_some(), "live records survive a purge");
+    assert!(
+        store.get(&live).await.unwrap().is_some(),
+        "live records survive a purge"
+    );
     for key in &keys {
         assert!(store.get(key).await.unwrap().is_none());
     }
@@ -205,14 +295,23 @@ pub async fn purge_counts(store: Arc<dyn Store>) {
 pub async fn waiters_wake_on_completion(store: Arc<dyn Store>) {
     let key = unique_key("wake");
     let token = Token::generate();
-    store.claim(&key, &fp(1), token, Duration::from_secs(30)).await.unwrap();
+    store
+        .claim(&key, &fp(1), token, Duration::from_secs(30))
+        .await
+        .unwrap();
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             loop {
-                store.wait_for_change(&key, Duration::from_secs(20)).await.unwrap();
-                if !matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })) {
+                store
+                    .wait_for_change(&key, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                if !matches!(
+                    store.get(&key).await.unwrap(),
+                    Some(Record::InProgress { .. })
+                ) {
                     return started.elapsed();
                 }
             }
@@ -232,7 +331,10 @@ pub async fn corrupt_record_is_a_decode_error(store: Arc<dyn Store>) {
     static OP: Operation = Operation::new("conformance.corrupt");
     let key = unique_key("corrupt");
     let token = Token::generate();
-    store.claim(&key, &Fingerprint::NONE, token, LEASE).await.unwrap();
+    store
+        .claim(&key, &Fingerprint::NONE, token, LEASE)
+        .await
+        .unwrap();
     let garbage = Bytes::from_static(b"idm\x01\x01\x00{not json");
     assert!(store.complete(&key, token, garbage, TTL).await.unwrap());
     let out: Result<u32, Error> = OP.call(key).store(store.clone()).run(async { Ok(1) }).await;

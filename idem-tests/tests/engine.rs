@@ -60,7 +60,10 @@ async fn failure_releases_and_the_retry_runs_again() {
         })
         .await;
     assert_eq!(first, Err(AppError::Declined));
-    assert!(store.get(&key).await.unwrap().is_none(), "an Err leaves no record");
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "an Err leaves no record"
+    );
     let second: Result<u32, AppError> = OP
         .call(key)
         .store(store.clone())
@@ -117,7 +120,11 @@ async fn waiters_on_a_failed_owner_get_a_retryable_error() {
         assert!(matches!(err, Error::OwnerFailed { .. }), "{err}");
         assert!(err.is_retryable());
     }
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "waiters must not re-run the body in turn");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "waiters must not re-run the body in turn"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +150,10 @@ async fn a_panic_releases_the_claim_and_resumes() {
     assert!(joined.is_panic());
     let message = joined.into_panic();
     assert_eq!(message.downcast_ref::<&str>(), Some(&"body exploded"));
-    assert!(store.get(&key).await.unwrap().is_none(), "the panic released the claim");
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "the panic released the claim"
+    );
     let again: Result<u32, Error> = OP.call(key).store(store).run(async { Ok(5) }).await;
     assert_eq!(again.unwrap(), 5);
 }
@@ -168,10 +178,16 @@ async fn a_dropped_call_releases_its_claim() {
         })
     };
     started.notified().await;
-    assert!(matches!(store.get(&key).await.unwrap(), Some(Record::InProgress { .. })));
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::InProgress { .. })
+    ));
     call.abort();
     assert!(call.await.unwrap_err().is_cancelled());
-    assert!(store.get(&key).await.unwrap().is_none(), "no key stays stuck after a drop");
+    assert!(
+        store.get(&key).await.unwrap().is_none(),
+        "no key stays stuck after a drop"
+    );
     let next: Result<u32, Error> = OP.call(key).store(store).run(async { Ok(9) }).await;
     assert_eq!(next.unwrap(), 9);
 }
@@ -185,7 +201,11 @@ async fn a_timed_out_caller_releases_its_claim() {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         Ok::<u32, Error>(0)
     });
-    assert!(tokio::time::timeout(Duration::from_millis(20), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
     assert!(store.get(&key).await.unwrap().is_none());
 }
 
@@ -201,14 +221,22 @@ async fn reentering_the_same_key_is_an_error_not_a_deadlock() {
         .store(store.clone())
         .run(async move {
             // A different key nests fine.
-            let nested: u32 = OP.call(other).store(inner_store.clone()).run(async { Ok::<_, Error>(3) }).await?;
-            let same: Result<u32, Error> = OP.call(key).store(inner_store).run(async { Ok(4) }).await;
+            let nested: u32 = OP
+                .call(other)
+                .store(inner_store.clone())
+                .run(async { Ok::<_, Error>(3) })
+                .await?;
+            let same: Result<u32, Error> =
+                OP.call(key).store(inner_store).run(async { Ok(4) }).await;
             Ok((nested, same.unwrap_err().to_string()))
         })
         .await;
     let (nested, message) = out.unwrap();
     assert_eq!(nested, 3);
-    assert!(message.contains("called itself with its own key"), "{message}");
+    assert!(
+        message.contains("called itself with its own key"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -248,7 +276,12 @@ async fn thousand_callers_with_reject_get_999_in_flight_errors() {
     let (hold_tx, hold_rx) = tokio::sync::watch::channel(false);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..1000 {
-        let (store, runs, barrier, done) = (store.clone(), runs.clone(), barrier.clone(), done_tx.clone());
+        let (store, runs, barrier, done) = (
+            store.clone(),
+            runs.clone(),
+            barrier.clone(),
+            done_tx.clone(),
+        );
         let mut hold = hold_rx.clone();
         tokio::spawn(async move {
             barrier.wait().await;
@@ -266,11 +299,16 @@ async fn thousand_callers_with_reject_get_999_in_flight_errors() {
         });
     }
     for _ in 0..999 {
-        let out = tokio::time::timeout(Duration::from_secs(10), done_rx.recv()).await.unwrap().unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(out, Err(Error::InFlight { .. })), "{out:?}");
     }
     assert!(
-        tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(100), done_rx.recv())
+            .await
+            .is_err(),
         "the owner is still held"
     );
     hold_tx.send(true).unwrap();
@@ -301,11 +339,22 @@ async fn renewal_keeps_a_slow_body_owned() {
     };
     for probe_at in [2, 4, 6, 8] {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let probe: Result<String, Error> = OP.call(key).store(store.clone()).run(async { Ok("intruder".into()) }).await;
-        assert!(matches!(probe, Err(Error::InFlight { .. })), "probe at ~{probe_at}s: {probe:?}");
+        let probe: Result<String, Error> = OP
+            .call(key)
+            .store(store.clone())
+            .run(async { Ok("intruder".into()) })
+            .await;
+        assert!(
+            matches!(probe, Err(Error::InFlight { .. })),
+            "probe at ~{probe_at}s: {probe:?}"
+        );
     }
     assert_eq!(owner.await.unwrap().unwrap(), "slow result");
-    let replay: Result<String, Error> = OP.call(key).store(store).run(async { Ok("intruder".into()) }).await;
+    let replay: Result<String, Error> = OP
+        .call(key)
+        .store(store)
+        .run(async { Ok("intruder".into()) })
+        .await;
     assert_eq!(replay.unwrap(), "slow result");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -334,12 +383,22 @@ async fn a_lost_lease_is_visible_to_the_body_and_fails_complete() {
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
     // An operator forgets the key while the body runs: the next renewal finds a stranger's record.
-    assert!(OP.call(key).store(store.clone()).run(async { Ok::<u8, Error>(0) }).await.is_err());
+    assert!(
+        OP.call(key)
+            .store(store.clone())
+            .run(async { Ok::<u8, Error>(0) })
+            .await
+            .is_err()
+    );
     assert!(store.remove(&key).await.unwrap());
-    let intruder: Result<u8, Error> = OP.call(key).store(store.clone()).run(async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        Ok(2)
-    }).await;
+    let intruder: Result<u8, Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(2)
+        })
+        .await;
     assert_eq!(intruder.unwrap(), 2);
     let out = owner.await.unwrap();
     assert!(matches!(out, Err(Error::LeaseLost { .. })), "{out:?}");
@@ -354,7 +413,10 @@ async fn payload_mismatch_against_in_progress_and_completed_records() {
     static OP: Operation = Operation::new("engine.mismatch");
     let store = store();
     let key = OP.key(&"client-key-1").unwrap();
-    let (ours, theirs) = (OP.fingerprint(&("alice", 100u64)).unwrap(), OP.fingerprint(&("bob", 100u64)).unwrap());
+    let (ours, theirs) = (
+        OP.fingerprint(&("alice", 100u64)).unwrap(),
+        OP.fingerprint(&("bob", 100u64)).unwrap(),
+    );
     assert_ne!(ours, theirs);
     let (release, released) = oneshot::channel::<()>();
     let owner = {
@@ -373,15 +435,33 @@ async fn payload_mismatch_against_in_progress_and_completed_records() {
     while store.get(&key).await.unwrap().is_none() {
         tokio::task::yield_now().await;
     }
-    let during: Result<u64, Error> = OP.call(key).fingerprint(theirs).store(store.clone()).run(async { Ok(0) }).await;
-    assert!(matches!(during, Err(Error::PayloadMismatch { .. })), "{during:?}");
+    let during: Result<u64, Error> = OP
+        .call(key)
+        .fingerprint(theirs)
+        .store(store.clone())
+        .run(async { Ok(0) })
+        .await;
+    assert!(
+        matches!(during, Err(Error::PayloadMismatch { .. })),
+        "{during:?}"
+    );
     release.send(()).unwrap();
     assert_eq!(owner.await.unwrap().unwrap(), 100);
-    let after: Result<u64, Error> = OP.call(key).fingerprint(theirs).store(store.clone()).run(async { Ok(0) }).await;
+    let after: Result<u64, Error> = OP
+        .call(key)
+        .fingerprint(theirs)
+        .store(store.clone())
+        .run(async { Ok(0) })
+        .await;
     let err = after.unwrap_err();
     assert!(matches!(err, Error::PayloadMismatch { .. }));
     assert!(err.to_string().contains("different payload"));
-    let same: Result<u64, Error> = OP.call(key).fingerprint(ours).store(store).run(async { Ok(0) }).await;
+    let same: Result<u64, Error> = OP
+        .call(key)
+        .fingerprint(ours)
+        .store(store)
+        .run(async { Ok(0) })
+        .await;
     assert_eq!(same.unwrap(), 100);
 }
 
@@ -395,7 +475,11 @@ async fn the_body_reads_its_own_key_and_token() {
         .store(store())
         .run(async {
             let me = idem_runtime::current().unwrap();
-            Ok((me.operation().to_owned(), me.key().to_string(), me.token().to_string()))
+            Ok((
+                me.operation().to_owned(),
+                me.key().to_string(),
+                me.token().to_string(),
+            ))
         })
         .await;
     let (operation, seen_key, token) = seen.unwrap();
@@ -411,7 +495,9 @@ async fn ttl_expiry_runs_the_body_again() {
     let key = OP.key(&"ttl").unwrap();
     let call = || {
         let runs = runs.clone();
-        OP.call(key).store(store.clone()).run(async move { Ok::<_, Error>(runs.fetch_add(1, Ordering::SeqCst)) })
+        OP.call(key)
+            .store(store.clone())
+            .run(async move { Ok::<_, Error>(runs.fetch_add(1, Ordering::SeqCst)) })
     };
     assert_eq!(call().await.unwrap(), 0);
     tokio::time::advance(Duration::from_secs(59)).await;
@@ -422,7 +508,8 @@ async fn ttl_expiry_runs_the_body_again() {
 
 #[tokio::test(start_paused = true)]
 async fn waiting_gives_up_after_the_wait_timeout() {
-    static OP: Operation = Operation::new("engine.wait_timeout").with_wait_timeout(Duration::from_secs(2));
+    static OP: Operation =
+        Operation::new("engine.wait_timeout").with_wait_timeout(Duration::from_secs(2));
     let store = store();
     let key = OP.key(&"busy").unwrap();
     let owner = {
@@ -477,15 +564,23 @@ async fn self_describing_values_round_trip_through_a_replay() {
     let receipt = Receipt {
         base: Base { id: "r1".into() },
         amount: Untagged::Text("12.50".into()),
-        method: Internal::Card { last4: "4242".into() },
+        method: Internal::Card {
+            last4: "4242".into(),
+        },
         extra: serde_json::json!({"nested": [1, "two", null, {"x": 1.5}]}),
     };
-    let first = OP.call(key).store(store.clone()).run(async { Ok::<_, Error>(receipt.clone()) }).await.unwrap();
+    let first = OP
+        .call(key)
+        .store(store.clone())
+        .run(async { Ok::<_, Error>(receipt.clone()) })
+        .await
+        .unwrap();
     let replay = OP
         .call(key)
         .store(store)
         .run(async {
-            let ran_again: Result<Receipt, Error> = Err(Error::Config("the body must not run on a replay".into()));
+            let ran_again: Result<Receipt, Error> =
+                Err(Error::Config("the body must not run on a replay".into()));
             ran_again
         })
         .await
@@ -499,15 +594,36 @@ async fn a_changed_output_type_is_a_decode_error_advising_a_version_bump() {
     static V0: Operation = Operation::new("engine.decode");
     static V1: Operation = Operation::new("engine.decode").with_version(1);
     let store = store();
-    let old: u32 = V0.call(V0.key(&"k").unwrap()).store(store.clone()).run(async { Ok::<_, Error>(5) }).await.unwrap();
+    let old: u32 = V0
+        .call(V0.key(&"k").unwrap())
+        .store(store.clone())
+        .run(async { Ok::<_, Error>(5) })
+        .await
+        .unwrap();
     assert_eq!(old, 5);
-    let changed: Result<Vec<String>, Error> =
-        V0.call(V0.key(&"k").unwrap()).store(store.clone()).run(async { Ok(vec![]) }).await;
+    let changed: Result<Vec<String>, Error> = V0
+        .call(V0.key(&"k").unwrap())
+        .store(store.clone())
+        .run(async { Ok(vec![]) })
+        .await;
     let err = changed.unwrap_err();
-    assert!(matches!(err, Error::Decode { operation: "engine.decode", .. }));
-    assert!(err.to_string().contains("bump the operation's `version`"), "{err}");
-    let bumped: Vec<String> =
-        V1.call(V1.key(&"k").unwrap()).store(store).run(async { Ok::<_, Error>(vec!["new".into()]) }).await.unwrap();
+    assert!(matches!(
+        err,
+        Error::Decode {
+            operation: "engine.decode",
+            ..
+        }
+    ));
+    assert!(
+        err.to_string().contains("bump the operation's `version`"),
+        "{err}"
+    );
+    let bumped: Vec<String> = V1
+        .call(V1.key(&"k").unwrap())
+        .store(store)
+        .run(async { Ok::<_, Error>(vec!["new".into()]) })
+        .await
+        .unwrap();
     assert_eq!(bumped, vec!["new".to_owned()]);
 }
 
@@ -516,10 +632,21 @@ async fn an_oversized_value_is_refused_and_the_claim_released() {
     static OP: Operation = Operation::new("engine.too_large");
     let store: Arc<dyn Store> = Arc::new(MemoryStore::builder().max_value_bytes(64).build());
     let key = OP.key(&"big").unwrap();
-    let out: Result<String, Error> = OP.call(key).store(store.clone()).run(async { Ok("x".repeat(100)) }).await;
-    assert!(matches!(out, Err(Error::ValueTooLarge { limit: 64, .. })), "{out:?}");
+    let out: Result<String, Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async { Ok("x".repeat(100)) })
+        .await;
+    assert!(
+        matches!(out, Err(Error::ValueTooLarge { limit: 64, .. })),
+        "{out:?}"
+    );
     assert!(store.get(&key).await.unwrap().is_none());
-    let small: Result<String, Error> = OP.call(key).store(store).run(async { Ok("ok".into()) }).await;
+    let small: Result<String, Error> = OP
+        .call(key)
+        .store(store)
+        .run(async { Ok("ok".into()) })
+        .await;
     assert_eq!(small.unwrap(), "ok");
 }
 
@@ -528,10 +655,20 @@ async fn with_store_scopes_the_store_to_a_task() {
     static OP: Operation = Operation::new("engine.with_store");
     let (a, b) = (store(), store());
     let key = OP.key(&"scoped").unwrap();
-    let in_a: u8 = idem_runtime::with_store(a.clone(), OP.call(key).run(async { Ok::<_, Error>(1) })).await.unwrap();
-    let in_b: u8 = idem_runtime::with_store(b.clone(), OP.call(key).run(async { Ok::<_, Error>(2) })).await.unwrap();
+    let in_a: u8 =
+        idem_runtime::with_store(a.clone(), OP.call(key).run(async { Ok::<_, Error>(1) }))
+            .await
+            .unwrap();
+    let in_b: u8 =
+        idem_runtime::with_store(b.clone(), OP.call(key).run(async { Ok::<_, Error>(2) }))
+            .await
+            .unwrap();
     assert_eq!((in_a, in_b), (1, 2), "two stores, two records");
     assert!(a.get(&key).await.unwrap().is_some() && b.get(&key).await.unwrap().is_some());
-    assert!(idem_runtime::with_store(a.clone(), OP.forget(&key)).await.unwrap());
+    assert!(
+        idem_runtime::with_store(a.clone(), OP.forget(&key))
+            .await
+            .unwrap()
+    );
     assert!(a.get(&key).await.unwrap().is_none());
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use idem_runtime::{Check, Error, Idempotency, MemoryStore, Operation, Start, Store};
 
-fn handle<T: serde::Serialize + serde::de::DeserializeOwned>(name: &'static str) -> (Idempotency<T>, Arc<dyn Store>) {
+fn handle<T: serde::Serialize + serde::de::DeserializeOwned>(
+    name: &'static str,
+) -> (Idempotency<T>, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     (Idempotency::new(Operation::new(name), store.clone()), store)
 }
@@ -15,13 +17,18 @@ async fn start_complete_then_duplicate() {
     let (orders, _) = handle::<String>("explicit.orders");
     let key = orders.key(&"order-1").unwrap();
     assert_eq!(orders.check(&key).await.unwrap(), Check::New);
-    let Start::New(claim) = orders.start(key).await.unwrap() else { panic!("fresh key") };
+    let Start::New(claim) = orders.start(key).await.unwrap() else {
+        panic!("fresh key")
+    };
     assert_eq!(claim.key(), key);
     assert_eq!(orders.check(&key).await.unwrap(), Check::InFlight);
     let busy = orders.start(key).await.unwrap_err();
     assert!(matches!(busy, Error::InFlight { .. }), "{busy}");
     claim.complete(&"created".to_owned()).await.unwrap();
-    assert_eq!(orders.check(&key).await.unwrap(), Check::Duplicate("created".to_owned()));
+    assert_eq!(
+        orders.check(&key).await.unwrap(),
+        Check::Duplicate("created".to_owned())
+    );
     match orders.start(key).await.unwrap() {
         Start::Duplicate(v) => assert_eq!(v, "created"),
         Start::New(_) => panic!("completed keys do not start again"),
@@ -32,23 +39,38 @@ async fn start_complete_then_duplicate() {
 async fn fail_and_drop_release_the_claim() {
     let (jobs, _) = handle::<u32>("explicit.jobs");
     let key = jobs.key(&7u32).unwrap();
-    let Start::New(claim) = jobs.start(key).await.unwrap() else { panic!() };
+    let Start::New(claim) = jobs.start(key).await.unwrap() else {
+        panic!()
+    };
     assert!(claim.fail().await.unwrap());
     assert_eq!(jobs.check(&key).await.unwrap(), Check::New);
-    let Start::New(claim) = jobs.start(key).await.unwrap() else { panic!() };
+    let Start::New(claim) = jobs.start(key).await.unwrap() else {
+        panic!()
+    };
     drop(claim);
-    assert_eq!(jobs.check(&key).await.unwrap(), Check::New, "a dropped guard released the key");
+    assert_eq!(
+        jobs.check(&key).await.unwrap(),
+        Check::New,
+        "a dropped guard released the key"
+    );
     assert!(matches!(jobs.start(key).await.unwrap(), Start::New(_)));
 }
 
 #[tokio::test]
 async fn a_stale_claim_cannot_complete() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let jobs = Idempotency::<u32>::new(Operation::new("explicit.stale").with_lease(Duration::from_millis(50)), store);
+    let jobs = Idempotency::<u32>::new(
+        Operation::new("explicit.stale").with_lease(Duration::from_millis(50)),
+        store,
+    );
     let key = jobs.key(&1u8).unwrap();
-    let Start::New(stale) = jobs.start(key).await.unwrap() else { panic!() };
+    let Start::New(stale) = jobs.start(key).await.unwrap() else {
+        panic!()
+    };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let Start::New(fresh) = jobs.start(key).await.unwrap() else { panic!("lapsed lease is taken over") };
+    let Start::New(fresh) = jobs.start(key).await.unwrap() else {
+        panic!("lapsed lease is taken over")
+    };
     let err = stale.complete(&1).await.unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
     fresh.complete(&2).await.unwrap();
@@ -65,9 +87,14 @@ async fn execute_replays_and_mismatched_payloads_are_refused() {
     let fp_a = payments.operation().fingerprint(&"a").unwrap();
     let fp_b = payments.operation().fingerprint(&"b").unwrap();
     let other = payments.key(&"second-key").unwrap();
-    let Start::New(claim) = payments.start_with(other, fp_a).await.unwrap() else { panic!() };
+    let Start::New(claim) = payments.start_with(other, fp_a).await.unwrap() else {
+        panic!()
+    };
     claim.complete(&5).await.unwrap();
-    assert!(matches!(payments.start_with(other, fp_b).await, Err(Error::PayloadMismatch { .. })));
+    assert!(matches!(
+        payments.start_with(other, fp_b).await,
+        Err(Error::PayloadMismatch { .. })
+    ));
     assert!(payments.forget(&other).await.unwrap());
     assert_eq!(payments.check(&other).await.unwrap(), Check::New);
 }
@@ -75,9 +102,14 @@ async fn execute_replays_and_mismatched_payloads_are_refused() {
 #[tokio::test(start_paused = true)]
 async fn cleanup_counts_expired_records() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let short = Idempotency::<u8>::new(Operation::new("explicit.cleanup").with_ttl(Duration::from_secs(1)), store);
+    let short = Idempotency::<u8>::new(
+        Operation::new("explicit.cleanup").with_ttl(Duration::from_secs(1)),
+        store,
+    );
     for n in 0..3u8 {
-        let r: Result<u8, Error> = short.execute(short.key(&n).unwrap(), || async move { Ok(n) }).await;
+        let r: Result<u8, Error> = short
+            .execute(short.key(&n).unwrap(), || async move { Ok(n) })
+            .await;
         r.unwrap();
     }
     assert_eq!(short.cleanup().await.unwrap(), 0);

@@ -7,7 +7,10 @@ async fn install_once_before_use_and_never_after() {
     static OP: Operation = Operation::new("global.install");
     idem_runtime::install(MemoryStore::builder().max_entries(10).build()).unwrap();
     let again = idem_runtime::install(MemoryStore::new()).unwrap_err();
-    assert!(matches!(&again, Error::Config(m) if m.contains("once at startup")), "{again}");
+    assert!(
+        matches!(&again, Error::Config(m) if m.contains("once at startup")),
+        "{again}"
+    );
     let out: Result<u8, Error> = OP.call(OP.key(&1u8).unwrap()).run(async { Ok(1) }).await;
     assert_eq!(out.unwrap(), 1);
     assert_eq!(idem_runtime::store_name().unwrap(), "memory");

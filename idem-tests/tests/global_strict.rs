@@ -11,10 +11,16 @@ async fn strict_mode_refuses_the_implicit_default() {
     let key = OP.key(&1u8).unwrap();
     let refused: Result<u8, Error> = OP.call(key).run(async { Ok(1) }).await;
     let err = refused.unwrap_err();
-    assert!(matches!(&err, Error::Config(m) if m.contains("strict mode")), "{err}");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("strict mode")),
+        "{err}"
+    );
     // A task-scoped store is explicit, so it is allowed.
-    let scoped: Result<u8, Error> =
-        idem_runtime::with_store(Arc::new(MemoryStore::new()), OP.call(key).run(async { Ok(2) })).await;
+    let scoped: Result<u8, Error> = idem_runtime::with_store(
+        Arc::new(MemoryStore::new()),
+        OP.call(key).run(async { Ok(2) }),
+    )
+    .await;
     assert_eq!(scoped.unwrap(), 2);
     idem_runtime::install(MemoryStore::new()).unwrap();
     let installed: Result<u8, Error> = OP.call(key).run(async { Ok(3) }).await;

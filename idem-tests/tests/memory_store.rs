@@ -19,7 +19,10 @@ fn value() -> bytes::Bytes {
 
 async fn claim(store: &MemoryStore, n: u32) -> Result<Token, Error> {
     let token = Token::generate();
-    match store.claim(&key(n), &Fingerprint::NONE, token, LEASE).await? {
+    match store
+        .claim(&key(n), &Fingerprint::NONE, token, LEASE)
+        .await?
+    {
         Claim::Acquired => Ok(token),
         other => panic!("key {n} should be new, got {other:?}"),
     }
@@ -34,24 +37,40 @@ async fn capacity_is_never_exceeded_and_in_progress_is_never_evicted() {
     }
     assert_eq!(store.len(), 4);
     // Full of in-progress records: a new claim is refused, nothing is evicted.
-    let refused = store.claim(&key(99), &Fingerprint::NONE, Token::generate(), LEASE).await;
+    let refused = store
+        .claim(&key(99), &Fingerprint::NONE, Token::generate(), LEASE)
+        .await;
     let err = refused.unwrap_err();
     assert!(matches!(err, Error::Capacity { max_entries: 4 }), "{err}");
     assert!(err.to_string().contains("max_entries"));
     assert_eq!(store.len(), 4);
     // Complete two (0 first, then 1): they become evictable, oldest completion first.
     for (n, token) in &owners[..2] {
-        assert!(store.complete(&key(*n), *token, value(), TTL).await.unwrap());
+        assert!(
+            store
+                .complete(&key(*n), *token, value(), TTL)
+                .await
+                .unwrap()
+        );
     }
     claim(&store, 10).await.unwrap();
     assert_eq!(store.len(), 4);
-    assert!(store.get(&key(0)).await.unwrap().is_none(), "the least recently completed goes first");
+    assert!(
+        store.get(&key(0)).await.unwrap().is_none(),
+        "the least recently completed goes first"
+    );
     assert!(store.get(&key(1)).await.unwrap().is_some());
     claim(&store, 11).await.unwrap();
     assert!(store.get(&key(1)).await.unwrap().is_none());
     // The in-progress owners were never evicted: they can still complete.
     for (n, token) in &owners[2..] {
-        assert!(store.complete(&key(*n), *token, value(), TTL).await.unwrap(), "owner {n} kept its claim");
+        assert!(
+            store
+                .complete(&key(*n), *token, value(), TTL)
+                .await
+                .unwrap(),
+            "owner {n} kept its claim"
+        );
     }
     assert!(store.len() <= 4);
 }
@@ -60,11 +79,17 @@ async fn capacity_is_never_exceeded_and_in_progress_is_never_evicted() {
 async fn a_full_store_drops_expired_records_first() {
     let store = MemoryStore::builder().shards(1).max_entries(3).build();
     let short = claim(&store, 0).await.unwrap();
-    store.complete(&key(0), short, value(), Duration::from_secs(1)).await.unwrap();
+    store
+        .complete(&key(0), short, value(), Duration::from_secs(1))
+        .await
+        .unwrap();
     let long = claim(&store, 1).await.unwrap();
     store.complete(&key(1), long, value(), TTL).await.unwrap();
     let lapsing = Token::generate();
-    store.claim(&key(2), &Fingerprint::NONE, lapsing, Duration::from_secs(1)).await.unwrap();
+    store
+        .claim(&key(2), &Fingerprint::NONE, lapsing, Duration::from_secs(1))
+        .await
+        .unwrap();
     tokio::time::advance(Duration::from_secs(2)).await;
     claim(&store, 3).await.unwrap();
     // Both expired records (a completed one and a lapsed lease) went before the live one.
@@ -80,7 +105,11 @@ async fn many_keys_over_many_shards_stay_within_the_bound() {
         store.complete(&key(n), token, value(), TTL).await.unwrap();
         assert!(store.len() <= 1000, "bound exceeded at {n}");
     }
-    assert!(store.len() > 500, "eviction should not empty the store: {}", store.len());
+    assert!(
+        store.len() > 500,
+        "eviction should not empty the store: {}",
+        store.len()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -88,11 +117,17 @@ async fn the_sweeper_purges_expired_records() {
     let store = Arc::new(MemoryStore::new());
     let sweeper = store.spawn_sweeper(Duration::from_secs(10));
     let token = claim(&store, 1).await.unwrap();
-    store.complete(&key(1), token, value(), Duration::from_secs(5)).await.unwrap();
+    store
+        .complete(&key(1), token, value(), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(store.len(), 1);
     tokio::time::sleep(Duration::from_secs(21)).await;
     assert_eq!(store.len(), 0, "the sweep removed the expired record");
     drop(store);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert!(sweeper.is_finished(), "the sweeper stops once the store is gone");
+    assert!(
+        sweeper.is_finished(),
+        "the sweeper stops once the store is gone"
+    );
 }
