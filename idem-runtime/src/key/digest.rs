@@ -102,7 +102,10 @@ fn parse_hex(s: &str) -> Result<[u8; 32], ParseDigestError> {
     };
     let mut out = [0u8; 32];
     for (i, pair) in raw.chunks_exact(2).enumerate() {
-        let (hi, lo) = (nibble(pair[0]).ok_or_else(error)?, nibble(pair[1]).ok_or_else(error)?);
+        let (hi, lo) = (
+            nibble(pair[0]).ok_or_else(error)?,
+            nibble(pair[1]).ok_or_else(error)?,
+        );
         out[i] = hi << 4 | lo;
     }
     Ok(out)
@@ -120,7 +123,14 @@ mod tests {
         assert_eq!(shown, shown.to_lowercase());
         assert_eq!(shown.parse::<Key>().unwrap(), key);
         assert_eq!(shown.to_uppercase().parse::<Key>().unwrap(), key);
-        for bad in ["", "abc", &"g".repeat(64), &"0".repeat(63), &"0".repeat(65), &"é".repeat(32)] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &"é".repeat(32),
+        ] {
             let err = bad.parse::<Key>().unwrap_err();
             assert!(err.to_string().contains("64 hexadecimal digits"), "{err}");
         }

@@ -3,6 +3,8 @@
 //! The byte layout written here is specified in the [module docs](crate::key); every writer
 //! names the tag it writes.
 
+use std::cell::RefCell;
+
 use super::digest::{Fingerprint, Key};
 
 /// Types that can be written as idempotency key material.
@@ -25,8 +27,12 @@ pub trait IdempotencyKey {
     fn write_key(&self, out: &mut KeyHasher);
 }
 
-/// Size of the stack buffer that batches small writes before they reach blake3.
-const BUF: usize = 256;
+/// Size of the buffer that holds the stream until it outgrows it. A stream that fits (the usual
+/// case: a header plus a few fields) is hashed in one `blake3::hash` call at the end.
+const BUF: usize = 512;
+
+/// Streaming hashers kept per thread for streams that outgrow the buffer.
+const SPARE_HASHERS: usize = 4;
 
 /// Entry digests a map or set keeps on the stack before spilling to the heap.
 const INLINE_DIGESTS: usize = 8;
@@ -75,6 +81,20 @@ pub(crate) const UNSCOPED: u8 = 0x00;
 /// Scope marker: a scope value follows.
 pub(crate) const SCOPED: u8 = 0x01;
 
+/// Writes `n` as unsigned LEB128 (7 bits per byte, least significant first, high bit set on
+/// every byte but the last; minimal length) and returns the number of bytes written (1..=10).
+#[inline]
+pub(crate) fn leb128(mut n: u64, out: &mut [u8]) -> usize {
+    let mut i = 0;
+    while n >= 0x80 {
+        out[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    out[i] = n as u8;
+    i + 1
+}
+
 /// What the hasher is for; only checked in debug builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -91,18 +111,23 @@ enum Stage {
 /// Streams values in the canonical encoding into blake3 and produces a [`Key`] or a
 /// [`Fingerprint`].
 ///
-/// Small writes land in a stack buffer that is handed to blake3 when full, so hashing a
-/// typical argument list is a handful of `memcpy`s plus one blake3 compression per 64 bytes, and
-/// allocates nothing (maps and sets of more than 8 entries allocate one vector of 32-byte entry
-/// digests).
+/// Writes land in an inline buffer; a stream that fits in it (512 bytes: a header and a
+/// typical argument list) is hashed with a single `blake3::hash` call when finished. A longer
+/// stream continues in a streaming `blake3::Hasher` taken from a small per-thread pool (so it is
+/// allocated once per thread, not per key). Apart from that, hashing allocates nothing except
+/// for maps and sets of more than 8 entries, which allocate one vector of 32-byte entry digests.
+///
+/// The struct is kept small on purpose (about 560 bytes): it is moved when created and when
+/// finished, and a `blake3::Hasher` inside it would triple the cost of a typical key.
 ///
 /// A key is built as: [`KeyHasher::for_key`], then exactly one of [`KeyHasher::unscoped`] or
 /// [`KeyHasher::scoped`] (followed by the scope value), then the material, then
 /// [`KeyHasher::finish_key`]. A fingerprint: [`KeyHasher::for_fingerprint`], the payload,
 /// [`KeyHasher::finish_fingerprint`].
 pub struct KeyHasher {
-    hasher: blake3::Hasher,
     buf: [u8; BUF],
+    /// The streaming hasher, once the stream outgrew `buf`; `buf` then holds its unsent tail.
+    tree: Option<Box<blake3::Hasher>>,
     len: usize,
     error: Option<String>,
     stage: Stage,
@@ -131,8 +156,8 @@ impl KeyHasher {
     #[inline]
     fn with_stage(stage: Stage) -> Self {
         KeyHasher {
-            hasher: blake3::Hasher::new(),
             buf: [0; BUF],
+            tree: None,
             len: 0,
             error: None,
             stage,
@@ -224,8 +249,20 @@ impl KeyHasher {
         if let Some(reason) = self.error.take() {
             return Err(crate::Error::KeyMaterial { reason });
         }
-        self.flush();
-        Ok(*self.hasher.finalize().as_bytes())
+        Ok(self.digest())
+    }
+
+    /// The digest of the stream so far (all of it must be written already).
+    #[inline]
+    fn digest(&mut self) -> [u8; 32] {
+        match &mut self.tree {
+            None => *blake3::hash(&self.buf[..self.len]).as_bytes(),
+            Some(tree) => {
+                tree.update(&self.buf[..self.len]);
+                self.len = 0;
+                *tree.finalize().as_bytes()
+            }
+        }
     }
 
     /// Digest of what was written since the last call (sub-hashers only), then resets the
@@ -235,9 +272,11 @@ impl KeyHasher {
         if let Some(e) = self.error.take() {
             errors.get_or_insert(e);
         }
-        self.flush();
-        let digest = *self.hasher.finalize().as_bytes();
-        self.hasher.reset();
+        let digest = self.digest();
+        self.len = 0;
+        if let Some(tree) = &mut self.tree {
+            tree.reset();
+        }
         digest
     }
 
@@ -248,14 +287,6 @@ impl KeyHasher {
     }
 
     // ---- raw output ---------------------------------------------------------------------
-
-    #[inline]
-    fn flush(&mut self) {
-        if self.len > 0 {
-            self.hasher.update(&self.buf[..self.len]);
-            self.len = 0;
-        }
-    }
 
     /// Appends raw bytes to the stream.
     #[inline]
@@ -269,14 +300,17 @@ impl KeyHasher {
         }
     }
 
+    /// The stream outgrows the buffer: hand the buffer to the streaming hasher.
     #[inline(never)]
     fn put_large(&mut self, bytes: &[u8]) {
-        self.flush();
+        let tree = self.tree.get_or_insert_with(spare_hasher);
+        tree.update(&self.buf[..self.len]);
         if bytes.len() < BUF {
             self.buf[..bytes.len()].copy_from_slice(bytes);
             self.len = bytes.len();
         } else {
-            self.hasher.update(bytes);
+            tree.update(bytes);
+            self.len = 0;
         }
     }
 
@@ -294,10 +328,22 @@ impl KeyHasher {
         }
     }
 
-    /// Tag + u64 LE length or count.
+    /// Tag + a length or count as unsigned LEB128 (minimal form).
     #[inline]
-    fn put_len(&mut self, tag: u8, n: u64) {
-        self.put_tagged(tag, n.to_le_bytes());
+    pub(crate) fn put_len(&mut self, tag: u8, n: u64) {
+        if n < 0x80 {
+            self.put_tagged(tag, [n as u8]);
+        } else {
+            self.put_len_long(tag, n);
+        }
+    }
+
+    #[inline(never)]
+    fn put_len_long(&mut self, tag: u8, n: u64) {
+        let mut out = [0u8; 11];
+        out[0] = tag;
+        let len = leb128(n, &mut out[1..]);
+        self.put(&out[..=len]);
     }
 
     // ---- primitives -----------------------------------------------------------------------
@@ -381,14 +427,14 @@ impl KeyHasher {
         self.put(&[tag::UNIT]);
     }
 
-    /// `0x10` + u64 LE byte length + the UTF-8 bytes.
+    /// `0x10` + LEB128 byte length + the UTF-8 bytes.
     #[inline]
     pub fn write_str(&mut self, v: &str) {
         self.put_len(tag::STR, v.len() as u64);
         self.put(v.as_bytes());
     }
 
-    /// `0x11` + u64 LE length + the bytes.
+    /// `0x11` + LEB128 length + the bytes.
     #[inline]
     pub fn write_bytes(&mut self, v: &[u8]) {
         self.put_len(tag::BYTES, v.len() as u64);
@@ -416,13 +462,13 @@ impl KeyHasher {
         self.put(&[tag::SEQ]);
     }
 
-    /// `0x15` + u64 LE element count: ends a sequence.
+    /// `0x15` + LEB128 element count: ends a sequence.
     #[inline]
     pub fn end_seq(&mut self, count: u64) {
         self.put_len(tag::END, count);
     }
 
-    /// `0x16` + u64 LE arity: starts a tuple (or array). Exactly `arity` values must follow;
+    /// `0x16` + LEB128 arity: starts a tuple (or array). Exactly `arity` values must follow;
     /// there is no end marker.
     #[inline]
     pub fn begin_tuple(&mut self, arity: u64) {
@@ -443,7 +489,7 @@ impl KeyHasher {
         self.write_str(name);
     }
 
-    /// `0x15` + u64 LE field count: ends a struct.
+    /// `0x15` + LEB128 field count: ends a struct.
     #[inline]
     pub fn end_struct(&mut self, count: u64) {
         self.put_len(tag::END, count);
@@ -458,7 +504,7 @@ impl KeyHasher {
         self.write_str(name);
     }
 
-    /// `0x17` + u64 LE entry count + the entries' 32-byte digests in ascending order, where an
+    /// `0x17` + LEB128 entry count + the entries' 32-byte digests in ascending order, where an
     /// entry's digest is `blake3(enc(key) ‖ enc(value))`. Independent of iteration order.
     ///
     /// Allocates one vector of digests for more than 8 entries, nothing otherwise.
@@ -479,7 +525,7 @@ impl KeyHasher {
         self.write_digests(tag::MAP, &mut digests);
     }
 
-    /// `0x18` + u64 LE element count + the elements' 32-byte digests in ascending order, where
+    /// `0x18` + LEB128 element count + the elements' 32-byte digests in ascending order, where
     /// an element's digest is `blake3(enc(element))`. Independent of iteration order.
     ///
     /// Allocates one vector of digests for more than 8 elements, nothing otherwise.
@@ -522,6 +568,46 @@ impl KeyHasher {
     pub fn write<T: IdempotencyKey + ?Sized>(&mut self, value: &T) {
         value.write_key(self);
     }
+}
+
+impl Drop for KeyHasher {
+    fn drop(&mut self) {
+        if let Some(tree) = self.tree.take() {
+            return_hasher(tree);
+        }
+    }
+}
+
+thread_local! {
+    /// Reset streaming hashers, reused by [`KeyHasher`]s whose stream outgrows their buffer.
+    static SPARES: RefCell<[Option<Box<blake3::Hasher>>; SPARE_HASHERS]> =
+        const { RefCell::new([const { None }; SPARE_HASHERS]) };
+}
+
+/// A reset streaming hasher: a spare one of this thread, or a new one.
+#[cold]
+fn spare_hasher() -> Box<blake3::Hasher> {
+    SPARES
+        .try_with(|spares| {
+            let mut spares = spares.try_borrow_mut().ok()?;
+            spares.iter_mut().find_map(Option::take)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::new(blake3::Hasher::new()))
+}
+
+/// Keeps a streaming hasher for reuse on this thread (or frees it if enough are kept).
+#[cold]
+fn return_hasher(mut tree: Box<blake3::Hasher>) {
+    tree.reset();
+    let _ = SPARES.try_with(|spares| {
+        if let Ok(mut spares) = spares.try_borrow_mut()
+            && let Some(slot) = spares.iter_mut().find(|slot| slot.is_none())
+        {
+            *slot = Some(tree);
+        }
+    });
 }
 
 /// Entry digests of a map or set: on the stack up to [`INLINE_DIGESTS`], then on the heap.
@@ -588,10 +674,14 @@ mod tests {
     #[test]
     fn key_buffer_boundaries_match_one_shot_hash() {
         // Writes of every size around the buffer boundary hash like the concatenated stream.
-        for n in [0usize, 1, 7, 200, 246, 247, 248, 255, 256, 257, 511, 512, 1000, 5000] {
+        let mut sizes = vec![0usize, 1, 7, 200, 1000, 1023, 1024, 1025, 5000, 100_000];
+        sizes.extend(BUF - 20..BUF + 20);
+        for n in sizes {
             let s = "x".repeat(n);
             let mut expected = vec![tag::U8, 7, tag::STR];
-            expected.extend_from_slice(&(n as u64).to_le_bytes());
+            let mut len = [0u8; 10];
+            let k = leb128(n as u64, &mut len);
+            expected.extend_from_slice(&len[..k]);
             expected.extend_from_slice(s.as_bytes());
             expected.extend_from_slice(&[tag::U64]);
             expected.extend_from_slice(&9u64.to_le_bytes());
@@ -605,6 +695,59 @@ mod tests {
     }
 
     #[test]
+    fn key_module_docs_example() {
+        let expected: &[u8] = &[
+            0x69, 0x64, 0x65, 0x6d, 0x00, 0x6b, 0x65, 0x79, 0x00, // "idem\0key\0"
+            0x01, // encoding version
+            0x10, 0x02, 0x6f, 0x70, // "op"
+            0x03, 0x01, 0x00, 0x00, 0x00, // u32 1
+            0x00, // unscoped
+            0x16, 0x02, // tuple, arity 2
+            0x10, 0x02, 0x61, 0x62, // "ab"
+            0x13, 0x01, 0x07, // Some(7u8)
+        ];
+        assert_eq!(expected.len(), 29);
+        let mut h = KeyHasher::for_key("op", 1);
+        h.unscoped();
+        h.write(&("ab", Some(7u8)));
+        assert_eq!(
+            h.finish_key().unwrap().as_bytes(),
+            blake3::hash(expected).as_bytes()
+        );
+    }
+
+    #[test]
+    fn key_leb128_is_minimal() {
+        let cases: [(u64, &[u8]); 7] = [
+            (0, &[0x00]),
+            (1, &[0x01]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
+        ];
+        for (n, expected) in cases {
+            let mut out = [0u8; 10];
+            let len = leb128(n, &mut out);
+            assert_eq!(&out[..len], expected, "{n}");
+        }
+        // Through the hasher: a 300-element sequence ends with END + LEB128(300).
+        let got = bare_bytes(|h| {
+            h.begin_seq();
+            h.end_seq(300);
+            h.begin_tuple(5);
+        });
+        assert_eq!(
+            got,
+            *blake3::hash(&[tag::SEQ, tag::END, 0xac, 0x02, tag::TUPLE, 5]).as_bytes()
+        );
+    }
+
+    #[test]
     fn digest_list_spills_in_order() {
         for n in [0usize, 1, 8, 9, 30] {
             for hint in [0usize, n] {
@@ -613,7 +756,11 @@ mod tests {
                     list.push([i as u8; 32]);
                 }
                 let got: Vec<u8> = list.as_mut_slice().iter().map(|d| d[0]).collect();
-                assert_eq!(got, (0..n as u8).collect::<Vec<_>>(), "n = {n}, hint = {hint}");
+                assert_eq!(
+                    got,
+                    (0..n as u8).collect::<Vec<_>>(),
+                    "n = {n}, hint = {hint}"
+                );
             }
         }
     }
@@ -623,7 +770,9 @@ mod tests {
         let mut k = KeyHasher::for_key("op", 1);
         k.unscoped();
         let k = k.finish_key().unwrap();
-        let f = KeyHasher::for_fingerprint("op", 1).finish_fingerprint().unwrap();
+        let f = KeyHasher::for_fingerprint("op", 1)
+            .finish_fingerprint()
+            .unwrap();
         assert_ne!(k.as_bytes(), f.as_bytes());
     }
 

@@ -247,3 +247,43 @@ impl IdempotencyKey for bytes::Bytes {
         out.write_bytes(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest<T: IdempotencyKey + ?Sized>(v: &T) -> [u8; 32] {
+        let mut h = KeyHasher::bare();
+        h.write(v);
+        h.take_digest(&mut None)
+    }
+
+    fn digest_serde<T: serde::Serialize + ?Sized>(v: &T) -> [u8; 32] {
+        let mut h = KeyHasher::bare();
+        h.write_serde(v);
+        h.take_digest(&mut None)
+    }
+
+    #[test]
+    fn key_bytes_forms() {
+        let expected = *blake3::hash(b"\x11\x02\x01\x02").as_bytes();
+        assert_eq!(digest(&AsBytes([1u8, 2])), expected);
+        assert_eq!(digest(&AsBytes(&b"\x01\x02"[..])), expected);
+        assert_eq!(digest(&bytes::Bytes::from_static(&[1, 2])), expected);
+        assert_ne!(digest(&vec![1u8, 2]), expected);
+    }
+
+    #[test]
+    fn key_duration_matches_serde() {
+        for d in [Duration::ZERO, Duration::new(3, 7), Duration::MAX] {
+            assert_eq!(digest(&d), digest_serde(&d));
+        }
+    }
+
+    #[test]
+    fn key_empty_sequences_do_not_carry_the_element_type() {
+        // Documented property of the sequence form (as in serde): only elements are typed.
+        assert_eq!(digest(&Vec::<u8>::new()), digest(&Vec::<String>::new()));
+        assert_ne!(digest(&Vec::<u8>::new()), digest(&[0u8; 0]));
+    }
+}

@@ -9,7 +9,13 @@
 //!
 //! # Encoding, version 1
 //!
-//! All integers in the encoding are fixed-width little-endian. `u64 LE` below means 8 bytes.
+//! Integer *values* are fixed-width little-endian (`LE` below). *Lengths and counts* (of strings,
+//! bytes, sequences, tuples, structs, maps and sets) are unsigned LEB128 in minimal form
+//! (`len` below): 7 bits per byte, least significant group first, the high bit set on every
+//! byte but the last, so values below 128 take one byte (`300` is `ac 02`). LEB128 is itself
+//! prefix-free, and it keeps the stream of a typical key short: a string costs 2 bytes of
+//! framing instead of 9, which for a 4-field struct is the difference between two and three
+//! blake3 blocks.
 //!
 //! ## Digest input
 //!
@@ -19,7 +25,7 @@
 //! |-----------------|------------------------------------------------------------------------|
 //! | domain tag      | `69 64 65 6d 00 6b 65 79 00` (`"idem\0key\0"`)                          |
 //! | encoding version| `01`                                                                   |
-//! | operation name  | the name as a *str* value (see below: `10` + u64 LE length + UTF-8)    |
+//! | operation name  | the name as a *str* value (see below: `10` + len + UTF-8)              |
 //! | operation version | the `version` as a *u32* value (`03` + 4 bytes LE)                   |
 //! | scope marker    | `00` (no scope) or `01` followed by the scope value's encoding         |
 //! | material        | the encodings of the key material values, back to back                 |
@@ -56,16 +62,16 @@
 //! | `0D` | `bool`                | `00` (false) or `01` (true)                                    |
 //! | `0E` | `char`                | the Unicode scalar value, u32 LE                               |
 //! | `0F` | unit                  | nothing (`()`, unit structs, `PhantomData`, unit variants' value) |
-//! | `10` | string                | u64 LE byte length, then the UTF-8 bytes (no normalisation)    |
-//! | `11` | bytes                 | u64 LE length, then the bytes                                  |
+//! | `10` | string                | len (in bytes), then the UTF-8 bytes (no normalisation)        |
+//! | `11` | bytes                 | len, then the bytes                                            |
 //! | `12` | `None`                | nothing                                                        |
 //! | `13` | `Some`                | the inner value                                                |
-//! | `14` | sequence              | the elements, then `15` + u64 LE element count                 |
-//! | `15` | END (never a value)   | u64 LE count; closes a sequence or a struct                    |
-//! | `16` | tuple / array         | u64 LE arity, then exactly that many values; no end marker     |
-//! | `17` | map                   | u64 LE entry count, then the entries' 32-byte digests, sorted ascending (bytewise) |
-//! | `18` | set                   | u64 LE element count, then the elements' 32-byte digests, sorted ascending (bytewise) |
-//! | `19` | struct                | per field: the name as a string value (`10` …) then the field's value; then `15` + u64 LE field count |
+//! | `14` | sequence              | the elements, then `15` + len (the element count)              |
+//! | `15` | END (never a value)   | len (a count); closes a sequence or a struct                   |
+//! | `16` | tuple / array         | len (the arity), then exactly that many values; no end marker  |
+//! | `17` | map                   | len (entry count), then the entries' 32-byte digests, sorted ascending (bytewise) |
+//! | `18` | set                   | len (element count), then the elements' 32-byte digests, sorted ascending (bytewise) |
+//! | `19` | struct                | per field: the name as a string value (`10` …) then the field's value; then `15` + len (field count) |
 //! | `1A` | enum variant          | the variant name as a string value (`10` …), then exactly one value |
 //!
 //! Details:
@@ -94,7 +100,7 @@
 //!   newtype variant: `1A` name + the value; tuple variant: `1A` name + the tuple form; struct
 //!   variant: `1A` name + the struct form.
 //! - **`Duration`** is the struct form in serde's order: `19`, `"secs"` + u64, `"nanos"` + u32,
-//!   `15` + 2.
+//!   `15 02`.
 //! - **Bytes**: `Vec<u8>` and `[u8]` are sequences of `u8` values (as in serde).
 //!   [`AsBytes`] and `bytes::Bytes` use the bytes form, as does serde's `serialize_bytes`
 //!   (`serde_bytes`).
@@ -127,11 +133,29 @@
 //!   [`KeyHasher::finish_fingerprint`] then return
 //!   [`Error::KeyMaterial`](crate::Error::KeyMaterial). Nothing panics.
 //!
+//! ## Example
+//!
+//! `KeyHasher::for_key("op", 1)`, `unscoped()`, then the material `("ab", Some(7u8))` hashes
+//! these 29 bytes:
+//!
+//! ```text
+//! 69 64 65 6d 00 6b 65 79 00   "idem\0key\0"
+//! 01                           encoding version 1
+//! 10 02 6f 70                  operation name: str, len 2, "op"
+//! 03 01 00 00 00               operation version: u32 1
+//! 00                           unscoped
+//! 16 02                        tuple of arity 2
+//! 10 02 61 62                  str "ab"
+//! 13 01 07                     Some, u8 7
+//! ```
+//!
 //! ## Allocation
 //!
 //! Hashing allocates nothing for every form except maps and sets of more than 8 entries, which
 //! allocate one vector for their entry digests (plus one per nested map or set of that size).
-//! A failing `Serialize` impl allocates its error message.
+//! A stream longer than the hasher's 512-byte inline buffer continues in a streaming blake3
+//! hasher taken from a small per-thread pool: allocated the first time on each thread, reused
+//! afterwards. A failing `Serialize` impl allocates its error message.
 //!
 //! ## Determinism
 //!

@@ -41,7 +41,9 @@ impl ser::Error for BridgeError {
 
 #[cold]
 fn protocol_error(what: &str) -> BridgeError {
-    BridgeError(format!("serde protocol violation while hashing key material: {what}"))
+    BridgeError(format!(
+        "serde protocol violation while hashing key material: {what}"
+    ))
 }
 
 type Result<T = ()> = std::result::Result<T, BridgeError>;
@@ -158,13 +160,22 @@ impl<'a> ser::Serializer for Bridge<'a> {
         Ok(())
     }
     #[inline]
-    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result {
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result {
         self.0.variant(variant);
         self.0.write_unit();
         Ok(())
     }
     #[inline]
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result {
         value.serialize(self)
     }
     #[inline]
@@ -181,12 +192,18 @@ impl<'a> ser::Serializer for Bridge<'a> {
     #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>> {
         self.0.begin_seq();
-        Ok(Seq { out: self.0, count: 0 })
+        Ok(Seq {
+            out: self.0,
+            count: 0,
+        })
     }
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Tuple<'a>> {
         self.0.begin_tuple(len as u64);
-        Ok(Tuple { out: self.0, remaining: len })
+        Ok(Tuple {
+            out: self.0,
+            remaining: len,
+        })
     }
     #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Tuple<'a>> {
@@ -215,7 +232,10 @@ impl<'a> ser::Serializer for Bridge<'a> {
     #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Struct<'a>> {
         self.0.begin_struct();
-        Ok(Struct { out: self.0, count: 0 })
+        Ok(Struct {
+            out: self.0,
+            count: 0,
+        })
     }
     #[inline]
     fn serialize_struct_variant(
@@ -254,8 +274,7 @@ impl<'a> ser::Serializer for Bridge<'a> {
         if write!(count, "{value}").is_err() {
             return Err(ser::Error::custom("a Display impl failed (collect_str)"));
         }
-        self.0.put(&[tag::STR]);
-        self.0.put(&count.0.to_le_bytes());
+        self.0.put_len(tag::STR, count.0);
         let mut stream = Stream(self.0, 0);
         if write!(stream, "{value}").is_err() || stream.1 != count.0 {
             return Err(ser::Error::custom(
