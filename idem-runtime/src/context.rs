@@ -31,9 +31,15 @@ impl Frame {
     }
 
     /// Runs `body` with this frame as the current call.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) async fn scope<F: Future>(self: Arc<Self>, body: F) -> F::Output {
         CURRENT.scope(self, body).await
     }
+}
+
+/// Runs `f` with `frame` as the current call: for code that polls (or drops) a body by hand.
+pub(crate) fn in_frame<R>(frame: &Arc<Frame>, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(frame.clone(), f)
 }
 
 /// Whether `key` is being run by this task already (directly or further out).

@@ -12,16 +12,17 @@
 //! A different fingerprint is [`Error::PayloadMismatch`] at once, in either state.
 
 use std::borrow::Cow;
-use std::pin::pin;
+use std::mem::ManuallyDrop;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::context::{self, Frame};
 use crate::operation::{Call, OnConflict, Operation};
@@ -40,131 +41,211 @@ impl Call<'_> {
         T: Serialize + DeserializeOwned,
         E: From<Error>,
     {
+        // Performance notes (see `benches/engine.rs`): every byte of this future is copied each
+        // time a caller moves or awaits it, so it is one flat function that holds the body at
+        // most twice (the argument and the running `Drive`; nested `async fn`s would each keep
+        // another copy), the rare path (waiting for another caller) is boxed, and the renewal
+        // timer is only created for bodies that do not finish in their first poll. On the memory
+        // store the claim is a synchronous call, and the clock is read once per call plus once in
+        // `complete`.
         let resolved = self.resolve_store()?;
-        execute(self.operation, resolved.get(), self.key, self.fingerprint, body).await
-    }
-}
-
-async fn execute<T, E, F>(
-    op: &Operation,
-    store: &Arc<dyn Store>,
-    key: Key,
-    fingerprint: Fingerprint,
-    body: F,
-) -> Result<T, E>
-where
-    F: Future<Output = Result<T, E>>,
-    T: Serialize + DeserializeOwned,
-    E: From<Error>,
-{
-    if context::is_running(&key) {
-        return Err(Error::Reentrant {
-            operation: op.name(),
-            key,
-        }
-        .into());
-    }
-    let backend = Backend::of(store);
-    let token = Token::generate();
-    // Armed before the claim is sent: if this future is dropped while a remote claim is in
-    // flight, the claim may have been recorded, and the token is all it takes to release it.
-    let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
-    let claim = backend.claim(&key, &fingerprint, token, op.lease()).await;
-    match claim? {
-        Claim::Acquired => {
-            tracing::debug!(target: "idem", operation = op.name(), %key, "claimed; running the body");
-            run_owned(op, backend, guard, body).await
-        }
-        Claim::Completed {
-            fingerprint: recorded,
-            value,
-        } => {
-            guard.disarm();
-            check_fingerprint(op, &key, &recorded, &fingerprint)?;
-            tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
-            Ok(record::decode(op.name(), &value)?)
-        }
-        Claim::InProgress {
-            fingerprint: running,
-            remaining,
-        } => {
-            guard.disarm();
-            check_fingerprint(op, &key, &running, &fingerprint)?;
-            match op.on_conflict() {
-                OnConflict::Reject => {
-                    tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: rejected");
-                    Err(in_flight(op, key, remaining).into())
-                }
-                OnConflict::Wait => Ok(wait_for_owner(op, backend, key, &fingerprint, remaining).await?),
+        let store = resolved.get();
+        let op = self.operation;
+        let key = self.key;
+        if context::is_running(&key) {
+            return Err(Error::Reentrant {
+                operation: op.name(),
+                key,
             }
+            .into());
+        }
+        let backend = Backend::of(store);
+        let token = Token::generate();
+        // Armed before the claim is sent: if this future is dropped while a remote claim is in
+        // flight, the claim may have been recorded, and the token is all it takes to release it.
+        let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
+        // The body moves into its driver before the first `.await`, so no other copy of it stays
+        // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
+        // its claim is released.
+        let mut drive = pin!(Drive::new(body, store, op.lease()));
+        // Taken before the claim, so the lease renewal is never scheduled later than a third of
+        // the lease after the store started it.
+        let claimed_at = Instant::now();
+        let claim = match backend {
+            Backend::Memory(m) => {
+                m.claim_at(&key, &self.fingerprint, token, op.lease(), claimed_at)
+            }
+            Backend::Dyn(s) => s.claim(&key, &self.fingerprint, token, op.lease()).await,
+        };
+        let claim = claim?;
+        let recorded = match claim {
+            Claim::Acquired => None,
+            Claim::Completed { fingerprint, value } => Some((fingerprint, value)),
+            Claim::InProgress {
+                fingerprint: running,
+                remaining,
+            } => {
+                guard.disarm();
+                check_fingerprint(op, &key, &running, &self.fingerprint)?;
+                return match op.on_conflict() {
+                    OnConflict::Reject => {
+                        tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: rejected");
+                        Err(in_flight(op, key, remaining).into())
+                    }
+                    OnConflict::Wait => {
+                        // Boxed: waiting is rare and slow anyway.
+                        let wait = Box::pin(wait_for_owner(
+                            op,
+                            backend,
+                            key,
+                            &self.fingerprint,
+                            remaining,
+                        ));
+                        Ok(wait.await?)
+                    }
+                };
+            }
+        };
+        if let Some((recorded, value)) = recorded {
+            guard.disarm();
+            check_fingerprint(op, &key, &recorded, &self.fingerprint)?;
+            tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
+            return Ok(record::decode(op.name(), &value)?);
+        }
+
+        // Claimed: run the body in its call frame, then record its value.
+        tracing::debug!(target: "idem", operation = op.name(), %key, "claimed; running the body");
+        let frame = Frame::enter(op.name(), key, token);
+        drive.as_mut().start(frame.clone(), claimed_at);
+        let outcome = drive.await;
+        let value = match outcome {
+            Ok(value) => value,
+            Err(error) => {
+                guard.release_quietly().await;
+                tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
+                return Err(error);
+            }
+        };
+        let bytes = match record::encode(op.name(), &value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                guard.release_quietly().await;
+                return Err(error.into());
+            }
+        };
+        // A failed `complete` leaves the guard armed: it releases the claim when dropped.
+        let completed = match backend {
+            Backend::Memory(m) => m.complete_now(&key, token, bytes, op.ttl()),
+            Backend::Dyn(s) => s.complete(&key, token, bytes, op.ttl()).await,
+        };
+        if completed? {
+            guard.disarm();
+            Ok(value)
+        } else {
+            guard.disarm();
+            frame.lease_lost.store(true, Ordering::Release);
+            tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
+            Err(Error::LeaseLost {
+                operation: op.name(),
+                key,
+            }
+            .into())
         }
     }
 }
 
-async fn run_owned<T, E, F>(
-    op: &Operation,
-    backend: Backend<'_>,
-    mut guard: ClaimGuard<'_>,
-    body: F,
-) -> Result<T, E>
-where
-    F: Future<Output = Result<T, E>>,
-    T: Serialize,
-    E: From<Error>,
-{
-    let (key, token) = (guard.key, guard.token);
-    let frame = Frame::enter(op.name(), key, token);
-    let outcome = drive(body, &frame, &guard.store, op.lease()).await;
-    let value = match outcome {
-        Ok(value) => value,
-        Err(error) => {
-            guard.release_quietly().await;
-            tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
-            return Err(error);
+/// Polls the body inside its call frame, once [started](Drive::start). If the body is still
+/// running a third of the lease after the claim, a `'static` renewal task takes over keeping
+/// the lease alive; short bodies (the common case) never pay for spawning it, and bodies that
+/// finish in their first poll do not even register a timer.
+///
+/// A hand-written future rather than an `async fn`, so the body is stored once in it.
+struct Drive<'a, F> {
+    // Fields drop in this order: the renewal task is aborted before the body is dropped.
+    renewer: Option<AbortOnDrop>,
+    first_renewal: Option<Pin<Box<Sleep>>>,
+    /// Structurally pinned: never moved out of `Drive` or accessed unpinned; dropped by hand
+    /// (inside its call frame once started).
+    body: ManuallyDrop<F>,
+    /// The call frame, set by `start`.
+    frame: Option<Arc<Frame>>,
+    store: &'a Arc<dyn Store>,
+    lease: Duration,
+    claimed_at: Option<Instant>,
+}
+
+impl<'a, F: Future> Drive<'a, F> {
+    fn new(body: F, store: &'a Arc<dyn Store>, lease: Duration) -> Self {
+        Drive {
+            renewer: None,
+            first_renewal: None,
+            body: ManuallyDrop::new(body),
+            frame: None,
+            store,
+            lease,
+            claimed_at: None,
         }
-    };
-    let bytes = match record::encode(op.name(), &value) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            guard.release_quietly().await;
-            return Err(error.into());
-        }
-    };
-    // A failed `complete` leaves the guard armed: it releases the claim when dropped.
-    if backend.complete(&key, token, bytes, op.ttl()).await? {
-        guard.disarm();
-        Ok(value)
-    } else {
-        guard.disarm();
-        frame.lease_lost.store(true, Ordering::Release);
-        tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
-        Err(Error::LeaseLost {
-            operation: op.name(),
-            key,
-        }
-        .into())
+    }
+
+    /// Arms the driver for a claim taken at `claimed_at` by the call `frame`.
+    fn start(self: Pin<&mut Self>, frame: Arc<Frame>, claimed_at: Instant) {
+        // SAFETY: only unpinned fields are touched.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.frame = Some(frame);
+        this.claimed_at = Some(claimed_at);
     }
 }
 
-/// Polls the body inside its call frame. If the body is still running after a third of the
-/// lease, a `'static` renewal task takes over keeping the lease alive; short bodies (the common
-/// case) never pay for spawning it.
-async fn drive<F: Future>(body: F, frame: &Arc<Frame>, store: &Arc<dyn Store>, lease: Duration) -> F::Output {
-    let period = renewal_period(lease);
-    let mut body = pin!(frame.clone().scope(body));
-    let mut first_renewal = pin!(tokio::time::sleep(period));
-    let mut renewer: Option<AbortOnDrop> = None;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(output) = body.as_mut().poll(cx) {
+impl<F: Future> Future for Drive<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `body` is structurally pinned (see the field): it is only ever used through
+        // the `Pin` made here and dropped in place by `Drop`; `Drive` does not implement `Unpin`
+        // by hand, and no other field is pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let body = unsafe { Pin::new_unchecked(&mut *this.body) };
+        let (Some(frame), Some(claimed_at)) = (&this.frame, this.claimed_at) else {
+            unreachable!("Drive polled before start");
+        };
+        if let Poll::Ready(output) = context::in_frame(frame, || body.poll(cx)) {
+            // The body is done: stop renewing before its value is recorded.
+            this.renewer = None;
+            this.first_renewal = None;
             return Poll::Ready(output);
         }
-        if renewer.is_none() && first_renewal.as_mut().poll(cx).is_ready() {
-            let task = renew_lease(store.clone(), frame.clone(), lease, period);
-            renewer = Some(AbortOnDrop(tokio::spawn(task)));
+        if this.renewer.is_none() {
+            let lease = this.lease;
+            let timer = this.first_renewal.get_or_insert_with(|| {
+                Box::pin(tokio::time::sleep_until(claimed_at + renewal_period(lease)))
+            });
+            if timer.as_mut().poll(cx).is_ready() {
+                this.first_renewal = None;
+                let task = renew_lease(
+                    this.store.clone(),
+                    frame.clone(),
+                    lease,
+                    renewal_period(lease),
+                );
+                this.renewer = Some(AbortOnDrop(tokio::spawn(task)));
+            }
         }
         Poll::Pending
-    })
-    .await
+    }
+}
+
+impl<F> Drop for Drive<'_, F> {
+    fn drop(&mut self) {
+        // Abort the renewal first, as before the body is dropped.
+        self.renewer = None;
+        let body = &mut self.body;
+        // SAFETY: `body` is dropped exactly once, here, in place (it stays pinned).
+        match &self.frame {
+            // A started body is dropped inside its call frame, like the rest of its life.
+            Some(frame) => context::in_frame(frame, || unsafe { ManuallyDrop::drop(body) }),
+            None => unsafe { ManuallyDrop::drop(body) },
+        }
+    }
 }
 
 fn renewal_period(lease: Duration) -> Duration {
@@ -245,7 +326,12 @@ async fn wait_for_owner<T: DeserializeOwned>(
     }
 }
 
-fn check_fingerprint(op: &Operation, key: &Key, recorded: &Fingerprint, ours: &Fingerprint) -> Result<(), Error> {
+fn check_fingerprint(
+    op: &Operation,
+    key: &Key,
+    recorded: &Fingerprint,
+    ours: &Fingerprint,
+) -> Result<(), Error> {
     if recorded == ours {
         Ok(())
     } else {
@@ -280,14 +366,26 @@ impl<'a> Backend<'a> {
         }
     }
 
-    pub(crate) async fn claim(self, key: &Key, fp: &Fingerprint, token: Token, lease: Duration) -> Result<Claim, Error> {
+    pub(crate) async fn claim(
+        self,
+        key: &Key,
+        fp: &Fingerprint,
+        token: Token,
+        lease: Duration,
+    ) -> Result<Claim, Error> {
         match self {
             Backend::Memory(m) => m.claim_now(key, fp, token, lease),
             Backend::Dyn(s) => s.claim(key, fp, token, lease).await,
         }
     }
 
-    pub(crate) async fn complete(self, key: &Key, token: Token, value: Bytes, ttl: Duration) -> Result<bool, Error> {
+    pub(crate) async fn complete(
+        self,
+        key: &Key,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
         match self {
             Backend::Memory(m) => m.complete_now(key, token, value, ttl),
             Backend::Dyn(s) => s.complete(key, token, value, ttl).await,
@@ -373,5 +471,80 @@ impl Drop for ClaimGuard<'_> {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    static OP: Operation = Operation::new("engine.unit");
+
+    fn memory() -> Arc<dyn Store> {
+        Arc::new(MemoryStore::new())
+    }
+
+    /// The call's future holds its body at most twice (the argument and the running driver),
+    /// not once per internal layer.
+    #[test]
+    fn the_call_future_holds_the_body_at_most_twice() {
+        let key = OP.key(&1u8).unwrap();
+        let payload = [7u8; 4096];
+        let body = async move {
+            let payload = std::hint::black_box(payload);
+            tokio::task::yield_now().await;
+            Ok::<u8, Error>(payload[1])
+        };
+        let body_size = std::mem::size_of_val(&body);
+        let call = OP.call(key).store(memory()).run(body);
+        let call_size = std::mem::size_of_val(&call);
+        assert!(body_size >= 4096);
+        assert!(
+            call_size <= 2 * body_size + 1024,
+            "call future {call_size} bytes for a {body_size}-byte body"
+        );
+    }
+
+    /// A body dropped mid-run (the caller's future was dropped) runs its destructors inside its
+    /// own call frame, as while it ran, and before its claim is released.
+    #[tokio::test]
+    async fn a_dropped_body_is_dropped_inside_its_frame_before_the_release() {
+        struct Witness {
+            key: Key,
+            store: Arc<dyn Store>,
+            seen: Arc<AtomicBool>,
+        }
+        impl Drop for Witness {
+            fn drop(&mut self) {
+                let in_frame = crate::current().is_some_and(|c| c.key() == self.key);
+                let memory = self.store.as_memory().unwrap();
+                let still_claimed =
+                    matches!(memory.get_now(&self.key), Some(Record::InProgress { .. }));
+                self.seen.store(in_frame && still_claimed, Ordering::SeqCst);
+            }
+        }
+        let key = OP.key(&2u8).unwrap();
+        let store = memory();
+        let seen = Arc::new(AtomicBool::new(false));
+        let witness = Witness {
+            key,
+            store: store.clone(),
+            seen: seen.clone(),
+        };
+        let call = OP.call(key).store(store.clone()).run(async move {
+            let _witness = witness;
+            std::future::pending::<Result<u8, Error>>().await
+        });
+        let outcome = tokio::time::timeout(Duration::from_millis(10), call).await;
+        assert!(outcome.is_err());
+        assert!(seen.load(Ordering::SeqCst));
+        assert!(crate::current().is_none());
+        assert_eq!(
+            store.as_memory().unwrap().get_now(&key),
+            None,
+            "released after the drop"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Fencing tokens.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +18,12 @@ impl Token {
     /// A fresh token: 64 random bits drawn once per process, then a per-process counter.
     ///
     /// The counter makes tokens unique within a process without a syscall per claim; the random
-    /// half makes them unique across processes and restarts.
+    /// half makes them unique across processes and restarts. Each thread takes counter values in
+    /// blocks, so concurrent callers do not contend on one shared atomic.
     pub fn generate() -> Self {
         static NONCE: OnceLock<u64> = OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(1);
         let nonce = *NONCE.get_or_init(process_nonce);
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Token(u128::from(nonce) << 64 | u128::from(count))
+        Token(u128::from(nonce) << 64 | u128::from(next_count()))
     }
 
     /// Rebuilds a token from its 16 big-endian bytes (as stored by a backend).
@@ -35,6 +35,30 @@ impl Token {
     pub const fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
+}
+
+/// Counter values a thread reserves from the shared counter at a time.
+const BLOCK: u64 = 1024;
+
+/// The next value of the per-process counter: unique within the process, never 0.
+fn next_count() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        /// The thread's reserved block: `(next, end)`; empty when `next == end`.
+        static LOCAL: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    LOCAL
+        .try_with(|local| {
+            let (mut next, mut end) = local.get();
+            if next == end {
+                next = COUNTER.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next + BLOCK;
+            }
+            local.set((next + 1, end));
+            next
+        })
+        // During thread teardown: take a single value from the shared counter.
+        .unwrap_or_else(|_| COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn process_nonce() -> u64 {
@@ -74,5 +98,17 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(Token::from_bytes(a.to_bytes()), a);
         assert_eq!(a.to_string().len(), 32);
+    }
+
+    #[test]
+    fn tokens_are_unique_across_threads() {
+        let per_thread: Vec<Vec<Token>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..3000).map(|_| Token::generate()).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let all: std::collections::HashSet<Token> = per_thread.iter().flatten().copied().collect();
+        assert_eq!(all.len(), 4 * 3000);
     }
 }

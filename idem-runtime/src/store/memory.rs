@@ -248,7 +248,19 @@ impl MemoryStore {
         token: Token,
         lease: Duration,
     ) -> Result<Claim, Error> {
-        let now = Instant::now();
+        self.claim_at(key, fingerprint, token, lease, Instant::now())
+    }
+
+    /// [`claim_now`](Self::claim_now) at `now` (a fresh reading of the store's clock), for
+    /// callers that need the claim's time themselves.
+    pub(crate) fn claim_at(
+        &self,
+        key: &Key,
+        fingerprint: &Fingerprint,
+        token: Token,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Claim, Error> {
         let mut shard = self.shard(key).lock();
         if let Some(entry) = shard.map.get_mut(key) {
             if !entry.is_expired(now) {
@@ -421,9 +433,11 @@ impl MemoryStore {
         let mut shard = self.shard(key).lock();
         let entry = shard.map.get_mut(key).filter(|e| !e.is_expired(now))?;
         match &mut entry.state {
-            State::InProgress { waiters, .. } => {
-                Some(waiters.get_or_insert_with(|| Arc::new(Notify::new())).clone())
-            }
+            State::InProgress { waiters, .. } => Some(
+                waiters
+                    .get_or_insert_with(|| Arc::new(Notify::new()))
+                    .clone(),
+            ),
             State::Completed { .. } => None,
         }
     }
@@ -510,7 +524,12 @@ impl Store for MemoryStore {
         token: Token,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
-        Box::pin(std::future::ready(self.claim_now(key, fingerprint, token, lease)))
+        Box::pin(std::future::ready(self.claim_now(
+            key,
+            fingerprint,
+            token,
+            lease,
+        )))
     }
 
     fn complete<'a>(
@@ -520,7 +539,9 @@ impl Store for MemoryStore {
         value: Bytes,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(self.complete_now(key, token, value, ttl)))
+        Box::pin(std::future::ready(
+            self.complete_now(key, token, value, ttl),
+        ))
     }
 
     fn release<'a>(&'a self, key: &'a Key, token: Token) -> StoreFuture<'a, bool> {

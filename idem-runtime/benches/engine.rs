@@ -1,0 +1,351 @@
+//! The engine on the memory store, side by side with the alternatives a user would write.
+//!
+//! `cargo bench -p idem-runtime --bench engine -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Workload: a 4-field input (`Charge`) and a 3-field output (`Receipt`). Every contender derives
+//! its key from the input inside the timed loop (idem: blake3 over the canonical encoding; the
+//! others: a `format!` of the fields) and produces the receipt the same way.
+//!
+//! - `replay`: the key is already recorded; the value comes back (a clone, or a decode for idem).
+//! - `first_call`: a fresh key every iteration (a counter in `amount_cents`): check, claim, run the
+//!   body, record. Every contender starts a fresh, empty store every [`CHUNK`] iterations (outside
+//!   the timing), so all maps stay at the same size, far below the memory store's capacity bound:
+//!   no eviction is measured, and no contender grows without bound.
+//! - `pieces`: the parts of idem's replay path, to see where the time goes.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{
+    BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
+};
+use idem_runtime::{IdempotencyKey, KeyHasher, MemoryStore, Operation, Store, record};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use tokio::sync::RwLock;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Charge {
+    customer: String,
+    amount_cents: u64,
+    currency: String,
+    memo: Option<String>,
+}
+
+/// What `#[derive(IdempotencyKey)]` writes: the struct form, fields sorted by name.
+impl IdempotencyKey for Charge {
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.begin_struct();
+        out.field("amount_cents");
+        self.amount_cents.write_key(out);
+        out.field("currency");
+        self.currency.write_key(out);
+        out.field("customer");
+        self.customer.write_key(out);
+        out.field("memo");
+        self.memo.write_key(out);
+        out.end_struct(4);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Receipt {
+    id: String,
+    amount_cents: u64,
+    status: String,
+}
+
+static OP: Operation = Operation::new("bench.charge");
+
+/// First-call iterations between two fresh stores.
+const CHUNK: u64 = 10_000;
+
+fn charge(amount_cents: u64) -> Charge {
+    Charge {
+        customer: "cus_4242424242".to_owned(),
+        amount_cents,
+        currency: "eur".to_owned(),
+        memo: Some("order #1234".to_owned()),
+    }
+}
+
+/// The body every contender runs.
+fn receipt(charge: &Charge) -> Receipt {
+    Receipt {
+        id: "rcpt_0123456789abcdef".to_owned(),
+        amount_cents: charge.amount_cents,
+        status: "succeeded".to_owned(),
+    }
+}
+
+fn string_key(c: &Charge) -> String {
+    format!(
+        "charge:{}:{}:{}:{}",
+        c.customer,
+        c.amount_cents,
+        c.currency,
+        c.memo.as_deref().unwrap_or("")
+    )
+}
+
+// ---- the naive tutorial handler -----------------------------------------------------------
+
+#[derive(Clone)]
+enum NaiveRecord<T> {
+    InProgress {
+        #[allow(dead_code)]
+        started_at: chrono::DateTime<chrono::Utc>,
+    },
+    Completed {
+        value: T,
+        #[allow(dead_code)]
+        completed_at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+enum Check<T> {
+    New,
+    Duplicate(T),
+    InFlight,
+}
+
+struct Naive<T> {
+    records: RwLock<HashMap<String, NaiveRecord<T>>>,
+}
+
+impl<T: Clone> Naive<T> {
+    fn new() -> Self {
+        Naive {
+            records: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn check(&self, key: &str) -> Check<T> {
+        match self.records.read().await.get(key) {
+            None => Check::New,
+            Some(NaiveRecord::Completed { value, .. }) => Check::Duplicate(value.clone()),
+            Some(NaiveRecord::InProgress { .. }) => Check::InFlight,
+        }
+    }
+
+    async fn start(&self, key: &str) -> bool {
+        let mut records = self.records.write().await;
+        if records.contains_key(key) {
+            return false;
+        }
+        let started_at = chrono::Utc::now();
+        records.insert(key.to_owned(), NaiveRecord::InProgress { started_at });
+        true
+    }
+
+    async fn complete(&self, key: &str, value: T) {
+        let completed_at = chrono::Utc::now();
+        self.records.write().await.insert(
+            key.to_owned(),
+            NaiveRecord::Completed {
+                value,
+                completed_at,
+            },
+        );
+    }
+
+    /// The tutorial's handler: check, start, run, complete.
+    async fn handle<F: Future<Output = T>>(&self, key: &str, body: F) -> Option<T> {
+        match self.check(key).await {
+            Check::Duplicate(value) => return Some(value),
+            Check::InFlight => return None,
+            Check::New => {}
+        }
+        if !self.start(key).await {
+            return None;
+        }
+        let value = body.await;
+        self.complete(key, value.clone()).await;
+        Some(value)
+    }
+}
+
+// ---- the contenders -----------------------------------------------------------------------
+
+struct Contenders {
+    floor: HashMap<String, Receipt>,
+    naive: Naive<Receipt>,
+    moka: moka::future::Cache<String, Receipt>,
+    store: Arc<dyn Store>,
+}
+
+impl Contenders {
+    fn new() -> Self {
+        Contenders {
+            floor: HashMap::new(),
+            naive: Naive::new(),
+            moka: moka::future::Cache::new(1_000_000),
+            store: Arc::new(MemoryStore::new()),
+        }
+    }
+
+    fn floor(&mut self, c: &Charge) -> Receipt {
+        let key = string_key(c);
+        if let Some(r) = self.floor.get(&key) {
+            return r.clone();
+        }
+        let r = receipt(c);
+        self.floor.insert(key, r.clone());
+        r
+    }
+
+    async fn naive(&self, c: &Charge) -> Receipt {
+        let key = string_key(c);
+        self.naive.handle(&key, async { receipt(c) }).await.unwrap()
+    }
+
+    async fn moka(&self, c: &Charge) -> Receipt {
+        self.moka
+            .get_with(string_key(c), async { receipt(c) })
+            .await
+    }
+
+    async fn idem(&self, c: &Charge) -> Receipt {
+        let key = OP.key(c).unwrap();
+        let out: Result<Receipt, idem_runtime::Error> = OP
+            .call(key)
+            .store(self.store.clone())
+            .run(async { Ok(receipt(c)) })
+            .await;
+        out.unwrap()
+    }
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(group: &mut BenchmarkGroup<'_, WallTime>) {
+    group.sample_size(50);
+}
+
+fn replay(c: &mut Criterion) {
+    let rt = runtime();
+    let input = charge(1999);
+    let mut contenders = Contenders::new();
+    // Record the value once in every contender.
+    let expected = receipt(&input);
+    assert_eq!(contenders.floor(&input), expected);
+    rt.block_on(async {
+        assert_eq!(contenders.naive(&input).await, expected);
+        assert_eq!(contenders.moka(&input).await, expected);
+        assert_eq!(contenders.idem(&input).await, expected);
+    });
+
+    let mut group = c.benchmark_group("replay");
+    config(&mut group);
+    group.bench_function("hashmap_floor", |b| {
+        b.iter(|| contenders.floor(black_box(&input)))
+    });
+    let contenders = &contenders;
+    let input = &input;
+    group.bench_function("naive_handler", |b| {
+        b.to_async(&rt).iter(|| contenders.naive(black_box(input)))
+    });
+    group.bench_function("moka_get_with", |b| {
+        b.to_async(&rt).iter(|| contenders.moka(black_box(input)))
+    });
+    group.bench_function("idem_engine", |b| {
+        b.to_async(&rt).iter(|| contenders.idem(black_box(input)))
+    });
+    group.finish();
+}
+
+/// Runs `iters` first calls of `call`, a fresh key each, with a fresh store every [`CHUNK`].
+async fn first_calls<S>(
+    iters: u64,
+    mut fresh: impl FnMut() -> S,
+    mut call: impl AsyncFnMut(&mut S, Charge) -> Receipt,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = CHUNK.min(iters - done);
+        let mut state = fresh();
+        let inputs: Vec<Charge> = (done..done + n).map(charge).collect();
+        let start = Instant::now();
+        for input in inputs {
+            black_box(call(&mut state, input).await);
+        }
+        total += start.elapsed();
+        done += n;
+    }
+    total
+}
+
+fn first_call(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("first_call");
+    config(&mut group);
+    group.bench_function("hashmap_floor", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| first_calls(iters, Contenders::new, async |s, c| s.floor(&c)))
+    });
+    group.bench_function("naive_handler", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            first_calls(iters, Contenders::new, async |s, c| s.naive(&c).await)
+        })
+    });
+    group.bench_function("moka_get_with", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| first_calls(iters, Contenders::new, async |s, c| s.moka(&c).await))
+    });
+    group.bench_function("idem_engine", |b| {
+        b.to_async(&rt)
+            .iter_custom(|iters| first_calls(iters, Contenders::new, async |s, c| s.idem(&c).await))
+    });
+    group.finish();
+}
+
+/// The parts of idem's replay path, and the naive handler's key, for comparison.
+fn pieces(c: &mut Criterion) {
+    let rt = runtime();
+    let input = charge(1999);
+    let contenders = Contenders::new();
+    let key = OP.key(&input).unwrap();
+    let encoded = record::encode(OP.name(), &receipt(&input)).unwrap();
+    rt.block_on(contenders.idem(&input));
+
+    let mut group = c.benchmark_group("pieces");
+    config(&mut group);
+    group.bench_function("format_key", |b| b.iter(|| string_key(black_box(&input))));
+    group.bench_function("idem_key_hash", |b| {
+        b.iter(|| OP.key(black_box(&input)).unwrap())
+    });
+    group.bench_function("idem_decode", |b| {
+        b.iter(|| record::decode::<Receipt>(OP.name(), black_box(&encoded)).unwrap())
+    });
+    group.bench_function("idem_encode", |b| {
+        let value = receipt(&input);
+        b.iter(|| record::encode(OP.name(), black_box(&value)).unwrap())
+    });
+    group.bench_function("receipt_clone", |b| {
+        let value = receipt(&input);
+        b.iter(|| black_box(&value).clone())
+    });
+    group.bench_function("idem_replay_prehashed", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out: Result<Receipt, idem_runtime::Error> = OP
+                .call(black_box(key))
+                .store(contenders.store.clone())
+                .run(async { Ok(receipt(&input)) })
+                .await;
+            out.unwrap()
+        })
+    });
+    group.bench_function("chrono_utc_now", |b| b.iter(chrono::Utc::now));
+    group.finish();
+}
+
+criterion_group!(benches, replay, first_call, pieces);
+criterion_main!(benches);

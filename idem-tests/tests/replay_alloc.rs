@@ -1,0 +1,179 @@
+//! The replay path through the memory store allocates nothing beyond decoding the value.
+//!
+//! A counting global allocator counts the allocations of the current thread; the calls run on
+//! a current-thread runtime, so everything they do happens on this thread.
+//!
+//! What is counted, per replay:
+//! - a `u64` value: 0 allocations (key hashing, claim, fingerprint check and decoding are all
+//!   allocation-free);
+//! - a struct with two `String` fields: exactly 2, the two strings the decoder builds.
+//!
+//! The one exception is the very first replay of a record: the record's bytes are created as a
+//! uniquely owned buffer (one exact-size allocation when the value is recorded) and become
+//! shared, with one allocation for the reference count, the first time a replay takes a handle on
+//! them. Records that are never replayed (the common case) never pay for it.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use idem_runtime::{Error, MemoryStore, Operation, Store};
+use serde::{Deserialize, Serialize};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the thread-local may already be gone while a thread shuts down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Receipt {
+    id: String,
+    amount_cents: u64,
+    status: String,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Allocations of: the first call (recording), the first replay, then the most of 100 further
+/// replays (each must return `expected`).
+async fn replay_allocations<T>(op: &'static Operation, value: T) -> (usize, usize, usize)
+where
+    T: Serialize + for<'de> Deserialize<'de> + Clone + PartialEq + std::fmt::Debug,
+{
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let key = op.key(&("cus_42", 1999u64)).unwrap();
+    let call = |body_value: T| {
+        let store = store.clone();
+        async move {
+            let out: Result<T, Error> = op
+                .call(black_box(key))
+                .store(store)
+                .run(async move { Ok(body_value) })
+                .await;
+            out.unwrap()
+        }
+    };
+
+    // The body value is built outside the counted region.
+    let body = value.clone();
+    let before = count();
+    assert_eq!(call(body).await, value);
+    let first_call = count() - before;
+
+    let body = value.clone();
+    let before = count();
+    let replayed = call(body).await;
+    let first_replay = count() - before;
+    assert_eq!(replayed, value);
+    drop(replayed);
+
+    let mut steady = 0;
+    for _ in 0..100 {
+        let body = value.clone();
+        let before = count();
+        let replayed = call(body).await;
+        steady = steady.max(count() - before);
+        assert_eq!(replayed, value);
+    }
+    (first_call, first_replay, steady)
+}
+
+#[test]
+fn replaying_a_u64_allocates_nothing() {
+    static OP: Operation = Operation::new("alloc.replay_u64");
+    let (first_call, first_replay, steady) = runtime().block_on(replay_allocations(&OP, 42u64));
+    assert_eq!(
+        steady, 0,
+        "a steady-state replay of a u64 allocated {steady} times"
+    );
+    assert_eq!(
+        first_replay, 1,
+        "the first replay shares the record's buffer (one allocation)"
+    );
+    // The first call: the call frame, the record's bytes, the store's map growing.
+    assert!(first_call > 0);
+}
+
+#[test]
+fn replaying_a_struct_with_two_strings_allocates_the_two_strings() {
+    static OP: Operation = Operation::new("alloc.replay_struct");
+    let value = Receipt {
+        id: "rcpt_0123456789abcdef".to_owned(),
+        amount_cents: 1999,
+        status: "succeeded".to_owned(),
+    };
+    let (_, first_replay, steady) = runtime().block_on(replay_allocations(&OP, value));
+    assert_eq!(
+        steady, 2,
+        "a steady-state replay of the struct allocated {steady} times"
+    );
+    assert_eq!(first_replay, 3);
+}
+
+#[test]
+fn a_first_call_with_a_quick_body_allocates_only_the_frame_and_the_record() {
+    static OP: Operation = Operation::new("alloc.first_call");
+    let rt = runtime();
+    rt.block_on(async {
+        // A store big enough that its maps do not grow during the measured calls.
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        for warm in 0..2_000u64 {
+            let key = OP.key(&warm).unwrap();
+            let _: Result<u64, Error> =
+                OP.call(key).store(store.clone()).run(async { Ok(1) }).await;
+        }
+        // Fresh keys whose shards have room: count the calls that did not grow a map.
+        let mut counts = Vec::new();
+        for n in 10_000..10_050u64 {
+            let key = OP.key(&n).unwrap();
+            let store = store.clone();
+            let before = count();
+            let out: Result<u64, Error> = OP.call(key).store(store).run(async { Ok(n) }).await;
+            counts.push(count() - before);
+            assert_eq!(out.unwrap(), n);
+        }
+        let min = *counts.iter().min().unwrap();
+        // The call frame (an `Arc`) and the record's bytes; no timer, no renewal task.
+        assert_eq!(min, 2, "allocations per first call: {counts:?}");
+    });
+}
