@@ -1,19 +1,30 @@
 //! Procedural macros for [`idem-runtime`](https://docs.rs/idem-runtime).
 //!
-//! Depend on `idem-runtime`, which re-exports these macros; this crate is an implementation detail.
+//! Depend on `idem-runtime`, which re-exports these macros and documents them
+//! (`idem_runtime::idempotent`, `idem_runtime::IdempotencyKey`); this crate is an
+//! implementation detail. Each macro is split into parse (syntax), validate (meaning, every
+//! error collected) and expand (code generation).
+
+mod attr;
+mod ctxt;
+mod derive;
+mod duration;
+mod idempotent;
+mod timestamp;
 
 use proc_macro::TokenStream;
 
-/// Makes an `async fn` idempotent. Documented on `idem_runtime::idempotent`.
+// Documented on the re-export, `idem_runtime::idempotent`.
 #[proc_macro_attribute]
-pub fn idempotent(_args: TokenStream, item: TokenStream) -> TokenStream {
-    let _ = &_args;
-    item
+pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    idempotent::idempotent(args.into(), item.into()).into()
 }
 
-/// Derives `idem_runtime::IdempotencyKey`. Documented on `idem_runtime::IdempotencyKey`.
+// Documented on the re-export, `idem_runtime::IdempotencyKey`.
 #[proc_macro_derive(IdempotencyKey, attributes(idem))]
 pub fn derive_idempotency_key(item: TokenStream) -> TokenStream {
-    let _ = item;
-    TokenStream::new()
+    derive::derive(item.into()).into()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! Helpers for `key = value` option lists: unknown options list the valid ones, duplicates are
+//! rejected at their second occurrence, and parsing goes on after either so that every mistake
+//! of an input is reported at once.
+
+use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, LitStr, Path, Token};
+
+use crate::ctxt::Ctxt;
+
+/// The options seen so far in one list (or in all `#[idem(..)]` attributes of one item).
+#[derive(Default)]
+pub struct Seen(Vec<String>);
+
+/// The option's name, or `None` (with an error recorded and its value skipped) if it is
+/// unknown or a duplicate.
+pub fn option_name(
+    cx: &mut Ctxt,
+    seen: &mut Seen,
+    meta: &ParseNestedMeta,
+    what: &str,
+    valid: &[&str],
+) -> syn::Result<Option<String>> {
+    let name = path_name(&meta.path);
+    if !valid.contains(&name.as_str()) {
+        let list = valid
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        cx.error_spanned_by(
+            &meta.path,
+            format!("unknown {what} option `{name}`; expected one of: {list}"),
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    if seen.0.contains(&name) {
+        cx.error_spanned_by(&meta.path, format!("duplicate {what} option `{name}`"));
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    seen.0.push(name.clone());
+    Ok(Some(name))
+}
+
+fn path_name(path: &Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// Skips `= <expr>` or `(..)` after an option we do not use.
+pub fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _: proc_macro2::Group = meta.input.parse()?;
+    }
+    Ok(())
+}
+
+/// Fails if the option got a value (`exclude = 1` where `exclude` is a flag).
+pub fn flag(meta: &ParseNestedMeta, name: &str) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+        let span = meta.input.span();
+        skip_value(meta)?;
+        return Err(syn::Error::new(
+            span,
+            format!("`{name}` takes no value: write `#[idem({name})]`"),
+        ));
+    }
+    Ok(())
+}
+
+/// `name = "string"`.
+pub fn string(meta: &ParseNestedMeta, name: &str) -> syn::Result<LitStr> {
+    let value = meta.value()?;
+    let expr: Expr = value.parse()?;
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => Ok(lit),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` expects a string literal, e.g. `{name} = \"…\"`"),
+        )),
+    }
+}
+
+/// `crate = "path"` (or `crate = path`): the path under which the runtime is reachable.
+pub fn crate_path(meta: &ParseNestedMeta) -> syn::Result<Path> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        lit.parse::<Path>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`crate` expects a path such as \"idem_runtime\", got {:?}",
+                    lit.value()
+                ),
+            )
+        })
+    } else {
+        value.parse::<Path>()
+    }
+}
+
+/// The default runtime path: `::idem_runtime`.
+pub fn default_crate(span: Span) -> proc_macro2::TokenStream {
+    let ident = syn::Ident::new("idem_runtime", span);
+    quote::quote_spanned!(span=> ::#ident)
+}

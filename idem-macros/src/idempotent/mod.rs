@@ -1,0 +1,53 @@
+//! `#[idempotent]`: parse the options and the function, validate them together, expand.
+
+mod expand;
+mod parse;
+mod validate;
+
+pub use expand::respan;
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+
+use crate::ctxt::Ctxt;
+
+pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: parse::Func = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    let original = func.clone();
+    let mut cx = Ctxt::new();
+    let args = parse::args(&mut cx, args);
+    let krate = match &args.krate {
+        Some(path) => path.to_token_stream(),
+        None => crate::attr::default_crate(proc_macro2::Span::call_site()),
+    };
+    match validate::plan(&mut cx, args, &mut func) {
+        Some(plan) if !cx.has_errors() => expand::expand(&krate, &func, &plan),
+        _ => {
+            // The user's function, unchanged but for the stripped `#[idem]` attributes, next to
+            // the errors: one mistake gives one message, not a cascade about a missing fn.
+            let parse::Func {
+                attrs,
+                vis,
+                mut sig,
+                body,
+            } = original;
+            for arg in &mut sig.inputs {
+                let attrs = match arg {
+                    syn::FnArg::Receiver(r) => &mut r.attrs,
+                    syn::FnArg::Typed(t) => &mut t.attrs,
+                };
+                attrs.retain(|a| !a.path().is_ident("idem"));
+            }
+            let mut out = cx.into_compile_errors();
+            out.extend(quote::quote!(#(#attrs)* #vis #sig #body));
+            out
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Checking `#[idempotent]`'s options against the function, and deciding what is hashed.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{
+    Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PathArguments, ReturnType, Type,
+    TypeParamBound,
+};
+
+use super::parse::{Args, Conflict, Func};
+use crate::ctxt::Ctxt;
+use crate::duration::{Dur, format_millis};
+use crate::timestamp;
+
+/// Default TTL and lease of the runtime, for the `ttl >= lease` check.
+const DEFAULT_TTL_MS: u64 = 24 * 3_600_000;
+const DEFAULT_LEASE_MS: u64 = 60_000;
+
+/// How the function produces its future.
+pub enum Shape {
+    /// `async fn … -> R`.
+    Async,
+    /// A method rewritten by `#[async_trait]`: `fn … -> Pin<Box<dyn Future<Output = R> + …>>`.
+    AsyncTrait,
+}
+
+/// A parameter that is hashed (into the key or the fingerprint).
+pub struct Hashed {
+    /// The name generated code uses (the parameter's own, or `__idem_argN` for a pattern).
+    pub ident: Ident,
+    /// Where errors about its value point: its type.
+    pub span: Span,
+}
+
+/// What is hashed into the key.
+pub enum KeySource {
+    /// The listed parameters, in order, back to back.
+    Params(Vec<Hashed>),
+    /// `key = <expr>`.
+    Expr(Expr),
+}
+
+/// Everything the expansion needs.
+pub struct Plan {
+    pub shape: Shape,
+    /// `R` of the future's `Output = R`.
+    pub output: Type,
+    pub name: Option<syn::LitStr>,
+    pub version: Option<u32>,
+    pub ttl: Option<Dur>,
+    pub lease: Option<Dur>,
+    pub wait_timeout: Option<Dur>,
+    pub reject: bool,
+    pub key: KeySource,
+    pub scope: Option<Expr>,
+    /// Parameters hashed into the payload fingerprint (only with `key = …`).
+    pub fingerprint: Vec<Hashed>,
+    pub store: Option<Expr>,
+    /// Pattern parameters renamed to `__idem_argN`, destructured at the start of the body.
+    pub destructure: Vec<(Pat, Ident)>,
+}
+
+struct Param {
+    /// The identifier bound by a plain `name: Type` parameter.
+    name: Option<Ident>,
+    hashed: Option<Hashed>,
+}
+
+/// Validates `args` against `func`, strips the `#[idem]` parameter attributes from `func`, and
+/// renames pattern parameters that are hashed. Errors go to `cx`.
+pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
+    let fn_name = func.sig.ident.to_string();
+
+    // ---- shape and output ---------------------------------------------------------------
+    let shape_output = if func.sig.asyncness.is_some() {
+        match &func.sig.output {
+            ReturnType::Type(_, ty) => Some((Shape::Async, (**ty).clone())),
+            ReturnType::Default => {
+                cx.error_spanned_by(
+                    &func.sig.ident,
+                    format!(
+                        "`#[idempotent]` fn `{fn_name}` returns `()`; it must return `Result<T, E>` with \
+                         `E: From<idem_runtime::Error>` (or `Result<T, idem_runtime::Error>`): idempotency \
+                         failures are returned as errors, and `T` is the recorded value"
+                    ),
+                );
+                None
+            }
+        }
+    } else if let Some(output) = async_trait_output(&func.sig.output) {
+        Some((Shape::AsyncTrait, output))
+    } else {
+        let hint = if returns_impl_future(&func.sig.output) {
+            "; write it as `async fn` instead of returning `impl Future`"
+        } else {
+            ""
+        };
+        cx.error_spanned_by(
+            func.sig.fn_token,
+            format!("`#[idempotent]` needs an `async fn`, and `{fn_name}` is not async{hint}"),
+        );
+        None
+    };
+    if let Some(c) = &func.sig.constness {
+        cx.error_spanned_by(c, "`#[idempotent]` cannot be used on a `const fn`");
+    }
+    if let Some(v) = &func.sig.variadic {
+        cx.error_spanned_by(v, "`#[idempotent]` cannot be used on a variadic function");
+    }
+
+    // ---- parameters ---------------------------------------------------------------------
+    let mut receiver: Option<Span> = None;
+    let mut params: Vec<Param> = Vec::new();
+    let mut destructure = Vec::new();
+    let mut excluded_by_list = vec![false; args.exclude.len()];
+    for (index, arg) in func.sig.inputs.iter_mut().enumerate() {
+        match arg {
+            FnArg::Receiver(r) => {
+                receiver = Some(r.self_token.span);
+                let before = r.attrs.len();
+                r.attrs.retain(|a| !a.path().is_ident("idem"));
+                if r.attrs.len() != before {
+                    cx.error_spanned_by(
+                        r.self_token,
+                        "`self` is never part of the key, so `#[idem(..)]` has nothing to do here; \
+                         to put (part of) `self` into the key, name it in `key = …` or `scope = …` \
+                         (e.g. `scope = self.tenant`)",
+                    );
+                }
+            }
+            FnArg::Typed(pt) => {
+                let opts = super::parse::param_opts(cx, &mut pt.attrs);
+                let simple = match &*pt.pat {
+                    Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                        Some(pi.ident.clone())
+                    }
+                    _ => None,
+                };
+                let mut excluded = opts.exclude.is_some();
+                if let Some(name) = &simple {
+                    for (i, listed) in args.exclude.iter().enumerate() {
+                        if listed == name {
+                            excluded = true;
+                            excluded_by_list[i] = true;
+                        }
+                    }
+                }
+                if let (Some(_), Some(include)) = (opts.exclude, opts.include) {
+                    cx.error_at(
+                        include,
+                        "a parameter cannot be both `exclude`d and `include`d",
+                    );
+                }
+                let ty_span = pt.ty.span();
+                let hashed = if excluded {
+                    None
+                } else {
+                    if opts.include.is_none()
+                        && let Some(time) = timestamp::find(&pt.ty)
+                    {
+                        let what = match &simple {
+                            Some(n) => format!("parameter `{n}`"),
+                            None => "this parameter".to_owned(),
+                        };
+                        cx.error_spanned_by(time, timestamp::message(&what, time));
+                    }
+                    let ident = match &simple {
+                        Some(n) => n.clone(),
+                        None => {
+                            let renamed =
+                                Ident::new(&format!("__idem_arg{index}"), Span::call_site());
+                            let pat = std::mem::replace(
+                                &mut *pt.pat,
+                                Pat::Ident(syn::PatIdent {
+                                    attrs: Vec::new(),
+                                    by_ref: None,
+                                    mutability: None,
+                                    ident: renamed.clone(),
+                                    subpat: None,
+                                }),
+                            );
+                            destructure.push((pat, renamed.clone()));
+                            renamed
+                        }
+                    };
+                    Some(Hashed {
+                        ident,
+                        span: ty_span,
+                    })
+                };
+                params.push(Param {
+                    name: simple,
+                    hashed,
+                });
+            }
+        }
+    }
+    for (listed, found) in args.exclude.iter().zip(&excluded_by_list) {
+        if *found {
+            continue;
+        }
+        if listed == "self" {
+            cx.error_spanned_by(
+                listed,
+                "`self` is never part of the key; no need to exclude it",
+            );
+        } else {
+            let names = param_names(&params);
+            cx.error_spanned_by(
+                listed,
+                format!(
+                    "cannot exclude `{listed}`: `{fn_name}` has no parameter of that name{names}"
+                ),
+            );
+        }
+    }
+
+    // ---- name ---------------------------------------------------------------------------
+    if args.name.is_none() {
+        if let Some(span) = receiver {
+            cx.error_at(
+                span,
+                format!(
+                    "`#[idempotent]` on a method needs a stable operation name: add \
+                     `name = \"…\"` (e.g. `#[idempotent(name = \"orders.{fn_name}\")]`); the macro \
+                     cannot see the impl's type, so a default name could collide with another \
+                     type's `{fn_name}`"
+                ),
+            );
+        } else if let Some(generic) = func
+            .sig
+            .generics
+            .params
+            .iter()
+            .find(|p| !matches!(p, GenericParam::Lifetime(_)))
+        {
+            cx.error_spanned_by(
+                generic,
+                format!(
+                    "generic `#[idempotent]` fn `{fn_name}` needs a stable operation name: add \
+                     `name = \"…\"` (e.g. `#[idempotent(name = \"jobs.{fn_name}\")]`); every \
+                     instantiation shares one operation, so make the key tell them apart if their \
+                     results differ"
+                ),
+            );
+        }
+    }
+
+    // ---- expressions ----------------------------------------------------------------------
+    let known: Vec<String> = params
+        .iter()
+        .filter_map(|p| p.name.as_ref().map(Ident::to_string))
+        .collect();
+    for (option, expr) in [
+        ("key", &args.key),
+        ("scope", &args.scope),
+        ("store", &args.store),
+    ] {
+        if let Some(expr) = expr {
+            check_idents(
+                cx,
+                expr,
+                option,
+                &known,
+                receiver.is_some(),
+                &fn_name,
+                &params,
+            );
+        }
+    }
+    let mut whole: Vec<String> = Vec::new();
+    if let Some(k) = &args.key {
+        whole_params(k, &mut whole);
+    }
+    if let Some(s) = &args.scope {
+        whole_params(s, &mut whole);
+    }
+    let rest: Vec<Hashed> = params
+        .into_iter()
+        .filter(|p| {
+            !p.name
+                .as_ref()
+                .is_some_and(|n| whole.contains(&n.to_string()))
+        })
+        .filter_map(|p| p.hashed)
+        .collect();
+    let (key, fingerprint) = match args.key {
+        Some(expr) => (KeySource::Expr(expr), rest),
+        None => (KeySource::Params(rest), Vec::new()),
+    };
+
+    // ---- timings --------------------------------------------------------------------------
+    let ttl_ms = args.ttl.as_ref().map_or(DEFAULT_TTL_MS, |d| d.millis);
+    let lease_ms = args.lease.as_ref().map_or(DEFAULT_LEASE_MS, |d| d.millis);
+    if ttl_ms < lease_ms {
+        let (ttl_text, lease_text) = (format_millis(ttl_ms), format_millis(lease_ms));
+        let message = format!(
+            "`ttl` ({ttl_text}) must be at least `lease` ({lease_text}): a completed record must outlive \
+             the claim that produced it (the default ttl is 24h, the default lease 60s)"
+        );
+        match (&args.ttl, &args.lease) {
+            (Some(ttl), _) => cx.error_spanned_by(&ttl.lit, message),
+            (None, Some(lease)) => cx.error_spanned_by(&lease.lit, message),
+            (None, None) => {}
+        }
+    }
+    let reject = matches!(args.on_conflict, Some((Conflict::Reject, _)));
+    if reject && let Some(wait) = &args.wait_timeout {
+        cx.error_spanned_by(
+            &wait.lit,
+            "`wait_timeout` has no effect with `on_conflict = \"reject\"`: a rejected duplicate does not wait",
+        );
+    }
+
+    let (shape, output) = shape_output?;
+    if cx.has_errors() {
+        return None;
+    }
+    Some(Plan {
+        shape,
+        output,
+        name: args.name,
+        version: args.version.map(|(v, _)| v),
+        ttl: args.ttl,
+        lease: args.lease,
+        wait_timeout: args.wait_timeout,
+        reject,
+        key,
+        scope: args.scope,
+        fingerprint,
+        store: args.store,
+        destructure,
+    })
+}
+
+fn param_names(params: &[Param]) -> String {
+    let names: Vec<String> = params
+        .iter()
+        .filter_map(|p| p.name.as_ref().map(|n| format!("`{n}`")))
+        .collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (its parameters: {})", names.join(", "))
+    }
+}
+
+/// `Output` of `Pin<Box<dyn Future<Output = R> + …>>` (the shape `#[async_trait]` produces).
+fn async_trait_output(output: &ReturnType) -> Option<Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let pin = single_generic(ty, "Pin")?;
+    let boxed = single_generic(pin, "Box")?;
+    let Type::TraitObject(object) = boxed else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(t) = bound else {
+            return None;
+        };
+        let last = t.path.segments.last()?;
+        if last.ident != "Future" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|a| match a {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(assoc.ty.clone()),
+            _ => None,
+        })
+    })
+}
+
+fn single_generic<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn returns_impl_future(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    matches!(&**ty, Type::ImplTrait(_))
+}
+
+/// Parameters an expression names as a whole (`x`, `&x`, `(x, y)`): they are hashed through
+/// the expression already and are left out of the default key and of the fingerprint.
+fn whole_params(expr: &Expr, out: &mut Vec<String>) {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => {
+            if let Some(ident) = p.path.get_ident() {
+                out.push(ident.to_string());
+            }
+        }
+        Expr::Reference(r) => whole_params(&r.expr, out),
+        Expr::Paren(p) => whole_params(&p.expr, out),
+        Expr::Group(g) => whole_params(&g.expr, out),
+        Expr::Tuple(t) => t.elems.iter().for_each(|e| whole_params(e, out)),
+        _ => {}
+    }
+}
+
+/// Reports lower-case single identifiers in `expr` that are not parameters of the function.
+/// Only plain paths in value position are checked (not function names, closures, blocks or
+/// macros, which may bind or refer to other things).
+fn check_idents(
+    cx: &mut Ctxt,
+    expr: &Expr,
+    option: &str,
+    known: &[String],
+    has_self: bool,
+    fn_name: &str,
+    params: &[Param],
+) {
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::Path(p) if p.qself.is_none() => {
+                let Some(ident) = p.path.get_ident() else {
+                    continue;
+                };
+                let name = ident.to_string();
+                if name == "self" {
+                    if !has_self {
+                        cx.error_spanned_by(
+                            ident,
+                            format!(
+                                "`{option}` uses `self`, but `{fn_name}` has no `self` parameter"
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                let lower = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_lowercase() || c == '_');
+                if lower && !known.contains(&name) {
+                    cx.error_spanned_by(
+                        ident,
+                        format!(
+                            "`{option}` uses `{name}`, which is not a parameter of `{fn_name}`{}; \
+                             `{option} = …` is evaluated before the body, over the parameters",
+                            param_names(params)
+                        ),
+                    );
+                }
+            }
+            Expr::Field(f) => stack.push(&f.base),
+            Expr::MethodCall(m) => {
+                stack.push(&m.receiver);
+                stack.extend(m.args.iter());
+            }
+            Expr::Call(c) => stack.extend(c.args.iter()),
+            Expr::Tuple(t) => stack.extend(t.elems.iter()),
+            Expr::Array(a) => stack.extend(a.elems.iter()),
+            Expr::Reference(r) => stack.push(&r.expr),
+            Expr::Paren(p) => stack.push(&p.expr),
+            Expr::Group(g) => stack.push(&g.expr),
+            Expr::Index(i) => {
+                stack.push(&i.expr);
+                stack.push(&i.index);
+            }
+            Expr::Binary(b) => {
+                stack.push(&b.left);
+                stack.push(&b.right);
+            }
+            Expr::Unary(u) => stack.push(&u.expr),
+            Expr::Cast(c) => stack.push(&c.expr),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Expansion smoke tests: the generated code for small inputs, printed with `--nocapture`
+//! (`cargo test -p idem-macros -- --nocapture expansion`) and checked for its key parts.
+
+use quote::quote;
+
+fn show(title: &str, tokens: &proc_macro2::TokenStream) -> String {
+    let text = tokens.to_string();
+    println!("// ---- {title}\n{text}\n");
+    text
+}
+
+#[test]
+fn expansion_of_idempotent() {
+    let out = crate::idempotent::idempotent(
+        quote!(ttl = "24h", key = req.id, scope = tenant),
+        quote! {
+            /// Charges.
+            pub async fn charge(tenant: &str, req: &Charge, #[idem(exclude)] gateway: &Gateway) -> Result<Receipt, PayError> {
+                gateway.charge(req).await
+            }
+        },
+    );
+    let text = show("idempotent", &out);
+    assert!(text.contains("static __IDEM_OP"));
+    assert!(text.contains("inventory :: submit !"));
+    assert!(text.contains("async move"));
+    assert!(
+        !text.contains("idem (exclude)"),
+        "parameter attributes are stripped"
+    );
+}
+
+#[test]
+fn expansion_of_derive() {
+    let out = crate::derive::derive(quote! {
+        struct Charge<T> { zeta: u64, alpha: T, #[idem(exclude)] at: SystemTime, #[idem(rename = "beta")] b: String }
+    });
+    let text = show("derive", &out);
+    let alpha = text.find("\"alpha\"").unwrap();
+    let beta = text.find("\"beta\"").unwrap();
+    let zeta = text.find("\"zeta\"").unwrap();
+    assert!(alpha < beta && beta < zeta, "fields are sorted by name");
+    assert!(text.contains("T : :: idem_runtime :: __private :: IdempotencyKey"));
+}
+
+#[test]
+fn a_crate_path_replaces_every_runtime_path() {
+    let out = crate::idempotent::idempotent(
+        quote!(
+            crate = "renamed::idem",
+            key = (a, b),
+            scope = self.t,
+            store = &self.s,
+            name = "x"
+        ),
+        quote! { async fn f(&self, a: u8, b: u8, c: u8) -> Result<u8, E> { Ok(a) } },
+    );
+    let text = show("crate path", &out);
+    assert!(text.contains("renamed :: idem :: __private :: run"));
+    assert!(!text.contains("idem_runtime"), "{text}");
+    let out = crate::derive::derive(quote! {
+        #[idem(crate = "renamed::idem")]
+        enum E<T> { A, B(T), C { x: u8, #[idem(with = w)] y: u8 } }
+    });
+    let text = show("derive crate path", &out);
+    assert!(!text.contains("idem_runtime"), "{text}");
+}
+
+#[test]
+fn errors_keep_the_function() {
+    let out = crate::idempotent::idempotent(
+        quote!(ttl = "1x", bogus = 1),
+        quote! { pub async fn f(#[idem(exclude)] a: u8, (b, c): (u8, u8)) -> Result<u8, E> { Ok(a + b + c) } },
+    );
+    let text = show("errors", &out);
+    assert_eq!(text.matches("compile_error").count(), 2);
+    assert!(
+        text.contains("pub async fn f (a : u8 , (b , c) : (u8 , u8))"),
+        "unchanged, attributes stripped"
+    );
+    assert!(!text.contains("__IDEM_OP"));
+}

@@ -1,0 +1,666 @@
+//! Behaviour of `#[idempotent]` at run time, one test per option or shape. Every test runs with
+//! its own memory store (`with_store` or the `store = …` option), so tests share no records.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use idem_runtime::{
+    Error, IdempotencyKey, MemoryStore, Operation, Store, idempotent, key_of, with_store,
+};
+use serde::{Deserialize, Serialize};
+
+fn store() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+#[derive(IdempotencyKey, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Charge {
+    customer: String,
+    amount_cents: u64,
+    #[idem(exclude)]
+    note: String,
+}
+
+fn charge_req(customer: &str, amount_cents: u64, note: &str) -> Charge {
+    Charge {
+        customer: customer.into(),
+        amount_cents,
+        note: note.into(),
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Receipt {
+    run: u32,
+}
+
+struct Gateway;
+
+// ---- replay, exclusions ------------------------------------------------------------------
+
+static CHARGES: AtomicU32 = AtomicU32::new(0);
+
+/// Charges a customer.
+#[idempotent(ttl = "24h")]
+async fn charge(req: &Charge, #[idem(exclude)] _gateway: &Gateway) -> Result<Receipt, Error> {
+    Ok(Receipt {
+        run: CHARGES.fetch_add(1, Ordering::SeqCst),
+    })
+}
+
+#[tokio::test]
+async fn replays_the_recorded_result_for_the_same_arguments() {
+    with_store(store(), async {
+        let first = charge(&charge_req("ada", 100, "a"), &Gateway)
+            .await
+            .unwrap();
+        let again = charge(&charge_req("ada", 100, "b"), &Gateway)
+            .await
+            .unwrap();
+        assert_eq!(
+            first, again,
+            "the excluded `note` field does not change the key"
+        );
+        let other = charge(&charge_req("ada", 200, "a"), &Gateway)
+            .await
+            .unwrap();
+        assert_ne!(first, other);
+        assert_eq!(CHARGES.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+static SENDS: AtomicU32 = AtomicU32::new(0);
+
+#[idempotent(exclude(attempt, trace))]
+async fn send(
+    to: &str,
+    attempt: u32,
+    trace: String,
+    #[idem(exclude)] _log: &mut Vec<String>,
+) -> Result<u32, Error> {
+    let _ = (to, attempt, trace);
+    Ok(SENDS.fetch_add(1, Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn excluded_parameters_do_not_change_the_key() {
+    with_store(store(), async {
+        let mut log = Vec::new();
+        let a = send("ada", 1, "t1".into(), &mut log).await.unwrap();
+        let b = send("ada", 2, "t2".into(), &mut log).await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(SENDS.load(Ordering::SeqCst), 1);
+        let k1 = key_of(send("ada", 1, "x".into(), &mut log)).await.unwrap();
+        let k2 = key_of(send("ada", 9, "y".into(), &mut Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(k1, k2);
+        assert_ne!(
+            k1,
+            key_of(send("bob", 1, "x".into(), &mut log)).await.unwrap()
+        );
+    })
+    .await;
+}
+
+// ---- ttl ---------------------------------------------------------------------------------
+
+static TICKS: AtomicU32 = AtomicU32::new(0);
+
+#[idempotent(ttl = "1m30s", lease = "10s")]
+async fn tick(id: u64) -> Result<u32, Error> {
+    let _ = id;
+    Ok(TICKS.fetch_add(1, Ordering::SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_expires_after_its_ttl() {
+    with_store(store(), async {
+        assert_eq!(tick(1).await.unwrap(), 0);
+        tokio::time::advance(Duration::from_secs(89)).await;
+        assert_eq!(tick(1).await.unwrap(), 0, "still within 90 s: replayed");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(tick(1).await.unwrap(), 1, "after 90 s: runs again");
+    })
+    .await;
+}
+
+// ---- version, name -----------------------------------------------------------------------
+
+#[idempotent(name = "tests.versioned", version = 2)]
+async fn versioned(who: &str) -> Result<String, Error> {
+    Ok(format!("v2 for {who}"))
+}
+
+#[tokio::test]
+async fn a_version_bump_ignores_records_of_the_old_version() {
+    with_store(store(), async {
+        // What the previous deploy (version 1) recorded for the same call.
+        static OLD: Operation = Operation::new("tests.versioned").with_version(1);
+        let old: Result<String, Error> = OLD
+            .call(OLD.key("ada").unwrap())
+            .run(async { Ok("v1".into()) })
+            .await;
+        assert_eq!(old.unwrap(), "v1");
+
+        assert_eq!(
+            versioned("ada").await.unwrap(),
+            "v2 for ada",
+            "fresh execution"
+        );
+
+        // The same material under version 2 is the macro's key: replayed.
+        static NEW: Operation = Operation::new("tests.versioned").with_version(2);
+        let new: Result<String, Error> = NEW
+            .call(NEW.key("ada").unwrap())
+            .run(async { Ok("never".into()) })
+            .await;
+        assert_eq!(new.unwrap(), "v2 for ada");
+    })
+    .await;
+}
+
+mod billing {
+    use super::*;
+
+    #[idempotent(name = "tests.invoice")]
+    pub async fn invoice(id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+
+    #[idempotent]
+    pub async fn unnamed(id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+}
+
+#[tokio::test]
+async fn the_name_alone_identifies_the_operation() {
+    // A pinned name: the key does not depend on where the fn lives.
+    let key = key_of(billing::invoice(7)).await.unwrap();
+    assert_eq!(key, Operation::new("tests.invoice").key(&7u64).unwrap());
+    // The default name is `module_path::fn_name`: moving the fn changes its keys.
+    let key = key_of(billing::unnamed(7)).await.unwrap();
+    let default = concat!(module_path!(), "::billing::unnamed");
+    assert_eq!(key, Operation::new(default).key(&7u64).unwrap());
+    assert_eq!(idem_runtime::operation(default).unwrap().name(), default);
+}
+
+// ---- key = …, payload fingerprint --------------------------------------------------------
+
+static ORDERS: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Serialize, Clone)]
+struct Order {
+    sku: String,
+    qty: u32,
+}
+
+#[idempotent(key = idempotency_key)]
+async fn create_order(idempotency_key: String, order: &Order) -> Result<u32, Error> {
+    let _ = order;
+    Ok(ORDERS.fetch_add(1, Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn key_picks_the_key_and_the_other_arguments_must_match() {
+    with_store(store(), async {
+        let order = Order {
+            sku: "x".into(),
+            qty: 1,
+        };
+        let first = create_order("k-1".into(), &order).await.unwrap();
+        assert_eq!(create_order("k-1".into(), &order).await.unwrap(), first);
+        let other = Order {
+            sku: "x".into(),
+            qty: 2,
+        };
+        let err = create_order("k-1".into(), &other).await.unwrap_err();
+        assert!(matches!(err, Error::PayloadMismatch { .. }), "{err}");
+        assert_eq!(ORDERS.load(Ordering::SeqCst), 1);
+        // The key is the `key` expression alone.
+        let key = key_of(create_order("k-1".into(), &other)).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::create_order")).unwrap();
+        assert_eq!(key, op.key("k-1").unwrap());
+    })
+    .await;
+}
+
+#[idempotent(key = (tenant, request.id))]
+async fn tuple_key(tenant: String, request: Request) -> Result<String, Error> {
+    Ok(format!("{tenant}/{}", request.id)) // `tenant` and `request` were borrowed, not moved
+}
+
+#[derive(Serialize)]
+struct Request {
+    id: u64,
+    body: String,
+}
+
+#[tokio::test]
+async fn a_tuple_key_borrows_its_parts() {
+    with_store(store(), async {
+        let req = || Request {
+            id: 5,
+            body: "b".into(),
+        };
+        assert_eq!(tuple_key("t".into(), req()).await.unwrap(), "t/5");
+        let key = key_of(tuple_key("t".into(), req())).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::tuple_key")).unwrap();
+        assert_eq!(key, op.key(&("t", 5u64)).unwrap());
+        let mismatch = tuple_key(
+            "t".into(),
+            Request {
+                id: 5,
+                body: "other".into(),
+            },
+        )
+        .await;
+        assert!(matches!(mismatch, Err(Error::PayloadMismatch { .. })));
+    })
+    .await;
+}
+
+// ---- scope, self ---------------------------------------------------------------------------
+
+static SCOPED: AtomicU32 = AtomicU32::new(0);
+
+#[idempotent(scope = tenant)]
+async fn scoped(tenant: &str, n: u32) -> Result<u32, Error> {
+    let _ = (tenant, n);
+    Ok(SCOPED.fetch_add(1, Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn scope_separates_tenants() {
+    with_store(store(), async {
+        let a = scoped("acme", 1).await.unwrap();
+        let b = scoped("globex", 1).await.unwrap();
+        assert_ne!(a, b);
+        assert_eq!(scoped("acme", 1).await.unwrap(), a);
+        let key = key_of(scoped("acme", 1)).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::scoped")).unwrap();
+        assert_eq!(
+            key,
+            op.scoped_key("acme", &1u32).unwrap(),
+            "scope, then the other arguments"
+        );
+    })
+    .await;
+}
+
+struct Accounts {
+    tenant: String,
+    opened: AtomicU32,
+    balance: u64,
+}
+
+impl Accounts {
+    fn new(tenant: &str) -> Self {
+        Accounts {
+            tenant: tenant.into(),
+            opened: AtomicU32::new(0),
+            balance: 0,
+        }
+    }
+
+    /// `self` is not part of the key.
+    #[idempotent(name = "tests.accounts.open_unscoped")]
+    async fn open_unscoped(&self, id: u64) -> Result<u64, Error> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        Ok(id)
+    }
+
+    /// `scope = self.tenant` puts the tenant into the key.
+    #[idempotent(name = "tests.accounts.open", scope = self.tenant)]
+    async fn open(&self, id: u64) -> Result<u64, Error> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        Ok(id)
+    }
+
+    /// `&mut self` works: the body runs inline in the caller's future. A replay does not run
+    /// it, so the mutation happens once.
+    #[idempotent(name = "tests.accounts.deposit", scope = self.tenant)]
+    async fn deposit(&mut self, id: u64, amount: u64) -> Result<u64, Error> {
+        let _ = id;
+        self.balance += amount;
+        Ok(self.balance)
+    }
+}
+
+#[tokio::test]
+async fn methods_key_on_their_arguments_and_scope_on_self_when_asked() {
+    with_store(store(), async {
+        let (acme, globex) = (Accounts::new("acme"), Accounts::new("globex"));
+        acme.open_unscoped(1).await.unwrap();
+        globex.open_unscoped(1).await.unwrap();
+        assert_eq!(
+            acme.opened.load(Ordering::SeqCst) + globex.opened.load(Ordering::SeqCst),
+            1,
+            "self is not in the key"
+        );
+
+        acme.open(2).await.unwrap();
+        globex.open(2).await.unwrap();
+        acme.open(2).await.unwrap();
+        assert_eq!(acme.opened.load(Ordering::SeqCst), 2);
+        assert_eq!(globex.opened.load(Ordering::SeqCst), 1);
+
+        let mut acct = Accounts::new("initech");
+        assert_eq!(acct.deposit(1, 50).await.unwrap(), 50);
+        assert_eq!(acct.deposit(1, 50).await.unwrap(), 50, "replayed");
+        assert_eq!(acct.balance, 50);
+        assert_eq!(acct.deposit(2, 50).await.unwrap(), 100);
+    })
+    .await;
+}
+
+// ---- conflicts -----------------------------------------------------------------------------
+
+static SLOW: AtomicU32 = AtomicU32::new(0);
+
+#[idempotent(on_conflict = "reject")]
+async fn slow_reject(id: u64, #[idem(exclude)] gate: &tokio::sync::Notify) -> Result<u32, Error> {
+    let _ = id;
+    gate.notified().await;
+    Ok(SLOW.fetch_add(1, Ordering::SeqCst))
+}
+
+#[idempotent(wait_timeout = "5s")]
+async fn slow_wait(id: u64, #[idem(exclude)] gate: &tokio::sync::Notify) -> Result<u32, Error> {
+    let _ = id;
+    gate.notified().await;
+    Ok(SLOW.fetch_add(1, Ordering::SeqCst) + 100)
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_conflict_reject_and_wait() {
+    with_store(store(), async {
+        let gate = tokio::sync::Notify::new();
+        let (first, second) = tokio::join!(slow_reject(1, &gate), async {
+            let second = slow_reject(1, &gate).await;
+            gate.notify_one();
+            second
+        });
+        assert!(first.is_ok());
+        assert!(matches!(second, Err(Error::InFlight { .. })), "{second:?}");
+
+        let gate = tokio::sync::Notify::new();
+        let (first, second) = tokio::join!(slow_wait(1, &gate), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            gate.notify_one();
+            slow_wait(1, &gate).await
+        });
+        assert_eq!(
+            first.unwrap(),
+            second.unwrap(),
+            "the duplicate waited and got the result"
+        );
+    })
+    .await;
+}
+
+// ---- errors ----------------------------------------------------------------------------------
+
+static FLAKY: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug)]
+enum PayError {
+    Declined,
+    Idem(Error),
+}
+
+impl From<Error> for PayError {
+    fn from(e: Error) -> Self {
+        PayError::Idem(e)
+    }
+}
+
+#[idempotent]
+async fn flaky(id: u64) -> Result<u32, PayError> {
+    let _ = id;
+    let run = FLAKY.fetch_add(1, Ordering::SeqCst);
+    if run == 0 {
+        Err(PayError::Declined)
+    } else {
+        Ok(run)
+    }
+}
+
+#[tokio::test]
+async fn an_error_releases_the_claim() {
+    with_store(store(), async {
+        assert!(matches!(flaky(1).await, Err(PayError::Declined)));
+        assert_eq!(flaky(1).await.unwrap(), 1, "runs again after an error");
+        assert_eq!(flaky(1).await.unwrap(), 1, "then replays");
+        let PayError::Idem(inner) = PayError::from(Error::Config("x".into())) else {
+            panic!()
+        };
+        assert!(matches!(inner, Error::Config(_)));
+    })
+    .await;
+}
+
+// ---- return types ----------------------------------------------------------------------------
+
+#[idempotent(key = id)]
+async fn io_op(id: u64, payload: String) -> std::io::Result<String> {
+    let n: u64 = payload.parse().map_err(std::io::Error::other)?; // `?` with io errors
+    Ok(format!("{id}:{n}"))
+}
+
+type AppResult<T> = Result<T, PayError>;
+
+#[idempotent]
+async fn aliased(id: u64) -> AppResult<u64> {
+    Ok(id)
+}
+
+#[idempotent]
+async fn with_anyhow(id: u64) -> anyhow::Result<u64> {
+    anyhow::ensure!(id > 0, "id must be positive");
+    Ok(id)
+}
+
+#[tokio::test]
+async fn io_result_and_aliases_are_results() {
+    with_store(store(), async {
+        assert_eq!(io_op(1, "7".into()).await.unwrap(), "1:7");
+        let err = io_op(1, "8".into()).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::Other);
+        let inner = err.into_inner().unwrap().downcast::<Error>().unwrap();
+        assert!(matches!(*inner, Error::PayloadMismatch { .. }));
+        assert!(
+            io_op(2, "x".into()).await.is_err(),
+            "the body's own io error"
+        );
+
+        assert_eq!(aliased(3).await.unwrap(), 3);
+        assert_eq!(with_anyhow(3).await.unwrap(), 3);
+        assert!(with_anyhow(0).await.is_err());
+    })
+    .await;
+}
+
+// ---- generics, patterns, trait impls ---------------------------------------------------------
+
+#[idempotent(name = "tests.generic_echo")]
+async fn generic_echo<T>(value: T) -> Result<T, Error>
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone,
+{
+    Ok(value)
+}
+
+/// An `impl Trait` parameter is hashed when its bound says how (`Serialize` or
+/// `IdempotencyKey`); the fn keeps its default name (the type cannot change the output).
+#[idempotent]
+async fn impl_param(
+    label: impl Serialize + Send,
+    #[idem(exclude)] log: impl std::fmt::Debug,
+) -> Result<String, Error> {
+    Ok(format!(
+        "{log:?}:{}",
+        serde_json::to_string(&label).unwrap()
+    ))
+}
+
+#[idempotent]
+async fn pattern((a, b): (u32, u32), Wrapper(c): Wrapper) -> Result<u32, Error> {
+    Ok(a + b + c)
+}
+
+#[derive(IdempotencyKey)]
+struct Wrapper(u32);
+
+trait Mailer {
+    async fn send(&self, to: String) -> Result<u32, Error>;
+}
+
+struct Smtp(AtomicU32);
+
+impl Mailer for Smtp {
+    #[idempotent(name = "tests.smtp.send")]
+    async fn send(&self, to: String) -> Result<u32, Error> {
+        let _ = to;
+        Ok(self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+#[async_trait::async_trait]
+trait Notifier {
+    async fn notify(&self, user: u64, #[allow(unused)] channel: &str) -> Result<u32, Error>;
+}
+
+struct Push(AtomicU32);
+
+#[async_trait::async_trait]
+impl Notifier for Push {
+    #[idempotent(name = "tests.push.notify", scope = user)]
+    async fn notify(&self, user: u64, #[idem(exclude)] channel: &str) -> Result<u32, Error> {
+        let _ = (channel, user);
+        Ok(self.0.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn generics_patterns_trait_methods_and_async_trait() {
+    with_store(store(), async {
+        assert_eq!(generic_echo(5u8).await.unwrap(), 5);
+        assert_eq!(generic_echo("s".to_owned()).await.unwrap(), "s");
+        assert_eq!(pattern((1, 2), Wrapper(3)).await.unwrap(), 6);
+        assert_eq!(impl_param("a", 1).await.unwrap(), "1:\"a\"");
+        assert_eq!(
+            impl_param("a", 2).await.unwrap(),
+            "1:\"a\"",
+            "replayed: `log` is excluded"
+        );
+        let key = key_of(pattern((1, 2), Wrapper(3))).await.unwrap();
+        assert_eq!(key, {
+            let mut h = idem_runtime::KeyHasher::for_key(concat!(module_path!(), "::pattern"), 0);
+            h.unscoped();
+            h.write(&(1u32, 2u32));
+            h.write(&3u32);
+            h.finish_key().unwrap()
+        });
+
+        let smtp = Smtp(AtomicU32::new(0));
+        smtp.send("a".into()).await.unwrap();
+        smtp.send("a".into()).await.unwrap();
+        assert_eq!(smtp.0.load(Ordering::SeqCst), 1);
+
+        let push: Box<dyn Notifier + Send + Sync> = Box::new(Push(AtomicU32::new(0)));
+        assert_eq!(push.notify(1, "sms").await.unwrap(), 0);
+        assert_eq!(
+            push.notify(1, "email").await.unwrap(),
+            0,
+            "channel is excluded"
+        );
+        assert_eq!(push.notify(2, "sms").await.unwrap(), 1);
+    })
+    .await;
+}
+
+// ---- store option, current(), key_of / forget_call --------------------------------------------
+
+struct Service {
+    store: Arc<MemoryStore>,
+    runs: AtomicU32,
+}
+
+impl Service {
+    #[idempotent(name = "tests.service.work", store = &self.store)]
+    async fn work(&self, job: u64) -> Result<(u32, String), Error> {
+        let key = idem_runtime::current().expect("inside the body").key();
+        Ok((self.runs.fetch_add(1, Ordering::SeqCst), key.to_string()))
+    }
+}
+
+#[tokio::test]
+async fn the_store_option_current_key_and_forget_call() {
+    let service = Service {
+        store: Arc::new(MemoryStore::new()),
+        runs: AtomicU32::new(0),
+    };
+    // No `with_store`: the `store = …` option decides.
+    let (run, seen_key) = service.work(1).await.unwrap();
+    let key = key_of(service.work(1)).await.unwrap();
+    assert_eq!(
+        seen_key,
+        key.to_string(),
+        "the body sees the key that key_of computes"
+    );
+    assert!(
+        service.store.get(&key).await.unwrap().is_some(),
+        "recorded in the option's store"
+    );
+
+    assert_eq!(service.work(1).await.unwrap().0, run, "replayed");
+    assert!(idem_runtime::forget_call(service.work(1)).await.unwrap());
+    assert_eq!(
+        service.work(1).await.unwrap().0,
+        run + 1,
+        "runs again after forget_call"
+    );
+    assert_eq!(
+        service.runs.load(Ordering::SeqCst),
+        2,
+        "key_of and forget_call never ran the body"
+    );
+}
+
+#[test]
+fn generated_futures_are_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let req = charge_req("a", 1, "n");
+    assert_send(charge(&req, &Gateway));
+    assert_send(create_order(
+        "k".into(),
+        &Order {
+            sku: "x".into(),
+            qty: 1,
+        },
+    ));
+    let acct = Accounts::new("t");
+    assert_send(acct.open(1));
+}
+
+#[tokio::test]
+async fn the_registry_lists_annotated_functions() {
+    let ops = idem_runtime::operations();
+    let tick = ops
+        .iter()
+        .find(|op| op.name() == concat!(module_path!(), "::tick"))
+        .expect("registered");
+    assert_eq!(tick.ttl(), Duration::from_secs(90));
+    assert_eq!(tick.lease(), Duration::from_secs(10));
+    let at = tick.location().unwrap();
+    assert_eq!(at.module, module_path!());
+    assert!(at.file.ends_with("macro_idempotent.rs"), "{}", at.file);
+    assert!(at.line > 1);
+    let versioned = idem_runtime::operation("tests.versioned").unwrap();
+    assert_eq!(versioned.version(), 2);
+    assert!(idem_runtime::check_operations().is_ok());
+}

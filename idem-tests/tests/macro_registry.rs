@@ -1,0 +1,88 @@
+//! The operation registry: two `#[idempotent]` fns with one name are refused at their first
+//! call, with both locations named; others are unaffected. (A test binary of its own, because
+//! the duplicate is process-wide.)
+
+use std::sync::Arc;
+
+use idem_runtime::{Error, MemoryStore, idempotent, with_store};
+
+mod first {
+    use super::*;
+
+    #[idempotent(name = "registry.duplicate")]
+    pub async fn a(id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+}
+
+mod second {
+    use super::*;
+
+    #[idempotent(name = "registry.duplicate")]
+    pub async fn b(id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+}
+
+#[idempotent(name = "registry.unique", ttl = "2h", lease = "30s", version = 4)]
+async fn unique(id: u64) -> Result<u64, Error> {
+    Ok(id)
+}
+
+#[tokio::test]
+async fn duplicate_names_are_refused_with_both_locations() {
+    with_store(Arc::new(MemoryStore::new()), async {
+        for result in [first::a(1).await, second::b(1).await] {
+            let Err(Error::Config(message)) = result else {
+                panic!("expected a refusal, got {result:?}");
+            };
+            assert!(message.contains("`registry.duplicate`"), "{message}");
+            assert!(
+                message.matches("macro_registry.rs:").count() == 2,
+                "{message}"
+            );
+            assert!(
+                message.contains("macro_registry::first")
+                    && message.contains("macro_registry::second"),
+                "{message}"
+            );
+        }
+        assert_eq!(unique(1).await.unwrap(), 1, "unique names still run");
+    })
+    .await;
+    let err = idem_runtime::check_operations().unwrap_err();
+    assert!(err.to_string().contains("registry.duplicate"), "{err}");
+    assert!(
+        idem_runtime::operation("registry.duplicate").is_none(),
+        "ambiguous"
+    );
+}
+
+#[test]
+fn operations_lists_every_annotated_fn_with_its_settings() {
+    let ops = idem_runtime::operations();
+    assert_eq!(
+        ops.iter()
+            .filter(|op| op.name() == "registry.duplicate")
+            .count(),
+        2
+    );
+    let op = idem_runtime::operation("registry.unique").unwrap();
+    assert_eq!(
+        (op.version(), op.ttl().as_secs(), op.lease().as_secs()),
+        (4, 7200, 30)
+    );
+    let at = op.location().unwrap();
+    assert_eq!(at.module, "macro_registry");
+    assert!(at.file.ends_with("macro_registry.rs"));
+    assert_eq!(
+        at.line,
+        line_of("#[idempotent(name = \"registry.unique\""),
+        "the attribute's line"
+    );
+}
+
+fn line_of(needle: &str) -> u32 {
+    let src = include_str!("macro_registry.rs");
+    src.lines().position(|l| l.starts_with(needle)).unwrap() as u32 + 1
+}
