@@ -372,8 +372,204 @@ pub async fn storm_runs_once(store: Arc<dyn Store>) {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+/// The default value size limit of every built-in store: 1 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// A value just above the default limit is refused with `Error::ValueTooLarge` and nothing is
+/// written: the claim stays in progress (for its owner to release); one at the limit is stored.
+/// Through the engine, the caller gets the error and the claim is released.
+pub async fn value_size_limit(store: Arc<dyn Store>) {
+    static OP: Operation = Operation::new("conformance.too_large");
+    let key = unique_key("too-large");
+    let token = Token::generate();
+    store.claim(&key, &fp(1), token, LEASE).await.unwrap();
+    let big = Bytes::from(vec![b'x'; DEFAULT_MAX_VALUE_BYTES + 1]);
+    match store.complete(&key, token, big, TTL).await {
+        Err(Error::ValueTooLarge { size, limit }) => {
+            assert_eq!(
+                (size, limit),
+                (DEFAULT_MAX_VALUE_BYTES + 1, DEFAULT_MAX_VALUE_BYTES)
+            );
+        }
+        other => panic!("expected Error::ValueTooLarge, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            store.get(&key).await.unwrap(),
+            Some(Record::InProgress { .. })
+        ),
+        "nothing may be half-written"
+    );
+    let fits = Bytes::from(vec![b'y'; DEFAULT_MAX_VALUE_BYTES]);
+    assert!(
+        store
+            .complete(&key, token, fits.clone(), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::Completed { value, .. }) if value == fits
+    ));
+
+    let key = unique_key("too-large-engine");
+    let out: Result<String, Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async { Ok("z".repeat(DEFAULT_MAX_VALUE_BYTES)) })
+        .await;
+    assert!(matches!(out, Err(Error::ValueTooLarge { .. })), "{out:?}");
+    // The engine releases the claim (remote stores: from a spawned task).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.get(&key).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An owner whose lease lapsed, even if nobody took over, can no longer renew, complete or
+/// release.
+pub async fn lapsed_owner_is_fenced(store: Arc<dyn Store>) {
+    let key = unique_key("lapsed");
+    let token = Token::generate();
+    store
+        .claim(&key, &fp(1), token, Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!store.renew(&key, token, LEASE).await.unwrap());
+    assert!(
+        !store
+            .complete(&key, token, value("late"), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(!store.release(&key, token).await.unwrap());
+    assert!(store.get(&key).await.unwrap().is_none());
+}
+
+/// Arbitrary bytes (every byte value, NUL included) and an empty value come back unchanged, in
+/// the claim's replay and in `get`.
+pub async fn values_are_stored_byte_for_byte(store: Arc<dyn Store>) {
+    let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    for bytes in [all, Vec::new()] {
+        let key = unique_key("bytes");
+        let token = Token::generate();
+        store.claim(&key, &fp(7), token, LEASE).await.unwrap();
+        let value = Bytes::from(bytes);
+        assert!(
+            store
+                .complete(&key, token, value.clone(), TTL)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .claim(&key, &fp(7), Token::generate(), LEASE)
+                .await
+                .unwrap(),
+            Claim::Completed {
+                fingerprint: fp(7),
+                value: value.clone()
+            }
+        );
+        assert!(matches!(
+            store.get(&key).await.unwrap(),
+            Some(Record::Completed { value: v, .. }) if v == value
+        ));
+    }
+}
+
+/// 100 keys with 5 concurrent callers each: every body runs once per key, every caller gets
+/// its key's value (on a cluster, the keys spread over all nodes).
+pub async fn many_keys_in_parallel(store: Arc<dyn Store>) {
+    static OP: Operation = Operation::new("conformance.many_keys");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let keys: Vec<(usize, Key)> = (0..100)
+        .map(|i| (i, unique_key(&format!("many-{i}"))))
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        for &(i, key) in &keys {
+            let (store, runs) = (store.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                let out = OP
+                    .call(key)
+                    .store(store)
+                    .run(async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, Error>(format!("value {i}"))
+                    })
+                    .await;
+                (i, out)
+            }));
+        }
+    }
+    for task in tasks {
+        let (i, out) = task.await.unwrap();
+        assert_eq!(out.unwrap(), format!("value {i}"));
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 100);
+}
+
+/// 20 fresh keys, each claimed by 25 callers at once with different fingerprints: exactly one
+/// caller per key acquires, and every other caller sees the winner's claim (this is the
+/// snapshot race of a single-statement upsert in SQL stores).
+pub async fn claim_race_has_one_winner(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for k in 0..20 {
+        let key = unique_key(&format!("race-{k}"));
+        for j in 1..=25u8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let claim = store
+                    .claim(&key, &fp(j), Token::generate(), Duration::from_secs(30))
+                    .await;
+                (k, j, claim.unwrap())
+            }));
+        }
+    }
+    let mut winners = std::collections::HashMap::new();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (k, j, claim) = task.await.unwrap();
+        match claim {
+            Claim::Acquired => assert!(winners.insert(k, j).is_none(), "two winners for key {k}"),
+            Claim::InProgress { fingerprint, .. } => seen.push((k, fingerprint)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 20, "every key has a winner");
+    for (k, fingerprint) in seen {
+        assert_eq!(
+            fingerprint,
+            fp(winners[&k]),
+            "key {k} reports the winner's claim"
+        );
+    }
+}
+
+/// What a conformance test gets from its factory: the store, plus whatever must stay alive
+/// while the test runs and be cleaned up afterwards (a key prefix, a schema, a server). The
+/// fixture is dropped at the end of the test, also when the test panics.
+pub trait Fixture {
+    /// The store under test.
+    fn store(&self) -> Arc<dyn Store>;
+}
+
+impl Fixture for Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn Store> {
+        self.clone()
+    }
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]` for the store built by
-/// `$factory` (an async expression evaluated inside each test's runtime).
+/// `$factory`: an async expression, evaluated inside each test's runtime, that yields an
+/// `Arc<dyn Store>` or any other [`Fixture`].
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:expr) => {
@@ -381,14 +577,17 @@ macro_rules! conformance_suite {
             claim_is_exclusive, complete_then_replay, writes_are_fenced, release_allows_retry,
             lease_expiry_allows_takeover, renew_extends_the_lease, ttl_expiry, remove_forgets,
             purge_counts, waiters_wake_on_completion, corrupt_record_is_a_decode_error,
-            storm_runs_once);
+            storm_runs_once, value_size_limit, lapsed_owner_is_fenced,
+            values_are_stored_byte_for_byte, many_keys_in_parallel, claim_race_has_one_winner);
     };
     (@tests $factory:expr; $($name:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store: ::std::sync::Arc<dyn ::idem_runtime::Store> = $factory.await;
+                let fixture = $factory.await;
+                let store = $crate::conformance::Fixture::store(&fixture);
                 $crate::conformance::$name(store).await;
+                drop(fixture);
             }
         )*
     };

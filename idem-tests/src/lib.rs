@@ -1,3 +1,8 @@
-//! Shared helpers for idem's integration tests: the store conformance suite.
+//! Shared helpers for idem's integration tests: the store conformance suite, access to the
+//! test servers (Redis, Redis Cluster, PostgreSQL), a fault-injecting TCP proxy, and the
+//! cross-process worker.
 
 pub mod conformance;
+pub mod proxy;
+pub mod servers;
+pub mod worker;

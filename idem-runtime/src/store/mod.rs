@@ -10,6 +10,10 @@
 //! statically by the engine, so its replay path allocates nothing.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +21,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use memory::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_VALUE_BYTES, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 use crate::{Error, Fingerprint, Key, Token};
 
@@ -142,7 +150,11 @@ pub trait Store: Send + Sync + 'static {
 /// A jittered polling interval between 10 and 200 ms, for stores without change notifications.
 pub fn poll_interval() -> Duration {
     // splitmix64 over a fresh token: cheap, well-spread bits without an RNG dependency.
-    let mut z = u64::from_be_bytes(Token::generate().to_bytes()[8..].try_into().unwrap_or_default());
+    let mut z = u64::from_be_bytes(
+        Token::generate().to_bytes()[8..]
+            .try_into()
+            .unwrap_or_default(),
+    );
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

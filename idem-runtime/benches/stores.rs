@@ -1,0 +1,361 @@
+//! The shared stores at 32 concurrent callers, side by side with the raw client doing one round
+//! trip on the same connection (pool).
+//!
+//! ```text
+//! cargo bench -p idem-runtime --all-features --bench stores
+//! ```
+//!
+//! Needs the servers of the tests: `IDEM_REDIS_URL` (default `redis://127.0.0.1:6379`) and
+//! `IDEM_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`). Uses its own key
+//! prefix / schema and removes them afterwards.
+//!
+//! Per backend:
+//! - `raw`: Redis `GET` of a ~60-byte value / a primary-key `SELECT value` of the same size:
+//!   one round trip, the floor for anything that must ask the server;
+//! - `replay`: an idempotent call whose key is completed: the engine's claim answers with the
+//!   recorded value, which is decoded (1 round trip);
+//! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips).
+//!
+//! Each sample spreads its iterations over 32 tasks on a 2-worker tokio runtime; criterion's
+//! time per iteration is the reciprocal of the throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use std::pin::Pin;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use idem_runtime::store::{PostgresStore, RedisStore};
+use idem_runtime::{Error, Key, Operation, Store};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use tokio::runtime::Runtime;
+
+const CALLERS: u64 = 32;
+const REPLAY_KEYS: u64 = 1024;
+
+static OP: Operation = Operation::new("bench.stores");
+static FRESH: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Receipt {
+    id: String,
+    amount_cents: u64,
+    status: String,
+}
+
+fn receipt(n: u64) -> Receipt {
+    Receipt {
+        id: format!("rcpt_{n:012}"),
+        amount_cents: 1999,
+        status: "succeeded".to_owned(),
+    }
+}
+
+fn key(run: &str, n: u64) -> Key {
+    OP.key(&(run, n)).expect("plain key material")
+}
+
+/// Runs `iters` calls of `f(i)` spread over [`CALLERS`] tasks and returns the elapsed time.
+async fn concurrently<F, Fut>(iters: u64, f: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let f = Arc::new(f);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let mut i = caller;
+                while i < iters {
+                    f(i).await;
+                    i += CALLERS;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("bench task");
+    }
+    start.elapsed()
+}
+
+async fn replay(store: Arc<dyn Store>, run: Arc<str>, i: u64) {
+    let out: Result<Receipt, Error> = OP
+        .call(key(&run, i % REPLAY_KEYS))
+        .store(store)
+        .run(async { panic!("a replay must not run the body") })
+        .await;
+    std::hint::black_box(out.expect("replay"));
+}
+
+async fn first_call(store: Arc<dyn Store>, run: Arc<str>) {
+    let n = FRESH.fetch_add(1, Ordering::Relaxed) + REPLAY_KEYS;
+    let out: Result<Receipt, Error> = OP
+        .call(key(&run, n))
+        .store(store)
+        .run(async move { Ok(receipt(n)) })
+        .await;
+    std::hint::black_box(out.expect("first call"));
+}
+
+async fn prepare(store: &Arc<dyn Store>, run: &str) {
+    for n in 0..REPLAY_KEYS {
+        let out: Result<Receipt, Error> = OP
+            .call(key(run, n))
+            .store(store.clone())
+            .run(async move { Ok(receipt(n)) })
+            .await;
+        out.expect("prepare");
+    }
+}
+
+fn redis(c: &mut Criterion, rt: &Runtime) {
+    let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("idem-bench:{}:", std::process::id());
+    let run: Arc<str> = Arc::from(prefix.as_str());
+    let (store, conn) = rt.block_on(async {
+        let store = RedisStore::builder()
+            .key_prefix(&prefix)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("IDEM_REDIS_URL={url}: {e} (start `redis-server --daemonize yes`)")
+            });
+        let conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        prepare(&store, &run).await;
+        for n in 0..REPLAY_KEYS {
+            let value = serde_json::to_vec(&receipt(n)).unwrap();
+            redis::cmd("SET")
+                .arg(format!("{prefix}raw:{n}"))
+                .arg(value)
+                .exec_async(&mut conn.clone())
+                .await
+                .unwrap();
+        }
+        (store, conn)
+    });
+
+    let raw: Op = {
+        let (conn, prefix) = (conn.clone(), prefix.clone());
+        Arc::new(move |i| {
+            let mut conn = conn.clone();
+            let raw_key = format!("{prefix}raw:{}", i % REPLAY_KEYS);
+            Box::pin(async move {
+                let value: Vec<u8> = redis::cmd("GET")
+                    .arg(raw_key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let receipt: Receipt = serde_json::from_slice(&value).unwrap();
+                std::hint::black_box(receipt);
+            })
+        })
+    };
+    paired(rt, "redis", "GET", &raw, &replay_op(&store, &run), 20_000);
+    let mut group = c.benchmark_group("stores/redis");
+    group.throughput(Throughput::Elements(1));
+    bench_op(&mut group, rt, "raw_get", &raw);
+    bench_engine(&mut group, rt, &store, &run);
+    group.finish();
+
+    rt.block_on(async {
+        let mut conn = conn.clone();
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                redis::cmd("UNLINK")
+                    .arg(keys)
+                    .exec_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    });
+}
+
+fn postgres(c: &mut Criterion, rt: &Runtime) {
+    let url = std::env::var("IDEM_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("idem_bench_{}", std::process::id());
+    let run: Arc<str> = Arc::from(schema.as_str());
+    let (store, pool, select) = rt.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(CALLERS as u32)
+            .min_connections(CALLERS as u32)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("IDEM_DATABASE_URL={url}: {e} (start `pg_ctlcluster 15 main start`)")
+            });
+        let store = PostgresStore::builder()
+            .schema(&schema)
+            .build(pool.clone())
+            .unwrap();
+        store.migrate().await.unwrap();
+        let raw_table = format!("\"{schema}\".raw");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {raw_table} (key bytea PRIMARY KEY, value bytea NOT NULL)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        for n in 0..REPLAY_KEYS {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {raw_table} VALUES ($1, $2)"
+            )))
+            .bind(key(&run, n).as_bytes().to_vec())
+            .bind(serde_json::to_vec(&receipt(n)).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let store: Arc<dyn Store> = Arc::new(store);
+        prepare(&store, &run).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {raw_table}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let select: Arc<str> = Arc::from(format!("SELECT value FROM {raw_table} WHERE key = $1"));
+        (store, pool, select)
+    });
+
+    let raw: Op = {
+        let (pool, select, run) = (pool.clone(), select.clone(), run.clone());
+        Arc::new(move |i| {
+            let (pool, select) = (pool.clone(), select.clone());
+            let k = key(&run, i % REPLAY_KEYS);
+            Box::pin(async move {
+                let value: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(select))
+                    .bind(k.as_bytes().as_slice())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                let receipt: Receipt = serde_json::from_slice(&value).unwrap();
+                std::hint::black_box(receipt);
+            })
+        })
+    };
+    paired(
+        rt,
+        "postgres",
+        "SELECT",
+        &raw,
+        &replay_op(&store, &run),
+        3_000,
+    );
+    let mut group = c.benchmark_group("stores/postgres");
+    group.throughput(Throughput::Elements(1));
+    bench_op(&mut group, rt, "raw_select", &raw);
+    bench_engine(&mut group, rt, &store, &run);
+    group.finish();
+
+    rt.block_on(async {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+}
+
+/// One benchmarked operation: call `i` of a run.
+type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+fn replay_op(store: &Arc<dyn Store>, run: &Arc<str>) -> Op {
+    let (store, run) = (store.clone(), run.clone());
+    Arc::new(move |i| Box::pin(replay(store.clone(), run.clone(), i)))
+}
+
+fn first_call_op(store: &Arc<dyn Store>, run: &Arc<str>) -> Op {
+    let (store, run) = (store.clone(), run.clone());
+    Arc::new(move |_| Box::pin(first_call(store.clone(), run.clone())))
+}
+
+fn bench_op(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, op: &Op) {
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let op = op.clone();
+            concurrently(iters, move |i| op(i))
+        });
+    });
+}
+
+fn bench_engine(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    store: &Arc<dyn Store>,
+    run: &Arc<str>,
+) {
+    bench_op(group, rt, "replay", &replay_op(store, run));
+    bench_op(group, rt, "first_call", &first_call_op(store, run));
+}
+
+/// Alternates rounds of `raw` and `replay` (so that both see the same machine load) and prints
+/// the median throughput of each and their ratio.
+fn paired(rt: &Runtime, backend: &str, raw_name: &str, raw: &Op, replay: &Op, per_round: u64) {
+    let (mut raw_rates, mut replay_rates) = (Vec::new(), Vec::new());
+    for round in 0..8 {
+        for (op, rates) in [(raw, &mut raw_rates), (replay, &mut replay_rates)] {
+            let op = op.clone();
+            let elapsed = rt.block_on(concurrently(per_round, move |i| op(i)));
+            if round > 0 {
+                rates.push(per_round as f64 / elapsed.as_secs_f64());
+            }
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (raw_rate, replay_rate) = (median(&mut raw_rates), median(&mut replay_rates));
+    println!(
+        "paired/{backend}: raw {raw_name} {raw_rate:.0}/s, idem replay {replay_rate:.0}/s, \
+         ratio {:.2} (median of 7 interleaved rounds, {CALLERS} callers)",
+        replay_rate / raw_rate
+    );
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    redis(c, &rt);
+    postgres(c, &rt);
+}
+
+criterion_group! {
+    name = stores;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = benches
+}
+criterion_main!(stores);

@@ -1,0 +1,786 @@
+//! The Redis store (feature `redis`): one server through a `ConnectionManager`, or Redis
+//! Cluster through the crate's async cluster client. See [`RedisStore`] for the record layout,
+//! round trips and durability.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Cmd, RedisError, Value};
+
+use super::{Claim, Record, Store, StoreFuture};
+use crate::{Error, Fingerprint, Key, Token};
+
+const NAME: &str = "redis";
+
+/// The claim for servers before Redis 7.0 (no `SET … NX GET`): `KEYS[1]` record; `ARGV`: the
+/// in-progress record, lease in ms. Answers the previous record, or nil after claiming.
+const CLAIM_LUA: &str = r"
+local r = redis.call('GET', KEYS[1])
+if r then
+  return r
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// `KEYS[1]` record; `ARGV`: token, value, TTL in ms. Answers 1 if completed, 0 if fenced out.
+const COMPLETE_LUA: &str = r"
+local r = redis.call('GET', KEYS[1])
+if not r or string.sub(r, 1, 1) ~= 'p' or string.sub(r, 34, 49) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], 'c' .. string.sub(r, 2, 33) .. ARGV[2], 'PX', ARGV[3])
+return 1
+";
+
+/// `KEYS[1]` record; `ARGV`: token. Answers 1 if released, 0 if fenced out.
+const RELEASE_LUA: &str = r"
+local r = redis.call('GET', KEYS[1])
+if not r or string.sub(r, 1, 1) ~= 'p' or string.sub(r, 34, 49) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// `KEYS[1]` record; `ARGV`: token, lease in ms. Answers 1 if renewed, 0 if fenced out.
+const RENEW_LUA: &str = r"
+local r = redis.call('GET', KEYS[1])
+if not r or string.sub(r, 1, 1) ~= 'p' or string.sub(r, 34, 49) ~= ARGV[1] then
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// `KEYS[1]` record. Answers `0` (absent) or `{record, pttl}`.
+const GET_LUA: &str = r"
+local r = redis.call('GET', KEYS[1])
+if not r then
+  return 0
+end
+return {r, redis.call('PTTL', KEYS[1])}
+";
+
+const IN_PROGRESS: u8 = b'p';
+const COMPLETED: u8 = b'c';
+const FINGERPRINT: std::ops::Range<usize> = 1..33;
+const TOKEN: std::ops::Range<usize> = 33..49;
+const LEASE: std::ops::Range<usize> = 49..57;
+
+/// A record as stored, parsed.
+enum Stored {
+    InProgress {
+        fingerprint: Fingerprint,
+        lease: Duration,
+    },
+    Completed {
+        fingerprint: Fingerprint,
+        value: Bytes,
+    },
+}
+
+fn in_progress_record(fingerprint: &Fingerprint, token: Token, lease_ms: u64) -> Vec<u8> {
+    let mut record = Vec::with_capacity(LEASE.end);
+    record.push(IN_PROGRESS);
+    record.extend_from_slice(fingerprint.as_bytes());
+    record.extend_from_slice(&token.to_bytes());
+    debug_assert_eq!(record.len(), TOKEN.end);
+    record.extend_from_slice(&lease_ms.to_be_bytes());
+    record
+}
+
+fn parse_record(bytes: Vec<u8>) -> Result<Stored, Error> {
+    let fingerprint = bytes
+        .get(FINGERPRINT)
+        .and_then(|f| <[u8; 32]>::try_from(f).ok())
+        .map(Fingerprint::from_bytes)
+        .ok_or_else(|| malformed("shorter than its header"))?;
+    match bytes[0] {
+        COMPLETED => Ok(Stored::Completed {
+            fingerprint,
+            value: Bytes::from(bytes).slice(FINGERPRINT.end..),
+        }),
+        IN_PROGRESS => {
+            let lease = bytes
+                .get(LEASE)
+                .and_then(|l| <[u8; 8]>::try_from(l).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| malformed("in-progress record too short"))?;
+            Ok(Stored::InProgress {
+                fingerprint,
+                lease: Duration::from_millis(lease),
+            })
+        }
+        other => Err(malformed(&format!("unknown state byte {other:#04x}"))),
+    }
+}
+
+/// A Lua script with its SHA1, computed once.
+struct Lua {
+    source: &'static str,
+    script: LazyLock<redis::Script>,
+}
+
+macro_rules! lua {
+    ($name:ident = $source:ident) => {
+        static $name: Lua = Lua {
+            source: $source,
+            script: LazyLock::new(|| redis::Script::new($source)),
+        };
+    };
+}
+
+lua!(CLAIM = CLAIM_LUA);
+lua!(COMPLETE = COMPLETE_LUA);
+lua!(RELEASE = RELEASE_LUA);
+lua!(RENEW = RENEW_LUA);
+lua!(GET = GET_LUA);
+
+/// One argument of a script call.
+enum Arg<'a> {
+    Bytes(&'a [u8]),
+    Int(u64),
+}
+
+/// A shared store on Redis or Redis Cluster.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), idem_runtime::Error> {
+/// use idem_runtime::store::RedisStore;
+///
+/// // One server (or a primary behind a proxy):
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// idem_runtime::install(store)?;
+///
+/// // Redis Cluster, with a prefix of its own and replica acknowledgement:
+/// let cluster = RedisStore::builder()
+///     .key_prefix("billing:idem:")
+///     .wait_for_replicas(1, std::time::Duration::from_millis(200))
+///     .connect_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .await?;
+/// # let _ = cluster; Ok(()) }
+/// ```
+///
+/// Cloning is cheap and shares the connection.
+/// Cluster through the crate's async cluster client.
+///
+/// ## Record layout
+///
+/// One Redis **string** per key, named `<prefix><64 lowercase hex digits of the key>` (prefix
+/// `idem:` by default), with the record's lifetime as the key's native `PX` expiry:
+///
+/// | bytes | in progress | completed |
+/// |---|---|---|
+/// | 0 | `p` | `c` (`e` is reserved for a future *recorded error*) |
+/// | 1..33 | fingerprint (32 bytes) | fingerprint (32 bytes) |
+/// | 33..49 | fencing token (16 bytes, big-endian) | the record bytes of [`crate::record`] (6-byte header `idm…` + JSON), byte for byte |
+/// | 49..57 | the lease in ms (u64, big-endian) | |
+/// | key expiry (`PTTL`) | the lease | the TTL, counted from completion |
+///
+/// `redis-cli GET idem:<hex>` shows a record; a completed one ends in its readable JSON.
+///
+/// ## Atomic single-key steps
+///
+/// Every step touches a single key, so it is atomic on the server and runs on the one cluster
+/// node that owns the key (no cross-slot access):
+///
+/// - **claim** is one command, `SET <key> <in-progress record> NX PX <lease> GET`: it writes the
+///   claim only if the key is absent (never written, expired, released or lease lapsed) and
+///   answers the previous record: nothing → *acquired*; a completed record → its fingerprint and
+///   value (a replay is this one round trip, as cheap on the server as a `GET`); an in-progress
+///   record → its fingerprint, plus one `PTTL` for the remaining lease. Servers older than Redis
+///   7.0 refuse `NX` with `GET`; the store then switches to an equivalent Lua script.
+/// - **complete**, **release**, **renew** (and `get`) are Lua scripts: each compares the
+///   caller's token with the record's (fencing) and then rewrites (`SET … PX ttl`), deletes or
+///   re-expires (`PEXPIRE`) the key; a completed record has no token, an expired one is gone.
+///   Scripts are sent as `EVALSHA`; a server that does not know a script yet (restart, failover,
+///   `SCRIPT FLUSH`) answers `NOSCRIPT`, and the store then sends the same call once as `EVAL`
+///   with the full source, which also caches it. `remove` is a plain `DEL`.
+///
+/// ## Clock and expiry
+///
+/// Leases and TTLs are sent as durations and stored as the key's `PX` expiry, so the **Redis
+/// server's clock** decides when a lease lapses or a record expires; the application's clock is
+/// never consulted. An expired key is gone for every client at once, which also makes
+/// [`Store::purge_expired`] a no-op (it returns 0).
+///
+/// ## Round trips
+///
+/// | path | round trips |
+/// |---|---|
+/// | replay (record completed) | 1 (`SET … NX GET` returns the value) |
+/// | first call | 2 (`SET … NX GET`, then `EVALSHA complete`; +1 `WAIT` with [`RedisStoreBuilder::wait_for_replicas`]) |
+/// | first call whose body fails | 2 (claim, `EVALSHA release`) |
+/// | duplicate while running | 2 (claim, `PTTL`), then polls (below), then 1 read |
+/// | script unknown to the server | +1 once per script and server (`EVAL` after `NOSCRIPT`) |
+///
+/// ## Waiting for a running call
+///
+/// Redis has no per-key change notification that survives reconnects cheaply, so a duplicate
+/// waits by **polling** the record's state byte (`GETRANGE <key> 0 0`) with a jittered
+/// exponential backoff: 5 ms, then doubling up to 200 ms, each sleep drawn uniformly from
+/// 50–100 % of the step, never beyond the caller's wait bound (`wait_timeout`, and the owner's
+/// remaining lease). It returns as soon as the record is no longer in progress.
+///
+/// ## Durability
+///
+/// A completed record is acknowledged by the **primary** that owns the key: `complete` returns
+/// only after the script ran there, and the engine hands the value to the caller only after that.
+/// What this means for a second run of the same key:
+///
+/// - **Replication is asynchronous.** If the primary fails before a replica received the record,
+///   the promoted replica does not have it, and a later call runs the body again.
+///   [`RedisStoreBuilder::wait_for_replicas`] sends `WAIT n timeout` after each `complete` and
+///   fails the call with [`Error::Store`] when fewer than `n` replicas acknowledged in time (the
+///   record is still on the primary; a retry replays it). `WAIT` narrows the window but is not
+///   consensus: Redis may still lose acknowledged writes in some failover sequences. Note that
+///   `WAIT` blocks the (multiplexed) connection on the server while it waits.
+/// - **Persistence.** Without AOF (`appendonly yes`, ideally `appendfsync everysec` or
+///   `always`), a restart of the server loses every record, and every key runs once more. With
+///   RDB snapshots only, records written since the last snapshot are lost.
+/// - **Eviction.** Use `maxmemory-policy noeviction` or a `volatile-*` policy that you have sized
+///   for: an evicted record is a forgotten record (the next call runs again), and an evicted
+///   claim lets a duplicate run concurrently.
+///
+/// Use the PostgreSQL store when a second run after a server failure is not acceptable.
+///
+/// ## Limits
+///
+/// Values larger than [`RedisStoreBuilder::max_value_bytes`] (1 MiB by default) are refused with
+/// [`Error::ValueTooLarge`] before anything is sent; the claim stays in place for the engine to
+/// release. Keep hash tags (`{…}`) out of the key prefix: they would put every record in one
+/// cluster slot.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Connection,
+    prefix: Arc<[u8]>,
+    max_value_bytes: usize,
+    replicas: Option<(usize, Duration)>,
+    /// Set once the server refused `SET … NX GET` (before Redis 7.0): claim with a script.
+    legacy_claim: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Configures a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    max_value_bytes: usize,
+    replicas: Option<(usize, Duration)>,
+    response_timeout: Duration,
+    connection_timeout: Duration,
+    reconnect_retries: usize,
+    script_claim: bool,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        RedisStoreBuilder {
+            prefix: RedisStore::DEFAULT_KEY_PREFIX.to_owned(),
+            max_value_bytes: RedisStore::DEFAULT_MAX_VALUE_BYTES,
+            replicas: None,
+            response_timeout: Duration::from_secs(2),
+            connection_timeout: Duration::from_secs(1),
+            reconnect_retries: 2,
+            script_claim: false,
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every record's Redis key (default `"idem:"`). Give each application or
+    /// environment sharing a server its own prefix. Keep `{`/`}` out of it in a cluster.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Upper bound on one encoded value in bytes (default 1 MiB). Larger values are refused
+    /// with [`Error::ValueTooLarge`] before anything is written.
+    pub fn max_value_bytes(mut self, max_value_bytes: usize) -> Self {
+        self.max_value_bytes = max_value_bytes;
+        self
+    }
+
+    /// After each `complete`, sends `WAIT replicas timeout` to the key's primary and fails the
+    /// call with [`Error::Store`] if fewer than `replicas` replicas acknowledged the record
+    /// within `timeout` (the record stays on the primary; a retry replays it). Off by default.
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// How long one command may take before it fails with [`Error::Store`] (default 2 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take (default 1 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How often a lost single-server connection is retried (with exponential backoff from
+    /// 100 ms) before the calls waiting for it fail (default 2). The next call starts over, so
+    /// the store recovers by itself once the server is back.
+    pub fn reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+
+    /// Claims with the Lua script that servers before Redis 7.0 need, instead of
+    /// `SET … NX GET` (chosen automatically; for tests).
+    #[doc(hidden)]
+    pub fn claim_with_script(mut self, script: bool) -> Self {
+        self.script_claim = script;
+        self
+    }
+
+    /// Connects to one Redis server (`redis://[user:password@]host:port[/db]`, or `rediss://`
+    /// when the `redis` crate's TLS features are enabled) through a [`ConnectionManager`],
+    /// which reconnects by itself after a connection loss.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, Error> {
+        let client = redis::Client::open(url).map_err(store_error)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(self.response_timeout))
+            .set_connection_timeout(Some(self.connection_timeout))
+            .set_number_of_retries(self.reconnect_retries);
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        Ok(self.build(Connection::Single(manager)))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (the client discovers the others
+    /// and follows slot migrations and failovers).
+    pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .response_timeout(self.response_timeout)
+            .connection_timeout(self.connection_timeout)
+            .build()
+            .map_err(store_error)?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| connect_error(&nodes.join(", "), e))?;
+        Ok(self.build(Connection::Cluster(conn)))
+    }
+
+    /// Uses an existing connection manager (its own timeouts and retries apply).
+    pub fn build_with_manager(self, manager: ConnectionManager) -> RedisStore {
+        self.build(Connection::Single(manager))
+    }
+
+    /// Uses an existing async cluster connection.
+    pub fn build_with_cluster(self, conn: ClusterConnection) -> RedisStore {
+        self.build(Connection::Cluster(conn))
+    }
+
+    fn build(self, conn: Connection) -> RedisStore {
+        RedisStore {
+            conn,
+            prefix: Arc::from(self.prefix.into_bytes()),
+            max_value_bytes: self.max_value_bytes,
+            replicas: self.replicas,
+            legacy_claim: Arc::new(AtomicBool::new(self.script_claim)),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field(
+                "mode",
+                &match self.conn {
+                    Connection::Single(_) => "single",
+                    Connection::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &String::from_utf8_lossy(&self.prefix))
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
+}
+
+fn store_error(e: RedisError) -> Error {
+    Error::store(NAME, e)
+}
+
+fn connect_error(target: &str, e: RedisError) -> Error {
+    Error::store(
+        NAME,
+        format!("cannot connect to Redis at {target}: {e} (is the server running?)"),
+    )
+}
+
+fn malformed(what: &str) -> Error {
+    Error::store(NAME, format!("malformed idem record in Redis: {what}"))
+}
+
+/// A duration as whole milliseconds for `PX`, at least 1 (0 would delete the key at once).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, i64::MAX as u64 / 2)
+}
+
+fn pttl(v: &Value) -> Result<Duration, Error> {
+    match v {
+        Value::Int(ms) => Ok(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))),
+        _ => Err(malformed("PTTL is not an integer")),
+    }
+}
+
+fn flag(v: Value) -> Result<bool, Error> {
+    match v {
+        Value::Int(n) => Ok(n == 1),
+        _ => Err(malformed("expected 0 or 1")),
+    }
+}
+
+impl RedisStore {
+    /// Default key prefix (see [`RedisStoreBuilder::key_prefix`]).
+    pub const DEFAULT_KEY_PREFIX: &'static str = "idem:";
+    /// Default bound on one encoded value (see [`RedisStoreBuilder::max_value_bytes`]): 1 MiB.
+    pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+
+    /// Connects to one Redis server with the default settings (see [`RedisStoreBuilder`]).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        RedisStoreBuilder::default().connect(url).await
+    }
+
+    /// Connects to a Redis Cluster with the default settings.
+    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        RedisStoreBuilder::default().connect_cluster(nodes).await
+    }
+
+    /// Configures prefix, limits, timeouts and replica acknowledgement.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The configured bound on one value.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// The Redis key holding the record of `key`: the prefix, then the key in lowercase hex.
+    pub fn redis_key(&self, key: &Key) -> Vec<u8> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Vec::with_capacity(self.prefix.len() + 64);
+        out.extend_from_slice(&self.prefix);
+        for b in key.as_bytes() {
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0x0f)]);
+        }
+        out
+    }
+
+    async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match &self.conn {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil).
+    async fn set_nx_get(&self, rkey: &[u8], record: &[u8], lease_ms: u64) -> Result<Value, Error> {
+        if !self.legacy_claim.load(Ordering::Relaxed) {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(rkey)
+                .arg(record)
+                .arg("NX")
+                .arg("PX")
+                .arg(lease_ms)
+                .arg("GET");
+            match self.query(&cmd).await {
+                Err(e)
+                    if e.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+                        && e.detail().is_some_and(|d| d.contains("syntax")) =>
+                {
+                    tracing::info!(target: "idem", "Redis before 7.0: claiming with a Lua script");
+                    self.legacy_claim.store(true, Ordering::Relaxed);
+                }
+                other => return other.map_err(store_error),
+            }
+        }
+        self.eval(&CLAIM, rkey, &[Arg::Bytes(record), Arg::Int(lease_ms)])
+            .await
+    }
+
+    /// `EVALSHA`, then `EVAL` once if the server does not know the script.
+    async fn eval(&self, lua: &Lua, key: &[u8], args: &[Arg<'_>]) -> Result<Value, Error> {
+        let build = |verb: &str, body: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(body).arg(1).arg(key);
+            for arg in args {
+                match arg {
+                    Arg::Bytes(b) => cmd.arg(*b),
+                    Arg::Int(n) => cmd.arg(*n),
+                };
+            }
+            cmd
+        };
+        match self.query(&build("EVALSHA", lua.script.get_hash())).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.query(&build("EVAL", lua.source))
+                    .await
+                    .map_err(store_error)
+            }
+            other => other.map_err(store_error),
+        }
+    }
+
+    async fn wait_for_replicas(
+        &self,
+        rkey: &[u8],
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas)
+            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let answer = match &self.conn {
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Connection::Cluster(c) => {
+                let route = Route::with_slot(Slot::for_key(rkey), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                c.clone().route_command(cmd, routing).await
+            }
+        }
+        .map_err(store_error)?;
+        let acked = match answer {
+            Value::Int(n) => usize::try_from(n).unwrap_or(0),
+            _ => return Err(malformed("WAIT did not answer an integer")),
+        };
+        if acked < replicas {
+            return Err(Error::store(
+                NAME,
+                format!(
+                    "the result was recorded on the primary, but only {acked} of {replicas} \
+                     replicas acknowledged it within {timeout:?}; calling again replays it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Polls `GETRANGE <key> 0 0` (the state byte) until the record is no longer in progress or `max` has passed,
+    /// with a jittered exponential backoff (5 ms doubling to 200 ms, 50–100 % jitter).
+    async fn poll_until_settled(&self, key: &Key, max: Duration) -> Result<(), Error> {
+        let rkey = self.redis_key(key);
+        let deadline = tokio::time::Instant::now() + max;
+        let mut step = Duration::from_millis(5);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(jittered(step).min(deadline - now)).await;
+            let mut cmd = redis::cmd("GETRANGE");
+            cmd.arg(&rkey).arg(0).arg(0);
+            match self.query(&cmd).await.map_err(store_error)? {
+                Value::BulkString(s) if s == [IN_PROGRESS] => {}
+                _ => return Ok(()),
+            }
+            step = (step * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// `step` scaled by a random factor in [0.5, 1.0].
+fn jittered(step: Duration) -> Duration {
+    let mut z = u64::from_be_bytes(
+        Token::generate().to_bytes()[8..]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    step / 2 + step.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
+}
+
+impl Store for RedisStore {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn claim<'a>(
+        &'a self,
+        key: &'a Key,
+        fingerprint: &'a Fingerprint,
+        token: Token,
+        lease: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let rkey = self.redis_key(key);
+            let lease_ms = millis(lease);
+            let record = in_progress_record(fingerprint, token, lease_ms);
+            let previous = self.set_nx_get(&rkey, &record, lease_ms).await?;
+            match previous {
+                Value::Nil => Ok(Claim::Acquired),
+                Value::BulkString(bytes) => match parse_record(bytes)? {
+                    Stored::Completed { fingerprint, value } => {
+                        Ok(Claim::Completed { fingerprint, value })
+                    }
+                    Stored::InProgress { fingerprint, lease } => {
+                        let mut cmd = redis::cmd("PTTL");
+                        cmd.arg(&rkey);
+                        let left = self.query(&cmd).await.map_err(store_error)?;
+                        Ok(Claim::InProgress {
+                            fingerprint,
+                            remaining: pttl(&left)?.min(lease),
+                        })
+                    }
+                },
+                _ => Err(malformed("unexpected claim answer")),
+            }
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a Key,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            if value.len() > self.max_value_bytes {
+                return Err(Error::ValueTooLarge {
+                    size: value.len(),
+                    limit: self.max_value_bytes,
+                });
+            }
+            let rkey = self.redis_key(key);
+            let token = token.to_bytes();
+            let args = [
+                Arg::Bytes(&token),
+                Arg::Bytes(&value),
+                Arg::Int(millis(ttl)),
+            ];
+            let completed = flag(self.eval(&COMPLETE, &rkey, &args).await?)?;
+            if completed && let Some((replicas, timeout)) = self.replicas {
+                self.wait_for_replicas(&rkey, replicas, timeout).await?;
+            }
+            Ok(completed)
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a Key, token: Token) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let rkey = self.redis_key(key);
+            let token = token.to_bytes();
+            flag(self.eval(&RELEASE, &rkey, &[Arg::Bytes(&token)]).await?)
+        })
+    }
+
+    fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let rkey = self.redis_key(key);
+            let token = token.to_bytes();
+            let args = [Arg::Bytes(&token), Arg::Int(millis(lease))];
+            flag(self.eval(&RENEW, &rkey, &args).await?)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            let rkey = self.redis_key(key);
+            let (record, left) = match self.eval(&GET, &rkey, &[]).await? {
+                Value::Int(0) => return Ok(None),
+                Value::Array(items) => match <[Value; 2]>::try_from(items) {
+                    Ok([Value::BulkString(record), left]) => (record, pttl(&left)?),
+                    _ => return Err(malformed("unexpected read answer")),
+                },
+                _ => return Err(malformed("unexpected read answer")),
+            };
+            Ok(Some(match parse_record(record)? {
+                Stored::Completed { fingerprint, value } => Record::Completed {
+                    fingerprint,
+                    value,
+                    expires_in: left,
+                },
+                Stored::InProgress { fingerprint, lease } => Record::InProgress {
+                    fingerprint,
+                    remaining: left.min(lease),
+                },
+            }))
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(self.redis_key(key));
+            flag(self.query(&cmd).await.map_err(store_error)?)
+        })
+    }
+
+    /// Redis expires records natively (server clock): there is never anything to purge.
+    fn purge_expired(&self, _limit: usize) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    fn wait_for_change<'a>(&'a self, key: &'a Key, max: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(self.poll_until_settled(key, max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_millis(100));
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn millis_never_zero() {
+        assert_eq!(millis(Duration::ZERO), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 1);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert!(millis(Duration::MAX) < i64::MAX as u64);
+    }
+}

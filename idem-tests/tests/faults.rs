@@ -1,0 +1,512 @@
+//! Crash and fault behaviour of the shared stores:
+//!
+//! - a process killed with SIGKILL while it holds a claim: another process takes the key over
+//!   after the lease and completes it; the killed owner's token can no longer complete or
+//!   release;
+//! - the server unreachable, or the connection dropped mid-call: `Error::Store` with the cause,
+//!   the body does not run when the claim could not be recorded (fail closed), no panic, and
+//!   the same store works again once the server is back;
+//! - a value the caller received is already in the store (acknowledged / committed).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use idem_runtime::store::{PostgresStore, Record, RedisStore};
+use idem_runtime::{Error, Operation, Store, Token};
+use idem_tests::conformance::{Fixture, unique_key};
+use idem_tests::proxy::FaultProxy;
+use idem_tests::servers::{PgFixture, RedisFixture, RedisServer, database_url, pg_pool, redis_url};
+use idem_tests::worker::{self, Backend};
+use sqlx::postgres::PgPoolOptions;
+
+static OP: Operation = Operation::new("faults.op").with_wait_timeout(Duration::from_secs(5));
+
+/// Runs one call of [`OP`] whose body counts its runs and returns `label`.
+async fn call(
+    store: &Arc<dyn Store>,
+    key: idem_runtime::Key,
+    runs: &Arc<AtomicUsize>,
+    label: &str,
+) -> Result<String, Error> {
+    let runs = runs.clone();
+    let label = label.to_owned();
+    OP.call(key)
+        .store(store.clone())
+        .run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(label)
+        })
+        .await
+}
+
+/// Asserts that `out` is `Error::Store` and returns its message (which names the cause).
+fn expect_store_error<T: std::fmt::Debug>(out: Result<T, Error>) -> String {
+    match out {
+        Err(error @ Error::Store { .. }) => {
+            // `Error`'s message includes its cause.
+            let message = error.to_string();
+            eprintln!("store error, as expected: {message}");
+            message
+        }
+        other => panic!("expected Error::Store, got {other:?}"),
+    }
+}
+
+/// Retries `f` until it succeeds (the store reconnecting by itself), for at most 15 s.
+async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match f().await {
+            Ok(value) => return value,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                assert!(error.is_retryable(), "{error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the store did not recover: {error}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGKILL of the owner
+
+/// Spawns `idem_worker hold` on key 0 and returns it with the token it printed.
+fn spawn_holder(backend: Backend, url: &str, namespace: &str, lease_ms: u64) -> (Child, Token) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idem_worker"))
+        .args([
+            "hold",
+            "--backend",
+            backend.as_arg(),
+            "--url",
+            url,
+            "--namespace",
+            namespace,
+        ])
+        .args(["--first-key", "0", "--lease-ms", &lease_ms.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn idem_worker");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("read the holder's token");
+    let line: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let hex = line["token"].as_str().expect("token");
+    let bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    (child, Token::from_bytes(bytes.try_into().unwrap()))
+}
+
+/// Kills the holder, lets a second worker process take the key over, and checks fencing.
+async fn sigkill_takeover(backend: Backend, url: &str, namespace: &str, store: Arc<dyn Store>) {
+    let lease_ms = 1000;
+    let key = worker::key(0);
+    let (mut holder, token) = spawn_holder(backend, url, namespace, lease_ms);
+    // The claim is alive, and kept alive by the holder's renewals.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::InProgress { .. })
+    ));
+    holder.kill().expect("SIGKILL the holder");
+    holder.wait().unwrap();
+
+    let killed_at = std::time::Instant::now();
+    let output = tokio::task::spawn_blocking({
+        let (url, namespace) = (url.to_owned(), namespace.to_owned());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_idem_worker"))
+                .args([
+                    "run",
+                    "--backend",
+                    backend.as_arg(),
+                    "--url",
+                    &url,
+                    "--namespace",
+                    &namespace,
+                ])
+                .args(["--worker", "7", "--first-key", "0", "--keys", "1"])
+                .output()
+                .expect("run idem_worker")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("key 0 ran in worker 7"), "{stdout}");
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(lease_ms / 2),
+        "the key was taken over before the dead owner's lease lapsed"
+    );
+    // The dead owner is fenced out.
+    assert!(
+        !store
+            .complete(
+                &key,
+                token,
+                Bytes::from_static(b"stale"),
+                Duration::from_secs(60)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(!store.release(&key, token).await.unwrap());
+    assert!(
+        !store
+            .renew(&key, token, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    match store.get(&key).await.unwrap() {
+        Some(Record::Completed { value, .. }) => {
+            let value: String = idem_runtime::record::decode("faults", &value).unwrap();
+            assert!(value.starts_with("key 0 ran in worker 7"), "{value}");
+        }
+        other => panic!("expected the takeover's completed record, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sigkilled_owner_is_taken_over_and_fenced() {
+    let fixture = RedisFixture::new().await;
+    sigkill_takeover(
+        Backend::Redis,
+        &redis_url(),
+        fixture.prefix(),
+        fixture.store(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sigkilled_owner_is_taken_over_and_fenced() {
+    let fixture = PgFixture::new().await;
+    let pool = fixture.postgres().pool();
+    for sql in [
+        format!(
+            "CREATE TABLE \"{}\".counter (id int PRIMARY KEY, n bigint NOT NULL)",
+            fixture.schema()
+        ),
+        format!("INSERT INTO \"{}\".counter VALUES (1, 0)", fixture.schema()),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    sigkill_takeover(
+        Backend::Postgres,
+        &database_url(),
+        fixture.schema(),
+        fixture.store(),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis: server down, connection dropped
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_server_down_fails_closed_then_recovers() {
+    let mut server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        call(&store, unique_key("up"), &runs, "up").await.unwrap(),
+        "up"
+    );
+
+    server.stop();
+    let down = unique_key("down");
+    let message = expect_store_error(call(&store, down, &runs, "down").await);
+    assert!(message.contains("redis"), "{message}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the body must not run without a recorded claim"
+    );
+    // Every other method fails the same way, without panicking.
+    let token = Token::generate();
+    expect_store_error(store.get(&down).await);
+    expect_store_error(store.release(&down, token).await);
+    expect_store_error(store.renew(&down, token, Duration::from_secs(1)).await);
+    expect_store_error(
+        store
+            .complete(&down, token, Bytes::new(), Duration::from_secs(1))
+            .await,
+    );
+    expect_store_error(store.remove(&down).await);
+
+    server.restart();
+    let out = eventually(|| call(&store, down, &runs, "back")).await;
+    assert_eq!(out, "back");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // And it is recorded: a replay does not run the body.
+    assert_eq!(call(&store, down, &runs, "again").await.unwrap(), "back");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connection_dropped_mid_call() {
+    let mut server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let keys: Vec<_> = (0..20).map(|i| unique_key(&format!("mid-{i}"))).collect();
+    // Bodies that are running when the server dies cannot record their result: their callers
+    // get Error::Store, never a value that is not in the store.
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|&key| {
+            let (store, runs) = (store.clone(), runs.clone());
+            tokio::spawn(async move {
+                OP.call(key)
+                    .store(store)
+                    .run(async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, Error>("value".to_owned())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.stop();
+    for task in tasks {
+        expect_store_error(task.await.expect("no panic"));
+    }
+    server.restart();
+    // The same store serves calls again (the restarted server is empty: no persistence).
+    for &key in &keys {
+        assert_eq!(
+            eventually(|| call(&store, key, &runs, "later")).await,
+            "later"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_completed_value_is_acknowledged_before_return() {
+    let fixture = RedisFixture::new().await;
+    let store = fixture.store();
+    let observer = idem_tests::servers::redis_store(fixture.prefix()).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    for i in 0..50 {
+        let key = unique_key(&format!("ack-{i}"));
+        let out = call(&store, key, &runs, &format!("v{i}")).await.unwrap();
+        // Read through a different connection, right after the caller got the value.
+        match observer.get(&key).await.unwrap() {
+            Some(Record::Completed { value, .. }) => {
+                assert_eq!(
+                    idem_runtime::record::decode::<String>("faults", &value).unwrap(),
+                    out
+                );
+            }
+            other => panic!("the value was returned before it was recorded: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_missing_replicas_fail_the_call_but_keep_the_record() {
+    let fixture = RedisFixture::new().await;
+    let store: Arc<dyn Store> = Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .wait_for_replicas(1, Duration::from_millis(100))
+            .connect(&redis_url())
+            .await
+            .unwrap(),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = unique_key("replicas");
+    let message = expect_store_error(call(&store, key, &runs, "v").await);
+    assert!(message.contains("replicas acknowledged"), "{message}");
+    // The record is on the primary: calling again replays it.
+    let plain = fixture.store();
+    assert_eq!(call(&plain, key, &runs, "other").await.unwrap(), "v");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: unreachable, connection terminated
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_fails_closed_then_recovers() {
+    let fixture = PgFixture::new().await;
+    let url = database_url();
+    let upstream = url
+        .split('@')
+        .next_back()
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in IDEM_DATABASE_URL")
+        .to_owned();
+    let proxy = FaultProxy::start(&upstream).await;
+    let proxied = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&proxied)
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::builder()
+            .schema(fixture.schema())
+            .build(pool.clone())
+            .unwrap(),
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        call(&store, unique_key("up"), &runs, "up").await.unwrap(),
+        "up"
+    );
+
+    proxy.cut().await;
+    let down = unique_key("down");
+    let message = expect_store_error(call(&store, down, &runs, "down").await);
+    assert!(message.contains("postgres"), "{message}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the body must not run without a recorded claim"
+    );
+    let second = expect_store_error(call(&store, down, &runs, "down").await);
+    assert!(
+        second.contains("refused") || second.contains("reach"),
+        "the cause is named: {second}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    proxy.restore().await;
+    assert_eq!(
+        eventually(|| call(&store, down, &runs, "back")).await,
+        "back"
+    );
+    assert_eq!(call(&store, down, &runs, "again").await.unwrap(), "back");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_terminated_mid_call() {
+    let fixture = PgFixture::with_pool_size(2).await;
+    let store = fixture.store();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let table = fixture.postgres().qualified_table().to_owned();
+
+    // A lapsed claim row, locked by another session: the next claim's upsert waits for the lock.
+    let key = unique_key("terminated");
+    store
+        .claim(
+            &key,
+            &idem_runtime::Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let admin = pg_pool(2).await;
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE key = $1 FOR UPDATE"
+    )))
+    .bind(key.as_bytes().as_slice())
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+
+    let waiting = tokio::spawn({
+        let (store, runs) = (store.clone(), runs.clone());
+        async move { call(&store, key, &runs, "blocked").await }
+    });
+    // Terminate the backend that runs the claim while it waits for the lock.
+    let needle = format!("%{}%", fixture.schema());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&needle)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        if terminated.contains(&true) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let message = expect_store_error(waiting.await.expect("no panic"));
+    assert!(message.contains("postgres"), "{message}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the body must not run without a recorded claim"
+    );
+    blocker.rollback().await.unwrap();
+
+    // Terminate every other connection of the store's pool too: the pool replaces them.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'
+           AND query LIKE $1",
+    )
+    .bind(&needle)
+    .execute(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        eventually(|| call(&store, key, &runs, "after")).await,
+        "after"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_completed_value_is_committed_before_return() {
+    let fixture = PgFixture::new().await;
+    let store = fixture.store();
+    let observer = pg_pool(1).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let sql = format!(
+        "SELECT state, value FROM {} WHERE key = $1",
+        fixture.postgres().qualified_table()
+    );
+    for i in 0..50 {
+        let key = unique_key(&format!("commit-{i}"));
+        let out = call(&store, key, &runs, &format!("v{i}")).await.unwrap();
+        let (state, value): (String, Vec<u8>) = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(key.as_bytes().as_slice())
+            .fetch_one(&observer)
+            .await
+            .unwrap();
+        assert_eq!(state, "completed");
+        assert_eq!(
+            idem_runtime::record::decode::<String>("faults", &value).unwrap(),
+            out
+        );
+    }
+    observer.close().await;
+}
