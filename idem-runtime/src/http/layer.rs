@@ -1,0 +1,456 @@
+//! The layer, its builder and its configuration.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{Method, StatusCode};
+
+use super::service::IdempotencyService;
+use crate::store::Store;
+use crate::{DEFAULT_LEASE, DEFAULT_TTL, OnConflict};
+
+/// Default limit of a request body the layer buffers and fingerprints: 1 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
+/// Default limit of a response body the layer records: 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 1 << 20;
+/// Default time a duplicate waits for the running request with [`OnConflict::Wait`]: 10 s.
+pub const DEFAULT_HTTP_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default base of the problem `type` URIs.
+pub const DEFAULT_PROBLEM_TYPE_BASE: &str =
+    "https://docs.rs/idem-runtime/latest/idem_runtime/http/index.html#";
+
+type ScopeFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum Scope {
+    Unscoped,
+    Extractor(Arc<ScopeFn>),
+}
+
+/// The settings of one layer, shared by all its services.
+pub(crate) struct Config {
+    /// `"http:<name>"`, the operation name of every key and record of this layer.
+    pub(crate) operation: &'static str,
+    pub(crate) version: u32,
+    pub(crate) required: bool,
+    pub(crate) methods: Vec<Method>,
+    pub(crate) fingerprint_headers: Vec<HeaderName>,
+    pub(crate) replay_headers: Vec<HeaderName>,
+    pub(crate) record_statuses: Vec<StatusCode>,
+    pub(crate) max_request_body: usize,
+    pub(crate) max_response_body: usize,
+    pub(crate) lease: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) on_conflict: OnConflict,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) retry_after: Duration,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) scope: Scope,
+    pub(crate) problem_type_base: String,
+}
+
+impl Config {
+    /// Whether a response with `status` from the inner service may be recorded.
+    pub(crate) fn records(&self, status: StatusCode) -> bool {
+        status.is_success() || self.record_statuses.contains(&status)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("operation", &self.operation)
+            .field("version", &self.version)
+            .field("required", &self.required)
+            .field("methods", &self.methods)
+            .field("scoped", &matches!(self.scope, Scope::Extractor(_)))
+            .field("fingerprint_headers", &self.fingerprint_headers)
+            .field("replay_headers", &self.replay_headers)
+            .field("record_statuses", &self.record_statuses)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_response_body", &self.max_response_body)
+            .field("lease", &self.lease)
+            .field("ttl", &self.ttl)
+            .field("on_conflict", &self.on_conflict)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("store", &self.store.as_ref().map(|s| s.name()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Statuses that are never recorded, whatever the configuration: they describe a transient
+/// situation, and the client is expected to retry.
+const NEVER_RECORDED: [StatusCode; 4] = [
+    StatusCode::REQUEST_TIMEOUT,
+    StatusCode::CONFLICT,
+    StatusCode::TOO_EARLY,
+    StatusCode::TOO_MANY_REQUESTS,
+];
+
+/// Response headers that are never recorded: cookies (a replay must not hand one client's
+/// session to another) and connection-level headers (the server writes its own).
+const NEVER_REPLAYED: [HeaderName; 6] = [
+    header::SET_COOKIE,
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::UPGRADE,
+    header::TRAILER,
+];
+
+/// A tower [`Layer`](tower::Layer) that makes `POST`/`PATCH` requests idempotent by their
+/// `Idempotency-Key` header. Build it with [`IdempotencyLayer::builder`]; see the
+/// [module docs](super) for the behaviour and where it goes in a stack.
+#[derive(Clone, Debug)]
+pub struct IdempotencyLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+impl IdempotencyLayer {
+    /// Starts a layer named `name` (e.g. `"payments"`).
+    ///
+    /// The name is part of every key (`KeyHasher::for_key("http:<name>", version)`): keep it
+    /// stable across deploys, and give two layers that must not share keys two names.
+    ///
+    /// Choose the scope next, with [`scope`](IdempotencyLayerBuilder::scope) or
+    /// [`unscoped`](IdempotencyLayerBuilder::unscoped): `build()` is only available after one of
+    /// them.
+    pub fn builder(name: &str) -> IdempotencyLayerBuilder<ScopeMissing> {
+        IdempotencyLayerBuilder {
+            name: name.to_owned(),
+            version: 0,
+            required: true,
+            methods: vec![Method::POST, Method::PATCH],
+            fingerprint_headers: Vec::new(),
+            replay_headers: vec![
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+                header::CONTENT_LANGUAGE,
+                header::CONTENT_LOCATION,
+                header::LOCATION,
+                header::ETAG,
+                header::LAST_MODIFIED,
+            ],
+            record_statuses: Vec::new(),
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            lease: DEFAULT_LEASE,
+            ttl: DEFAULT_TTL,
+            on_conflict: OnConflict::Reject,
+            wait_timeout: DEFAULT_HTTP_WAIT_TIMEOUT,
+            retry_after: Duration::from_secs(1),
+            store: None,
+            scope: None,
+            problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
+            _state: PhantomData,
+        }
+    }
+
+    /// The operation name of this layer's keys and records (`"http:<name>"`).
+    pub fn operation(&self) -> &'static str {
+        self.config.operation
+    }
+}
+
+impl<S> tower::Layer<S> for IdempotencyLayer {
+    type Service = IdempotencyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdempotencyService::new(inner, self.config.clone())
+    }
+}
+
+/// Typestate of [`IdempotencyLayerBuilder`]: no scope chosen yet.
+#[derive(Debug)]
+pub struct ScopeMissing;
+
+/// Typestate of [`IdempotencyLayerBuilder`]: the scope is chosen; `build()` is available.
+#[derive(Debug)]
+pub struct ScopeChosen;
+
+/// Builder of an [`IdempotencyLayer`]; from [`IdempotencyLayer::builder`].
+#[must_use = "call `.build()` to get the layer"]
+pub struct IdempotencyLayerBuilder<State> {
+    name: String,
+    version: u32,
+    required: bool,
+    methods: Vec<Method>,
+    fingerprint_headers: Vec<HeaderName>,
+    replay_headers: Vec<HeaderName>,
+    record_statuses: Vec<StatusCode>,
+    max_request_body: usize,
+    max_response_body: usize,
+    lease: Duration,
+    ttl: Duration,
+    on_conflict: OnConflict,
+    wait_timeout: Duration,
+    retry_after: Duration,
+    store: Option<Arc<dyn Store>>,
+    scope: Option<Scope>,
+    problem_type_base: String,
+    _state: PhantomData<State>,
+}
+
+impl<State> fmt::Debug for IdempotencyLayerBuilder<State> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayerBuilder")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("scope_chosen", &self.scope.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdempotencyLayerBuilder<ScopeMissing> {
+    /// Scopes every key to the principal or tenant that `extract` reads from the request (for
+    /// example from an extension your authentication layer inserted). Two principals that send
+    /// the same `Idempotency-Key` get two independent records.
+    ///
+    /// A request for which `extract` returns `None` is answered `401 Unauthorized` (problem type
+    /// `idempotency-scope-missing`) without reaching the handler: the layer cannot tell whose
+    /// key it is, and guessing could replay one tenant's response to another. Place the layer
+    /// inside the authentication layer so that the principal is known.
+    pub fn scope<F>(self, extract: F) -> IdempotencyLayerBuilder<ScopeChosen>
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.with_scope(Scope::Extractor(Arc::new(extract)))
+    }
+
+    /// Uses one key space for all clients: the same `Idempotency-Key` from two clients is one
+    /// record. Only for services whose clients cannot see each other's keys by accident (a
+    /// single client, or keys that are unguessable and never shared, such as UUIDv4 generated
+    /// per request), or where the whole API is one tenant.
+    pub fn unscoped(self) -> IdempotencyLayerBuilder<ScopeChosen> {
+        self.with_scope(Scope::Unscoped)
+    }
+
+    fn with_scope(self, scope: Scope) -> IdempotencyLayerBuilder<ScopeChosen> {
+        IdempotencyLayerBuilder {
+            name: self.name,
+            version: self.version,
+            required: self.required,
+            methods: self.methods,
+            fingerprint_headers: self.fingerprint_headers,
+            replay_headers: self.replay_headers,
+            record_statuses: self.record_statuses,
+            max_request_body: self.max_request_body,
+            max_response_body: self.max_response_body,
+            lease: self.lease,
+            ttl: self.ttl,
+            on_conflict: self.on_conflict,
+            wait_timeout: self.wait_timeout,
+            retry_after: self.retry_after,
+            store: self.store,
+            scope: Some(scope),
+            problem_type_base: self.problem_type_base,
+            _state: PhantomData,
+        }
+    }
+}
+
+/// Implemented by [`ScopeChosen`] only: `build()` needs a scope decision.
+#[diagnostic::on_unimplemented(
+    message = "choose the idempotency scope before calling `build()`",
+    label = "no scope chosen yet",
+    note = "call `.scope(|parts| …)` with a principal/tenant extractor, or `.unscoped()` if every client shares one key space"
+)]
+pub trait ScopeIsChosen: sealed::Sealed {}
+
+impl ScopeIsChosen for ScopeChosen {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ScopeChosen {}
+}
+
+impl<State> IdempotencyLayerBuilder<State> {
+    /// Builds the layer. Only available once the scope is chosen with
+    /// [`scope`](Self::scope) or [`unscoped`](Self::unscoped).
+    pub fn build(self) -> IdempotencyLayer
+    where
+        State: ScopeIsChosen,
+    {
+        // One small allocation per layer, kept for the process's lifetime: records and errors
+        // carry the operation name as `&'static str`. Layers are built once at startup.
+        let operation: &'static str = Box::leak(format!("http:{}", self.name).into_boxed_str());
+        IdempotencyLayer {
+            config: Arc::new(Config {
+                operation,
+                version: self.version,
+                required: self.required,
+                methods: self.methods,
+                fingerprint_headers: self.fingerprint_headers,
+                replay_headers: self.replay_headers,
+                record_statuses: self.record_statuses,
+                max_request_body: self.max_request_body,
+                max_response_body: self.max_response_body,
+                lease: self.lease,
+                ttl: self.ttl.max(self.lease),
+                on_conflict: self.on_conflict,
+                wait_timeout: self.wait_timeout,
+                retry_after: self.retry_after,
+                store: self.store,
+                scope: self.scope.unwrap_or(Scope::Unscoped),
+                problem_type_base: self.problem_type_base,
+            }),
+        }
+    }
+}
+
+impl<State> IdempotencyLayerBuilder<State> {
+    /// Sets the version; bumping it gives every request a fresh key (old records are ignored).
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Whether requests without an `Idempotency-Key` are refused (`true`, the default: 400 with
+    /// problem type `idempotency-key-missing`) or passed to the handler untouched (`false`).
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// The methods the layer handles (default `POST` and `PATCH`); requests with other methods
+    /// pass through untouched, with or without a key.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Adds a request header to the fingerprint (method, path, query and body are always in
+    /// it), e.g. `content-type` or an API version header: the same key with a different value
+    /// is then a different request (422).
+    pub fn fingerprint_header(mut self, name: HeaderName) -> Self {
+        if !self.fingerprint_headers.contains(&name) {
+            self.fingerprint_headers.push(name);
+        }
+        self
+    }
+
+    /// Adds a response header to the ones recorded and replayed. The defaults are
+    /// `content-type`, `content-encoding`, `content-language`, `content-location`, `location`,
+    /// `etag` and `last-modified`.
+    ///
+    /// # Panics
+    ///
+    /// For `set-cookie` (a replay must never hand one client's cookie to another) and the
+    /// connection-level headers `connection`, `transfer-encoding`, `content-length`, `upgrade`
+    /// and `trailer` (the server writes its own).
+    pub fn replay_header(mut self, name: HeaderName) -> Self {
+        assert!(
+            !NEVER_REPLAYED.contains(&name),
+            "idem: the `{name}` response header is never recorded or replayed{}",
+            if name == header::SET_COOKIE {
+                " (a replay must not hand one client's cookie to another)"
+            } else {
+                " (it is connection-level; the server writes its own)"
+            }
+        );
+        if !self.replay_headers.contains(&name) {
+            self.replay_headers.push(name);
+        }
+        self
+    }
+
+    /// Replaces the recorded response headers with `names` (see
+    /// [`replay_header`](Self::replay_header), which panics for the same headers).
+    pub fn replay_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.replay_headers.clear();
+        names.into_iter().fold(self, Self::replay_header)
+    }
+
+    /// Records responses with `status` too (2xx are always recorded). Use it for deterministic
+    /// client errors that a retry would only repeat, e.g. `400`, `404` or `422`. Responses not
+    /// recorded release the key, so a retry runs the handler again.
+    ///
+    /// # Panics
+    ///
+    /// For statuses that describe a transient situation and are never recorded — `408`, `409`,
+    /// `425`, `429` and every `5xx` — and for `1xx` (not a final response).
+    pub fn record_status(mut self, status: StatusCode) -> Self {
+        assert!(
+            !(NEVER_RECORDED.contains(&status)
+                || status.is_server_error()
+                || status.is_informational()),
+            "idem: status {status} is never recorded: 408, 409, 425, 429 and 5xx are transient (a retry \
+             should run the handler again) and 1xx is not a final response"
+        );
+        if !status.is_success() && !self.record_statuses.contains(&status) {
+            self.record_statuses.push(status);
+        }
+        self
+    }
+
+    /// The largest request body the layer buffers (default 1 MiB). A larger body is answered
+    /// `413 Content Too Large` (problem type `idempotency-request-too-large`), the handler does
+    /// not run, and nothing is recorded. The body must be buffered to be fingerprinted.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self
+    }
+
+    /// The largest response body the layer records (default 1 MiB). A larger response is
+    /// passed to the client unchanged, not recorded, and its key is released.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
+        self
+    }
+
+    /// How long a claim lives without renewal (default 60 s). While the handler runs, the
+    /// layer renews it every third of the lease; if the process dies, the key is free again
+    /// once the lease lapses.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a recorded response is replayed (default 24 h, at least the lease).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// What a request gets while another request with the same key is running:
+    /// [`OnConflict::Reject`] (the default) answers `409 Conflict` with `Retry-After` at once;
+    /// [`OnConflict::Wait`] waits up to the [wait timeout](Self::wait_timeout) and replays the
+    /// recorded response (or answers 409 if there is none by then).
+    pub fn on_conflict(mut self, on_conflict: OnConflict) -> Self {
+        self.on_conflict = on_conflict;
+        self
+    }
+
+    /// How long a duplicate waits with [`OnConflict::Wait`] (default 10 s).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// The `Retry-After` of a `409` while a request is in progress (default 1 s; never more than
+    /// the running request's remaining lease, never less than 1 s).
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// The store of this layer's records. Default: the store an idempotent call would use at
+    /// the time of the request (the process-wide store installed with
+    /// [`install`](crate::install), else the in-memory default).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The prefix of the `type` member of problem responses (default
+    /// `https://docs.rs/idem-runtime/latest/idem_runtime/http/index.html#`); the problem's slug
+    /// (e.g. `idempotency-key-missing`) follows it. Point it at your API's documentation.
+    pub fn problem_type_base(mut self, base: impl Into<String>) -> Self {
+        self.problem_type_base = base.into();
+        self
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTP `Idempotency-Key` layer for tower and axum (feature `http`).
+//!
+//! [`IdempotencyLayer`] makes `POST` and `PATCH` requests safe to retry, following
+//! [draft-ietf-httpapi-idempotency-key-header] and Stripe's API: a client sends a unique
+//! `Idempotency-Key` with a request; if it sends the same request again with the same key (its
+//! connection dropped, it timed out, it crashed and restarted), it gets the first response back,
+//! byte for byte, and the handler does not run again. Records live in the same [`Store`]s as
+//! every other idempotent operation: in memory by default, or a shared store for several
+//! processes.
+//!
+//! ```no_run
+//! # async fn serve() -> std::io::Result<()> {
+//! use axum::{Router, routing::post};
+//! use idem_runtime::http::IdempotencyLayer;
+//!
+//! #[derive(Clone)]
+//! struct Principal(String); // inserted into the request extensions by your auth layer
+//!
+//! let idempotency = IdempotencyLayer::builder("payments")
+//!     .scope(|parts| parts.extensions.get::<Principal>().map(|p| p.0.clone()))
+//!     .build();
+//! let app = Router::new()
+//!     .route("/payments", post(|| async { "paid" }))
+//!     .layer(idempotency);
+//!     // .layer(your_auth_layer)  — added after, so it runs before (outside) idempotency
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! # What a request gets
+//!
+//! | request | response |
+//! |---|---|
+//! | method not handled (`GET`, …; default set: `POST`, `PATCH`) | the handler's, untouched |
+//! | no `Idempotency-Key`, layer [`required`](IdempotencyLayerBuilder::required) (default) | `400`, [`idempotency-key-missing`](#idempotency-key-missing) |
+//! | no `Idempotency-Key`, layer optional | the handler's, untouched |
+//! | malformed key, or two `Idempotency-Key` headers | `400`, [`idempotency-key-malformed`](#idempotency-key-malformed) |
+//! | scope extractor returns `None` | `401`, [`idempotency-scope-missing`](#idempotency-scope-missing) |
+//! | body above [`max_request_body`](IdempotencyLayerBuilder::max_request_body) | `413`, [`idempotency-request-too-large`](#idempotency-request-too-large); nothing recorded |
+//! | new key | the handler runs; its response is recorded if it is recordable (below) |
+//! | same key, same request, recorded | the recorded response, with `Idempotent-Replayed: true` |
+//! | same key, different request | `422`, [`idempotency-key-reused`](#idempotency-key-reused) |
+//! | same key while the first request runs | `409` + `Retry-After`, [`idempotency-request-in-progress`](#idempotency-request-in-progress); or, with [`OnConflict::Wait`](crate::OnConflict::Wait), the first request's response once recorded |
+//! | store unreachable | `503` + `Retry-After`, [`idempotency-store-unavailable`](#idempotency-store-unavailable) |
+//!
+//! **The key.** The header holds a structured-field string (`"…"`, RFC 8941, with `\"` and
+//! `\\` as its only escapes) or a bare token; `"abc"` and `abc` are the same key. It is 1 to 255
+//! characters of visible ASCII (the quoted form also allows spaces, as RFC 8941 does). The
+//! record's key is `KeyHasher::for_key("http:<layer name>", version)`, then the scope, then
+//! the header's key: clients never choose the storage key directly.
+//!
+//! **The fingerprint** covers the method, the path, the query, the body and any headers added
+//! with [`fingerprint_header`](IdempotencyLayerBuilder::fingerprint_header). The body is
+//! buffered for it (up to the request limit) and handed to the handler as a complete body.
+//!
+//! **Recorded responses.** Every `2xx`, and the statuses added with
+//! [`record_status`](IdempotencyLayerBuilder::record_status) (typically deterministic `4xx`
+//! such as `400`, `404`, `422`). Never `408`, `409`, `425`, `429`, `5xx`, nor the layer's own
+//! problem responses: those release the key, so a retry runs the handler again. A record holds
+//! the status, the allowlisted response headers
+//! ([`replay_header`](IdempotencyLayerBuilder::replay_header); `Set-Cookie` is never recorded)
+//! and the body. A response body above
+//! [`max_response_body`](IdempotencyLayerBuilder::max_response_body), or one with trailers, is
+//! passed to the client unchanged and not recorded, and the key is released. The record format
+//! is described in the `recorded` section below.
+//!
+//! **Disconnects and crashes.** Once the key is claimed, the handler runs to completion in its
+//! own task (the layer takes the service that `poll_ready` readied, by `std::mem::replace`, and
+//! moves it into the task): a client that disconnects neither cancels the handler nor loses its
+//! response, which is recorded for the retry, and the key never stays stuck. While the handler
+//! runs, its lease is renewed every third of [`lease`](IdempotencyLayerBuilder::lease); if the
+//! process dies, the key is free again when the lease lapses. A panicking handler releases the
+//! key and the panic resumes in the request's task. Inside the handler,
+//! [`idem_runtime::current()`](crate::current) returns the request's key, to pass downstream.
+//!
+//! **Scope.** [`scope`](IdempotencyLayerBuilder::scope) takes the principal or tenant from the
+//! request (`Fn(&http::request::Parts) -> Option<String>`, usually reading an extension your
+//! authentication inserted), so two tenants that send the same key get two records and never
+//! see each other's responses. [`unscoped`](IdempotencyLayerBuilder::unscoped) opts out
+//! explicitly; `build()` does not compile until one of them is called.
+//!
+//! # Where the layer goes in a stack
+//!
+//! ```text
+//! request ─▶ trace ─▶ authentication ─▶ request body limit ─▶ compression ─▶ IdempotencyLayer ─▶ handler
+//! ```
+//!
+//! - **Inside authentication**, so the principal is known to the scope extractor, and
+//!   unauthenticated requests are refused before they can claim a key. (In axum, a layer added
+//!   with a later `.layer(…)` call runs earlier: add the idempotency layer first, then
+//!   authentication.)
+//! - **Inside compression** (`tower_http::compression`), so that records hold the uncompressed
+//!   body and every replay is compressed for the client that asked for it. Outside compression
+//!   the layer would record a body compressed for the first client; `content-encoding` is
+//!   replayed (it is in the default allowlist), so replays stay correct but ignore the
+//!   retrying client's `Accept-Encoding`. Request decompression, if any, goes outside too, so
+//!   the fingerprint covers the decoded body.
+//! - **Body limits**: the layer enforces its own request limit (it must buffer the body) and
+//!   answers `413` before reading more than that; a general body limit layer can stay outside.
+//!   Timeouts go outside as well: a timed-out request's handler still completes in its task
+//!   and records its response for the retry.
+//!
+//! # A session with curl
+//!
+//! Against `cargo run -p idem-examples --bin http_server`:
+//!
+//! ```text
+//! $ curl -i -X POST localhost:3000/payments -H 'Idempotency-Key: 8e03978e-40d5' \
+//!        -H 'content-type: application/json' -d '{"amount_cents":1999}'
+//! HTTP/1.1 201 Created
+//! content-type: application/json
+//!
+//! {"id":"pay_1","amount_cents":1999}
+//!
+//! $ curl -i -X POST localhost:3000/payments -H 'Idempotency-Key: 8e03978e-40d5' \
+//!        -H 'content-type: application/json' -d '{"amount_cents":1999}'
+//! HTTP/1.1 201 Created
+//! content-type: application/json
+//! idempotent-replayed: true
+//!
+//! {"id":"pay_1","amount_cents":1999}
+//!
+//! $ curl -i -X POST localhost:3000/payments -H 'Idempotency-Key: 8e03978e-40d5' \
+//!        -H 'content-type: application/json' -d '{"amount_cents":5}'
+//! HTTP/1.1 422 Unprocessable Entity
+//! content-type: application/problem+json
+//!
+//! {"type":"https://docs.rs/idem-runtime/latest/idem_runtime/http/index.html#idempotency-key-reused",
+//!  "title":"Idempotency-Key reused with a different request","status":422,
+//!  "detail":"this Idempotency-Key was already used with a different request (method, path, query, body or fingerprinted headers); use a new key for a new request"}
+//!
+//! $ curl -i -X POST localhost:3000/payments -d '{"amount_cents":1999}'
+//! HTTP/1.1 400 Bad Request
+//! content-type: application/problem+json
+//!
+//! {"type":"https://docs.rs/idem-runtime/latest/idem_runtime/http/index.html#idempotency-key-missing",
+//!  "title":"Idempotency-Key is missing","status":400,
+//!  "detail":"POST /payments requires an Idempotency-Key header (1 to 255 visible ASCII characters, e.g. a UUID); send the same key again to retry this request safely"}
+//! ```
+//!
+//! # Problem types
+//!
+//! Every reply of the layer itself is `application/problem+json` (RFC 9457) with `type`,
+//! `title`, `status` and `detail`, and `Cache-Control: no-store`. The `type` is
+//! [`problem_type_base`](IdempotencyLayerBuilder::problem_type_base) followed by one of these
+//! names (the default base points at this section).
+//!
+//! ### idempotency-key-missing
+//! `400`: the method needs an `Idempotency-Key` and the request has none.
+//! ### idempotency-key-malformed
+//! `400`: the key is empty, longer than 255 characters, not visible ASCII, has unbalanced
+//! quotes or an invalid escape, or the request has two `Idempotency-Key` headers.
+//! ### idempotency-scope-missing
+//! `401`: the scope extractor found no principal or tenant; the layer is probably outside
+//! authentication.
+//! ### idempotency-request-too-large
+//! `413`: the body is above the layer's request limit; nothing was recorded.
+//! ### idempotency-request-unreadable
+//! `400`: reading the request body failed (the client aborted the upload).
+//! ### idempotency-key-reused
+//! `422`: the key was used for a different request (method, path, query, body or
+//! fingerprinted headers).
+//! ### idempotency-request-in-progress
+//! `409` + `Retry-After`: the first request with this key is still running.
+//! ### idempotency-request-not-recorded
+//! `409` + `Retry-After`: (with [`OnConflict::Wait`](crate::OnConflict::Wait)) the request
+//! this one waited for ended without a recorded response; sending it again runs it.
+//! ### idempotency-store-unavailable
+//! `503` + `Retry-After`: the store failed; nothing was run.
+//! ### idempotency-record-unreadable
+//! `500`: the record cannot be decoded by this version of the server (logged).
+//! ### idempotency-store-not-configured
+//! `500`: strict mode is on and no store is installed (logged).
+//!
+//! # Recorded
+//!
+//! A record's value is a version-1 [record](crate::record) (JSON codec) whose payload is
+//! `{"status":201,"headers":[["content-type","application/json"]],"body":{"json":{…}}}`. The
+//! body takes the most compact form that keeps its exact bytes: `{"json": …}` embeds a JSON
+//! body verbatim (no escaping, so the record is as small and as readable with `redis-cli` or
+//! `psql` as the response, and a replay copies it out without unescaping), `{"text": "…"}`
+//! holds other UTF-8, and `{"base64": "…"}` anything else (4/3 of its size rather than the
+//! 3–4× of a JSON array of numbers). Header values are stored byte for byte as Latin-1
+//! characters.
+//!
+//! [draft-ietf-httpapi-idempotency-key-header]: https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
+//! [`Store`]: crate::Store
+
+mod body;
+mod header;
+mod layer;
+mod problem;
+mod recorded;
+mod service;
+
+pub use body::IdemBody;
+pub use header::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, MAX_KEY_LEN};
+pub use layer::{
+    DEFAULT_HTTP_WAIT_TIMEOUT, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_RESPONSE_BODY,
+    DEFAULT_PROBLEM_TYPE_BASE, IdempotencyLayer, IdempotencyLayerBuilder, ScopeChosen,
+    ScopeIsChosen, ScopeMissing,
+};
+pub use service::{IdempotencyService, ResponseFuture};

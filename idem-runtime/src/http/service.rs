@@ -1,0 +1,728 @@
+//! The service: one request through the record state machine.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::Service;
+
+use super::body::{IdemBody, Resumed};
+use super::header::{IDEMPOTENT_REPLAYED, key_from_headers};
+use super::layer::{Config, Scope};
+use super::problem::{self, Kind};
+use super::recorded;
+use crate::context::Frame;
+use crate::engine::{Backend, ClaimGuard};
+use crate::store::{Claim, Record, Store};
+use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
+
+/// The service of an [`IdempotencyLayer`](super::IdempotencyLayer) around the inner service `S`.
+pub struct IdempotencyService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> IdempotencyService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        IdempotencyService { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone> Clone for IdempotencyService<S> {
+    fn clone(&self) -> Self {
+        IdempotencyService {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for IdempotencyService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+type Reply<B, E> = Result<Response<IdemBody<B>>, E>;
+type BoxFuture<B, E> = Pin<Box<dyn Future<Output = Reply<B, E>> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IdempotencyService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<IdemBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        if !config.methods.contains(request.method()) {
+            return ResponseFuture::inner(self.inner.call(request));
+        }
+        let (parts, body) = request.into_parts();
+        let client_key = match key_from_headers(&parts.headers) {
+            Ok(Some(key)) => key,
+            Ok(None) if !config.required => {
+                return ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)));
+            }
+            Ok(None) => {
+                let detail = format!(
+                    "{} {} requires an Idempotency-Key header (1 to 255 visible ASCII characters, e.g. \
+                     a UUID); send the same key again to retry this request safely",
+                    parts.method,
+                    parts.uri.path()
+                );
+                return ResponseFuture::ready(problem(config, Kind::KeyMissing, &detail, None));
+            }
+            Err(error) => {
+                return ResponseFuture::ready(problem(
+                    config,
+                    Kind::KeyMalformed,
+                    &error.to_string(),
+                    None,
+                ));
+            }
+        };
+        let mut hasher = KeyHasher::for_key(config.operation, config.version);
+        match &config.scope {
+            Scope::Unscoped => hasher.unscoped(),
+            Scope::Extractor(extract) => match extract(&parts) {
+                Some(scope) => {
+                    hasher.scoped();
+                    hasher.write_str(&scope);
+                }
+                None => {
+                    let detail = "the request has no authenticated principal or tenant to scope its \
+                                  Idempotency-Key; authenticate the request";
+                    return ResponseFuture::ready(problem(config, Kind::NoPrincipal, detail, None));
+                }
+            },
+        }
+        hasher.write_str(&client_key);
+        let key = match hasher.finish_key() {
+            Ok(key) => key,
+            Err(error) => return ResponseFuture::ready(internal(config, Kind::NoStore, &error)),
+        };
+        if let Some(length) = content_length(&parts.headers)
+            && length > config.max_request_body as u64
+        {
+            return ResponseFuture::ready(too_large(config));
+        }
+        let store = match &config.store {
+            Some(store) => store.clone(),
+            None => match global::resolve() {
+                Ok(resolved) => resolved.get().clone(),
+                Err(error) => {
+                    return ResponseFuture::ready(internal(config, Kind::NoStore, &error));
+                }
+            },
+        };
+        // Take the service that `poll_ready` readied; leave a fresh clone for the next call.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        ResponseFuture::boxed(Box::pin(handle(
+            config.clone(),
+            inner,
+            parts,
+            body,
+            key,
+            store,
+        )))
+    }
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn problem<B>(
+    config: &Config,
+    kind: Kind,
+    detail: &str,
+    retry_after: Option<Duration>,
+) -> Response<IdemBody<B>> {
+    problem::response(&config.problem_type_base, kind, detail, retry_after)
+}
+
+fn too_large<B>(config: &Config) -> Response<IdemBody<B>> {
+    let detail = format!(
+        "the request body is larger than {} bytes, the limit for requests with an Idempotency-Key; \
+         nothing was recorded",
+        config.max_request_body
+    );
+    problem(config, Kind::RequestTooLarge, &detail, None)
+}
+
+/// A problem for a server-side failure: the error goes to the log, not to the client.
+fn internal<B>(config: &Config, kind: Kind, error: &Error) -> Response<IdemBody<B>> {
+    tracing::error!(target: "idem", operation = config.operation, %error, "idempotency layer failure");
+    let detail = match kind {
+        Kind::RecordUnreadable => {
+            "the response recorded for this Idempotency-Key could not be read by this server version"
+        }
+        _ => "the server has no usable idempotency store",
+    };
+    problem(config, kind, detail, None)
+}
+
+fn store_failed<B>(config: &Config, key: &Key, error: &Error) -> Response<IdemBody<B>> {
+    tracing::warn!(target: "idem", operation = config.operation, %key, %error, "idempotency store failed");
+    let detail = "the idempotency store could not be reached; the request was not processed, retry it \
+                  later with the same Idempotency-Key";
+    problem(
+        config,
+        Kind::StoreUnavailable,
+        detail,
+        Some(Duration::from_secs(1)),
+    )
+}
+
+fn key_reused<B>(config: &Config) -> Response<IdemBody<B>> {
+    let detail = "this Idempotency-Key was already used with a different request (method, path, query, \
+                  body or fingerprinted headers); use a new key for a new request";
+    problem(config, Kind::KeyReused, detail, None)
+}
+
+fn in_flight<B>(config: &Config, remaining: Duration) -> Response<IdemBody<B>> {
+    let detail = "a request with this Idempotency-Key is still being processed; retry after the \
+                  Retry-After delay with the same key to get its response";
+    let after = config.retry_after.min(remaining);
+    problem(config, Kind::InFlight, detail, Some(after))
+}
+
+async fn handle<S, ReqBody, ResBody>(
+    config: Arc<Config>,
+    inner: S,
+    parts: Parts,
+    body: ReqBody,
+    key: Key,
+    store: Arc<dyn Store>,
+) -> Reply<ResBody, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + From<Bytes> + Send + 'static,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body + Send + 'static,
+    ResBody::Data: Send,
+    ResBody::Error: Into<BoxError>,
+{
+    let body = match read_request(body, config.max_request_body).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => return Ok(too_large(&config)),
+        Err(ReadError::Body(error)) => {
+            let detail = format!("the request body could not be read: {error}");
+            return Ok(problem(&config, Kind::RequestUnreadable, &detail, None));
+        }
+    };
+    let fingerprint = fingerprint(&config, &parts, &body);
+    let token = Token::generate();
+    // Armed before the claim is sent: if this future is dropped while a remote claim is in
+    // flight, the token is all it takes to release it.
+    let mut guard = ClaimGuard::new(Cow::Owned(store.clone()), key, token);
+    let claim = Backend::of(&store)
+        .claim(&key, &fingerprint, token, config.lease)
+        .await;
+    match claim {
+        Err(error) => Ok(store_failed(&config, &key, &error)),
+        Ok(Claim::Acquired) => {
+            tracing::debug!(target: "idem", operation = config.operation, %key, "claimed; running the handler");
+            let request = Request::from_parts(parts, ReqBody::from(body));
+            // The handler runs to completion in its own task, whatever happens to this future
+            // (a client that disconnects drops it): the task records or releases the key.
+            match tokio::spawn(run_claimed(config.clone(), inner, request, store, guard)).await {
+                Ok(reply) => reply,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => {
+                    let detail = "the server is shutting down; retry the request with the same Idempotency-Key";
+                    Ok(problem(
+                        &config,
+                        Kind::StoreUnavailable,
+                        detail,
+                        Some(Duration::from_secs(1)),
+                    ))
+                }
+            }
+        }
+        Ok(Claim::Completed {
+            fingerprint: recorded,
+            value,
+        }) => {
+            guard.disarm();
+            if recorded != fingerprint {
+                return Ok(key_reused(&config));
+            }
+            tracing::debug!(target: "idem", operation = config.operation, %key, "replaying the recorded response");
+            Ok(replay(&config, &value))
+        }
+        Ok(Claim::InProgress {
+            fingerprint: running,
+            remaining,
+        }) => {
+            guard.disarm();
+            if running != fingerprint {
+                return Ok(key_reused(&config));
+            }
+            match config.on_conflict {
+                OnConflict::Reject => Ok(in_flight(&config, remaining)),
+                OnConflict::Wait => {
+                    Ok(wait_for_owner(&config, &store, key, &fingerprint, remaining).await)
+                }
+            }
+        }
+    }
+}
+
+/// The owner's task: runs the handler, records its response or releases the key.
+async fn run_claimed<S, ReqBody, ResBody>(
+    config: Arc<Config>,
+    mut inner: S,
+    request: Request<ReqBody>,
+    store: Arc<dyn Store>,
+    mut guard: ClaimGuard<'static>,
+) -> Reply<ResBody, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    let (key, token) = (guard.key, guard.token);
+    let frame = Frame::enter(config.operation, key, token);
+    let work = async {
+        let response = inner.call(request).await?;
+        let (parts, body) = response.into_parts();
+        if !config.records(parts.status) {
+            return Ok((parts, Outcome::Pass(IdemBody::inner(body))));
+        }
+        Ok(
+            match buffer_response(body, config.max_response_body).await {
+                Buffered::Complete(bytes) => (parts, Outcome::Record(bytes)),
+                Buffered::Partial(resumed) => (parts, Outcome::Pass(IdemBody::resumed(resumed))),
+            },
+        )
+    };
+    let outcome = renewing(frame.clone().scope(work), &store, &frame, config.lease).await;
+    let (parts, outcome) = match outcome {
+        Ok(done) => done,
+        Err(error) => {
+            release(&config, &mut guard).await;
+            return Err(error);
+        }
+    };
+    match outcome {
+        Outcome::Pass(body) => {
+            tracing::debug!(target: "idem", operation = config.operation, %key, status = %parts.status, "response not recorded; key released");
+            release(&config, &mut guard).await;
+            Ok(Response::from_parts(parts, body))
+        }
+        Outcome::Record(bytes) => {
+            let encoded = recorded::encode(
+                config.operation,
+                parts.status,
+                &parts.headers,
+                &config.replay_headers,
+                &bytes,
+            );
+            let completed = match encoded {
+                Ok(value) => {
+                    Backend::of(&store)
+                        .complete(&key, token, value, config.ttl)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match completed {
+                Ok(true) => {
+                    guard.disarm();
+                    tracing::debug!(target: "idem", operation = config.operation, %key, "response recorded");
+                }
+                Ok(false) => {
+                    guard.disarm();
+                    frame.lease_lost.store(true, Ordering::Release);
+                    tracing::warn!(target: "idem", operation = config.operation, %key, "lease lost before the response could be recorded; raise the layer's lease");
+                }
+                Err(error) => {
+                    tracing::warn!(target: "idem", operation = config.operation, %key, %error, "response not recorded; key released");
+                    release(&config, &mut guard).await;
+                }
+            }
+            Ok(Response::from_parts(parts, IdemBody::full(bytes)))
+        }
+    }
+}
+
+enum Outcome<B> {
+    Record(Bytes),
+    Pass(IdemBody<B>),
+}
+
+async fn release(config: &Config, guard: &mut ClaimGuard<'static>) {
+    if let Err(error) = guard.release().await {
+        tracing::warn!(target: "idem", operation = config.operation, key = %guard.key, %error, "release failed; the lease will expire instead");
+    }
+}
+
+/// Polls `work`; if it is still running after a third of the lease, a renewal task keeps the
+/// lease alive until `work` ends. Short handlers never spawn it.
+async fn renewing<F: Future>(
+    work: F,
+    store: &Arc<dyn Store>,
+    frame: &Arc<Frame>,
+    lease: Duration,
+) -> F::Output {
+    let period = (lease / 3).max(Duration::from_millis(1));
+    let mut work = pin!(work);
+    let mut first = pin!(tokio::time::sleep(period));
+    let mut renewer: Option<AbortOnDrop> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        if renewer.is_none() && first.as_mut().poll(cx).is_ready() {
+            let task = renew_lease(store.clone(), frame.clone(), lease, period);
+            renewer = Some(AbortOnDrop(tokio::spawn(task)));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn renew_lease(store: Arc<dyn Store>, frame: Arc<Frame>, lease: Duration, period: Duration) {
+    loop {
+        match store.renew(&frame.key, frame.token, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                frame.lease_lost.store(true, Ordering::Release);
+                tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, "lease lost while the handler runs");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn wait_for_owner<B>(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    key: Key,
+    fingerprint: &Fingerprint,
+    mut remaining: Duration,
+) -> Response<IdemBody<B>> {
+    let deadline = Instant::now() + config.wait_timeout;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return in_flight(config, remaining);
+        }
+        // Wake up at the latest when the owner's lease would lapse, to notice a crashed owner.
+        let max = (deadline - now).min(remaining.max(Duration::from_millis(1)));
+        if let Err(error) = store.wait_for_change(&key, max).await {
+            return store_failed(config, &key, &error);
+        }
+        match Backend::of(store).get(&key).await {
+            Err(error) => return store_failed(config, &key, &error),
+            Ok(Some(Record::Completed {
+                fingerprint: recorded,
+                value,
+                ..
+            })) => {
+                if recorded != *fingerprint {
+                    return key_reused(config);
+                }
+                return replay(config, &value);
+            }
+            Ok(Some(Record::InProgress {
+                fingerprint: running,
+                remaining: left,
+            })) => {
+                if running != *fingerprint {
+                    return key_reused(config);
+                }
+                remaining = left;
+            }
+            Ok(None) => {
+                let detail = "the earlier request with this Idempotency-Key ended without a recorded \
+                              response (an error status, or the server failed); send the request again \
+                              with the same key to process it";
+                return problem(
+                    config,
+                    Kind::OwnerFailed,
+                    detail,
+                    Some(Duration::from_secs(1)),
+                );
+            }
+        }
+    }
+}
+
+fn replay<B>(config: &Config, value: &[u8]) -> Response<IdemBody<B>> {
+    match recorded::decode(config.operation, value) {
+        Ok(recorded) => {
+            let mut response = Response::new(IdemBody::full(recorded.body));
+            *response.status_mut() = recorded.status;
+            *response.headers_mut() = recorded.headers;
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            response
+        }
+        Err(error) => internal(config, Kind::RecordUnreadable, &error),
+    }
+}
+
+/// The request fingerprint: method, path, query, the configured headers (name, then every
+/// value), then the body.
+fn fingerprint(config: &Config, parts: &Parts, body: &[u8]) -> Fingerprint {
+    let mut hasher = KeyHasher::for_fingerprint(config.operation, config.version);
+    hasher.write_str(parts.method.as_str());
+    hasher.write_str(parts.uri.path());
+    match parts.uri.query() {
+        Some(query) => {
+            hasher.write_some();
+            hasher.write_str(query);
+        }
+        None => hasher.write_none(),
+    }
+    for name in &config.fingerprint_headers {
+        hasher.write_str(name.as_str());
+        hasher.begin_seq();
+        let mut count = 0u64;
+        for value in parts.headers.get_all(name) {
+            hasher.write_bytes(value.as_bytes());
+            count += 1;
+        }
+        hasher.end_seq(count);
+    }
+    hasher.write_bytes(body);
+    // Only `write_serde` can make a hasher fail, and it is not used here.
+    hasher.finish_fingerprint().unwrap_or(Fingerprint::NONE)
+}
+
+/// Bytes read so far; one chunk stays zero-copy.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    more: Option<BytesMut>,
+    len: usize,
+}
+
+impl Chunks {
+    fn push(&mut self, bytes: Bytes) {
+        self.len += bytes.len();
+        if let Some(more) = self.more.as_mut() {
+            more.extend_from_slice(&bytes);
+        } else if let Some(first) = self.first.take() {
+            let mut more = BytesMut::with_capacity(first.len() + bytes.len());
+            more.extend_from_slice(&first);
+            more.extend_from_slice(&bytes);
+            self.more = Some(more);
+        } else {
+            self.first = Some(bytes);
+        }
+    }
+
+    fn finish(self) -> Bytes {
+        match (self.first, self.more) {
+            (_, Some(more)) => more.freeze(),
+            (Some(first), None) => first,
+            (None, None) => Bytes::new(),
+        }
+    }
+}
+
+fn to_bytes<D: Buf>(mut data: D) -> Bytes {
+    data.copy_to_bytes(data.remaining())
+}
+
+enum ReadError {
+    TooLarge,
+    Body(BoxError),
+}
+
+/// Reads a request body of at most `limit` bytes. Trailers are dropped.
+async fn read_request<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = pin!(body);
+    let mut chunks = Chunks::default();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
+        if let Ok(data) = frame.into_data() {
+            let data = to_bytes(data);
+            if chunks.len + data.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            chunks.push(data);
+        }
+    }
+    Ok(chunks.finish())
+}
+
+enum Buffered<B> {
+    Complete(Bytes),
+    Partial(Resumed<B>),
+}
+
+/// Buffers a response body of at most `limit` bytes without trailers; otherwise hands back
+/// what was read and the rest, to be passed on unchanged.
+async fn buffer_response<B>(body: B, limit: usize) -> Buffered<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let partial = |head: Option<Bytes>, trailers, error, rest| {
+        Buffered::Partial(Resumed {
+            head,
+            trailers,
+            error,
+            rest,
+        })
+    };
+    if body.size_hint().lower() > limit as u64 {
+        return partial(None, None, None, Some(Box::pin(body)));
+    }
+    let mut body = Box::pin(body);
+    let mut chunks = Chunks::default();
+    loop {
+        match body.frame().await {
+            None => return Buffered::Complete(chunks.finish()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let data = to_bytes(data);
+                    let over = chunks.len + data.len() > limit;
+                    chunks.push(data);
+                    if over {
+                        return partial(Some(chunks.finish()), None, None, Some(body));
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        return partial(Some(chunks.finish()), Some(trailers), None, Some(body));
+                    }
+                }
+            },
+            Some(Err(error)) => {
+                return partial(Some(chunks.finish()), None, Some(error.into()), None);
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`IdempotencyService`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: FutureKind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F, B, E> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<Response<IdemBody<B>>> },
+        Layer { future: BoxFuture<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn inner(future: F) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Inner { future },
+        }
+    }
+
+    fn ready(response: Response<IdemBody<B>>) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn boxed(future: BoxFuture<B, E>) -> Self {
+        ResponseFuture {
+            kind: FutureKind::Layer { future },
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Reply<B, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Inner { future } => future
+                .poll(cx)
+                .map(|r| r.map(|response| response.map(IdemBody::inner))),
+            FutureKindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            FutureKindProj::Layer { future } => future.as_mut().poll(cx),
+        }
+    }
+}

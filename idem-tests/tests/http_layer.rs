@@ -1,0 +1,602 @@
+//! The `Idempotency-Key` layer over a real socket: keys, statuses, replay, scope, limits.
+
+mod http_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use http_support::{Req, post, raw, scoped, serve};
+use idem_runtime::store::{Claim, Record, StoreFuture};
+use idem_runtime::{Error, Fingerprint, Key, KeyHasher, MemoryStore, Store, Token};
+
+fn memory() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+#[tokio::test]
+async fn first_call_then_byte_identical_replay() {
+    let server = serve(scoped("payments").store(memory()).build()).await;
+    let request = post("/payments")
+        .tenant("acme")
+        .key("pay-1")
+        .body(r#"{"amount_cents":1999}"#);
+
+    let first = request.send(server.addr).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    assert!(!first.replayed());
+    assert_eq!(first.json()["run"], 1);
+    // The handler saw its key through `idem_runtime::current()`.
+    assert_eq!(first.header("x-idem-key").unwrap().len(), 64);
+
+    let again = request.send(server.addr).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert!(again.replayed());
+    assert_eq!(
+        again.body, first.body,
+        "the replayed body is byte-identical"
+    );
+    assert_eq!(again.header("content-type"), Some("application/json"));
+    assert_eq!(
+        again.header("content-length"),
+        first.header("content-length")
+    );
+    assert_eq!(
+        again.header("x-idem-key"),
+        None,
+        "not in the replay allowlist"
+    );
+    assert_eq!(server.runs(), 1);
+
+    // The quoted structured-field form names the same key.
+    let quoted = post("/payments")
+        .tenant("acme")
+        .key("\"pay-1\"")
+        .body(r#"{"amount_cents":1999}"#);
+    let third = quoted.send(server.addr).await;
+    assert!(third.replayed());
+    assert_eq!(third.body, first.body);
+    assert_eq!(server.runs(), 1);
+}
+
+#[tokio::test]
+async fn set_cookie_is_never_replayed() {
+    let server = serve(scoped("cookies").store(memory()).build()).await;
+    let request = post("/payments").tenant("acme").key("cookie-1").body("x");
+    let first = request.send(server.addr).await;
+    assert_eq!(
+        first.header("set-cookie"),
+        Some("session=first-caller-secret")
+    );
+    assert_eq!(first.header("x-not-replayed"), Some("1"));
+    let again = request.send(server.addr).await;
+    assert!(again.replayed());
+    assert_eq!(again.header("set-cookie"), None);
+    assert_eq!(again.header("x-not-replayed"), None);
+}
+
+#[test]
+#[should_panic(expected = "never recorded or replayed")]
+fn set_cookie_cannot_be_allowlisted() {
+    let _ = scoped("x").replay_header(axum::http::header::SET_COOKIE);
+}
+
+#[test]
+#[should_panic(expected = "is never recorded")]
+fn transient_statuses_cannot_be_allowlisted() {
+    let _ = scoped("x").record_status(StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn same_key_different_request_is_422() {
+    let server = serve(scoped("mismatch").store(memory()).build()).await;
+    let first = post("/payments?currency=eur")
+        .tenant("acme")
+        .key("k")
+        .body("a")
+        .send(server.addr)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    for other in [
+        post("/payments?currency=eur")
+            .tenant("acme")
+            .key("k")
+            .body("b"),
+        post("/payments?currency=usd")
+            .tenant("acme")
+            .key("k")
+            .body("a"),
+        post("/payments").tenant("acme").key("k").body("a"),
+        post("/status/201?currency=eur")
+            .tenant("acme")
+            .key("k")
+            .body("a"),
+        Req::new("PATCH", "/payments?currency=eur")
+            .tenant("acme")
+            .key("k")
+            .body("a"),
+    ] {
+        other
+            .send(server.addr)
+            .await
+            .assert_problem(422, "idempotency-key-reused");
+    }
+    assert_eq!(server.runs(), 1);
+}
+
+#[tokio::test]
+async fn fingerprinted_headers() {
+    let layer = scoped("fp-headers")
+        .store(memory())
+        .fingerprint_header("x-api-version".parse().unwrap())
+        .build();
+    let server = serve(layer).await;
+    let v1 = post("/payments")
+        .tenant("t")
+        .key("k")
+        .header("x-api-version", "1")
+        .body("a");
+    assert_eq!(v1.send(server.addr).await.status, StatusCode::CREATED);
+    let v2 = post("/payments")
+        .tenant("t")
+        .key("k")
+        .header("x-api-version", "2")
+        .body("a");
+    v2.send(server.addr)
+        .await
+        .assert_problem(422, "idempotency-key-reused");
+    // A header outside the fingerprint does not matter.
+    let other = post("/payments")
+        .tenant("t")
+        .key("k")
+        .header("x-api-version", "1")
+        .header("x-trace", "z")
+        .body("a");
+    assert!(other.send(server.addr).await.replayed());
+}
+
+#[tokio::test]
+async fn missing_key_required_and_optional() {
+    let required = serve(scoped("required").store(memory()).build()).await;
+    let reply = post("/payments")
+        .tenant("acme")
+        .body("x")
+        .send(required.addr)
+        .await;
+    let json = reply.assert_problem(400, "idempotency-key-missing");
+    assert!(
+        json["detail"].as_str().unwrap().contains("POST /payments"),
+        "{json}"
+    );
+    assert_eq!(required.runs(), 0);
+
+    let optional = serve(scoped("optional").store(memory()).required(false).build()).await;
+    for run in 1..=2 {
+        let reply = post("/payments")
+            .tenant("acme")
+            .body("x")
+            .send(optional.addr)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+        assert!(!reply.replayed());
+        assert_eq!(
+            reply.header("set-cookie"),
+            Some("session=first-caller-secret"),
+            "untouched"
+        );
+        assert_eq!(optional.runs(), run);
+    }
+}
+
+#[tokio::test]
+async fn malformed_keys_are_400() {
+    let server = serve(scoped("malformed").store(memory()).build()).await;
+    let long = "k".repeat(256);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", b"".to_vec()),
+        ("empty quoted", b"\"\"".to_vec()),
+        ("256 characters", long.as_bytes().to_vec()),
+        ("256 characters quoted", format!("\"{long}\"").into_bytes()),
+        ("non-ASCII", "clé-1".as_bytes().to_vec()),
+        ("control character (tab)", b"a\tb".to_vec()),
+        ("space in a bare token", b"a b".to_vec()),
+        ("unbalanced opening quote", b"\"abc".to_vec()),
+        ("unbalanced closing quote", b"abc\"".to_vec()),
+        ("escaped closing quote", b"\"abc\\\"".to_vec()),
+        ("bad escape", b"\"a\\nb\"".to_vec()),
+        ("characters after the string", b"\"a\"b".to_vec()),
+    ];
+    for (what, key) in cases {
+        let reply = post("/payments")
+            .tenant("acme")
+            .header_bytes("idempotency-key", &key)
+            .body("x")
+            .send(server.addr)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.text()
+        );
+        reply.assert_problem(400, "idempotency-key-malformed");
+    }
+    // Two keys.
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("a")
+        .key("b")
+        .body("x")
+        .send(server.addr)
+        .await;
+    let json = reply.assert_problem(400, "idempotency-key-malformed");
+    assert!(json["detail"].as_str().unwrap().contains("more than one"));
+    // 255 characters is fine.
+    let ok = post("/payments")
+        .tenant("acme")
+        .key(&"k".repeat(255))
+        .body("x")
+        .send(server.addr)
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+    // A raw control character never reaches the handler (hyper refuses the header itself).
+    let reply = raw(
+        server.addr,
+        b"POST /payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme\r\nIdempotency-Key: a\x01b\r\n\
+          Content-Length: 1\r\nConnection: close\r\n\r\nx",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(server.runs(), 1);
+}
+
+#[tokio::test]
+async fn two_tenants_one_key_two_executions() {
+    let server = serve(scoped("tenants").store(memory()).build()).await;
+    let a = post("/payments")
+        .tenant("tenant-a")
+        .key("shared-key")
+        .body("same");
+    let b = post("/payments")
+        .tenant("tenant-b")
+        .key("shared-key")
+        .body("same");
+    let a1 = a.send(server.addr).await;
+    let b1 = b.send(server.addr).await;
+    assert_eq!(
+        (a1.status, b1.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert!(!b1.replayed());
+    assert_ne!(
+        a1.body, b1.body,
+        "tenant b must not see tenant a's response"
+    );
+    assert_eq!(server.runs(), 2);
+    assert_eq!(a.send(server.addr).await.body, a1.body);
+    assert_eq!(b.send(server.addr).await.body, b1.body);
+    assert_eq!(server.runs(), 2);
+}
+
+#[tokio::test]
+async fn no_principal_is_401() {
+    let server = serve(scoped("no-principal").store(memory()).build()).await;
+    post("/payments")
+        .key("k")
+        .body("x")
+        .send(server.addr)
+        .await
+        .assert_problem(401, "idempotency-scope-missing");
+    assert_eq!(server.runs(), 0);
+}
+
+#[tokio::test]
+async fn unscoped_layer_shares_keys_across_principals() {
+    let server = serve(
+        http_support::builder("unscoped")
+            .unscoped()
+            .store(memory())
+            .build(),
+    )
+    .await;
+    let first = post("/payments").key("k").body("x").send(server.addr).await;
+    let other = post("/payments")
+        .tenant("someone")
+        .key("k")
+        .body("x")
+        .send(server.addr)
+        .await;
+    assert!(other.replayed());
+    assert_eq!(other.body, first.body);
+}
+
+#[tokio::test]
+async fn get_and_other_methods_pass_through() {
+    let server = serve(scoped("methods").store(memory()).build()).await;
+    for run in 1..=2 {
+        let reply = Req::new("GET", "/payments")
+            .tenant("acme")
+            .key("k")
+            .send(server.addr)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+        assert!(!reply.replayed());
+        assert_eq!(server.runs(), run);
+    }
+    // Malformed or missing keys do not matter on GET either.
+    let reply = Req::new("GET", "/payments")
+        .key("\"bad")
+        .send(server.addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    // PATCH is handled by default.
+    let patch = Req::new("PATCH", "/payments")
+        .tenant("acme")
+        .key("p")
+        .body("x");
+    patch.send(server.addr).await;
+    assert!(patch.send(server.addr).await.replayed());
+    assert_eq!(server.runs(), 4);
+
+    // Configurable: only PUT.
+    let put_only = serve(
+        scoped("put")
+            .store(memory())
+            .methods([axum::http::Method::PUT])
+            .build(),
+    )
+    .await;
+    let reply = post("/payments").body("x").send(put_only.addr).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CREATED,
+        "POST is not handled any more"
+    );
+}
+
+#[tokio::test]
+async fn oversized_request_body_is_413_and_not_recorded() {
+    let server = serve(
+        scoped("limits")
+            .store(memory())
+            .max_request_body(1024)
+            .build(),
+    )
+    .await;
+    let big = vec![b'a'; 1025];
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body(big)
+        .send(server.addr)
+        .await;
+    let json = reply.assert_problem(413, "idempotency-request-too-large");
+    assert!(json["detail"].as_str().unwrap().contains("1024"));
+    // Without Content-Length (chunked), the layer stops reading at the limit.
+    let chunk = "a".repeat(1500);
+    let request = format!(
+        "POST /payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme\r\nIdempotency-Key: k\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let reply = raw(server.addr, request.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("application/problem+json"));
+    assert_eq!(server.runs(), 0);
+    // Nothing was recorded: the same key with an acceptable body runs.
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body(vec![b'a'; 1024])
+        .send(server.addr)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(server.runs(), 1);
+    // A chunked body within the limit is buffered, fingerprinted and replayed.
+    let request = "POST /payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme\r\nIdempotency-Key: c\r\n\
+                   Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+    let first = raw(server.addr, request.as_bytes()).await;
+    assert!(
+        first.starts_with("HTTP/1.1 201") && first.contains(r#""received":"abcdef""#),
+        "{first}"
+    );
+    let again = post("/payments")
+        .tenant("acme")
+        .key("c")
+        .body("abcdef")
+        .send(server.addr)
+        .await;
+    assert!(again.replayed());
+}
+
+#[tokio::test]
+async fn oversized_response_is_passed_through_and_released() {
+    let server = serve(
+        scoped("big")
+            .store(memory())
+            .max_response_body(1000)
+            .build(),
+    )
+    .await;
+    let request = post("/big/5000").tenant("acme").key("k");
+    for run in 1..=2 {
+        let reply = request.send(server.addr).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body.len(), 5000);
+        assert!(reply.body.iter().all(|&b| b == b'x'));
+        assert!(!reply.replayed());
+        assert_eq!(server.runs(), run, "not recorded: the key was released");
+    }
+    // At the limit it is recorded.
+    let exact = post("/big/1000").tenant("acme").key("e");
+    exact.send(server.addr).await;
+    let again = exact.send(server.addr).await;
+    assert!(again.replayed());
+    assert_eq!(again.body.len(), 1000);
+}
+
+#[tokio::test]
+async fn which_statuses_are_recorded() {
+    let layer = scoped("statuses")
+        .store(memory())
+        .record_status(StatusCode::NOT_FOUND)
+        .record_status(StatusCode::UNPROCESSABLE_ENTITY)
+        .build();
+    let server = serve(layer).await;
+    let mut expected_runs = 0;
+    for (code, recorded) in [
+        (200, true),
+        (201, true),
+        (204, true),
+        (202, true),
+        (404, true),
+        (422, true),
+        (400, false),
+        (403, false),
+        (408, false),
+        (409, false),
+        (425, false),
+        (429, false),
+        (500, false),
+        (502, false),
+        (503, false),
+        (302, false),
+    ] {
+        let request = post(&format!("/status/{code}"))
+            .tenant("acme")
+            .key(&format!("status-{code}"));
+        let first = request.send(server.addr).await;
+        expected_runs += 1;
+        assert_eq!(first.status.as_u16(), code);
+        let second = request.send(server.addr).await;
+        assert_eq!(second.status.as_u16(), code);
+        if recorded {
+            assert!(second.replayed(), "{code} should be replayed");
+            assert_eq!(second.body, first.body);
+        } else {
+            expected_runs += 1;
+            assert!(!second.replayed(), "{code} must not be recorded");
+            assert_ne!(second.body, first.body, "{code}: ran again");
+        }
+        assert_eq!(server.runs(), expected_runs, "after {code}");
+    }
+}
+
+/// A store whose every call fails, like an unreachable Redis.
+struct DownStore;
+
+impl Store for DownStore {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    fn claim<'a>(
+        &'a self,
+        _: &'a Key,
+        _: &'a Fingerprint,
+        _: Token,
+        _: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a Key,
+        _: Token,
+        _: bytes::Bytes,
+        _: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn release<'a>(&'a self, _: &'a Key, _: Token) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn renew<'a>(&'a self, _: &'a Key, _: Token, _: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn get<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn remove<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+    fn purge_expired(&self, _: usize) -> StoreFuture<'_, usize> {
+        Box::pin(async { Err(Error::store("down", "connection refused")) })
+    }
+}
+
+#[tokio::test]
+async fn store_failure_is_503_with_retry_after() {
+    let server = serve(scoped("down").store(Arc::new(DownStore)).build()).await;
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body("x")
+        .send(server.addr)
+        .await;
+    let json = reply.assert_problem(503, "idempotency-store-unavailable");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(
+        !json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "internals stay in the log"
+    );
+    assert_eq!(server.runs(), 0);
+}
+
+#[tokio::test]
+async fn documented_key_derivation_and_unreadable_record() {
+    let store = Arc::new(MemoryStore::new());
+    let server = serve(scoped("derive").store(store.clone()).build()).await;
+    // The key the module docs specify: for_key("http:<name>", version), scope, header key.
+    let mut hasher = KeyHasher::for_key("http:derive", 0);
+    hasher.scoped();
+    hasher.write_str("acme");
+    hasher.write_str("corrupt");
+    let key = hasher.finish_key().unwrap();
+    let first = post("/payments")
+        .tenant("acme")
+        .key("corrupt")
+        .body("x")
+        .send(server.addr)
+        .await;
+    assert_eq!(first.header("x-idem-key"), Some(key.to_string().as_str()));
+    // Overwrite the record, same fingerprint, with bytes this version cannot read.
+    let Some(Record::Completed { fingerprint, .. }) = store.get(&key).await.unwrap() else {
+        panic!("the response was not recorded under the documented key");
+    };
+    assert!(store.remove(&key).await.unwrap());
+    let token = Token::generate();
+    assert_eq!(
+        store
+            .claim(&key, &fingerprint, token, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    let garbage = bytes::Bytes::from_static(b"idm\x01\x01\x00[]");
+    assert!(
+        store
+            .complete(&key, token, garbage, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("corrupt")
+        .body("x")
+        .send(server.addr)
+        .await;
+    reply.assert_problem(500, "idempotency-record-unreadable");
+    assert_eq!(server.runs(), 1);
+}
+
+#[tokio::test]
+async fn layer_uses_the_process_wide_store_by_default() {
+    let server = serve(scoped("default-store").build()).await;
+    let request = post("/payments").tenant("acme").key("k").body("x");
+    request.send(server.addr).await;
+    assert!(request.send(server.addr).await.replayed());
+    assert_eq!(idem_runtime::store_name().unwrap(), "memory");
+}
