@@ -121,7 +121,9 @@ pub enum Error {
     },
 
     /// A value exceeded the store's size limit; nothing was written.
-    #[error("the result is {size} bytes, above the store's limit of {limit} bytes; nothing was recorded")]
+    #[error(
+        "the result is {size} bytes, above the store's limit of {limit} bytes; nothing was recorded"
+    )]
     ValueTooLarge {
         /// Encoded size.
         size: usize,

@@ -99,7 +99,9 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         Ok(match self.store.get(key).await? {
             None => Check::New,
             Some(Record::InProgress { .. }) => Check::InFlight,
-            Some(Record::Completed { value, .. }) => Check::Duplicate(record::decode(self.operation.name(), &value)?),
+            Some(Record::Completed { value, .. }) => {
+                Check::Duplicate(record::decode(self.operation.name(), &value)?)
+            }
         })
     }
 
@@ -114,7 +116,9 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         let op = &self.operation;
         let token = Token::generate();
         let mut guard = ClaimGuard::new(Cow::Owned(self.store.clone()), key, token);
-        let claim = Backend::of(&self.store).claim(&key, &fingerprint, token, op.lease()).await?;
+        let claim = Backend::of(&self.store)
+            .claim(&key, &fingerprint, token, op.lease())
+            .await?;
         let mismatch = || Error::PayloadMismatch {
             operation: op.name(),
             key,
@@ -126,14 +130,20 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
                 ttl: op.ttl(),
                 _output: PhantomData,
             })),
-            Claim::Completed { fingerprint: recorded, value } => {
+            Claim::Completed {
+                fingerprint: recorded,
+                value,
+            } => {
                 guard.disarm();
                 if recorded != fingerprint {
                     return Err(mismatch());
                 }
                 Ok(Start::Duplicate(record::decode(op.name(), &value)?))
             }
-            Claim::InProgress { fingerprint: running, remaining } => {
+            Claim::InProgress {
+                fingerprint: running,
+                remaining,
+            } => {
                 guard.disarm();
                 if running != fingerprint {
                     return Err(mismatch());
@@ -155,7 +165,11 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        self.operation.call(key).store(self.store.clone()).run(work()).await
+        self.operation
+            .call(key)
+            .store(self.store.clone())
+            .run(work())
+            .await
     }
 
     /// Deletes expired records; returns how many.
@@ -185,7 +199,9 @@ impl<T: Serialize> Claimed<T> {
     pub async fn complete(mut self, value: &T) -> Result<(), Error> {
         let bytes = record::encode(self.operation, value)?;
         let (key, token) = (self.guard.key, self.guard.token);
-        let written = Backend::of(&self.guard.store).complete(&key, token, bytes, self.ttl).await?;
+        let written = Backend::of(&self.guard.store)
+            .complete(&key, token, bytes, self.ttl)
+            .await?;
         self.guard.disarm();
         if written {
             Ok(())

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::store::{MemoryStore, Store};
 use crate::Error;
+use crate::store::{MemoryStore, Store};
 
 static GLOBAL: OnceLock<Arc<dyn Store>> = OnceLock::new();
 static STRICT: AtomicBool = AtomicBool::new(false);

@@ -12,6 +12,8 @@
 //! - **The engine** ([`Operation`], [`Call::run`]): claim, run, record; replay; wait for or reject
 //!   a running duplicate; release on `Err`, panic or cancellation; lease renewal for long bodies.
 //! - **The explicit API** ([`Idempotency`]) for code that places the body itself.
+//! - **The HTTP layer** (feature `http`, module `http`): the `Idempotency-Key` header for tower
+//!   and axum services.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
@@ -54,9 +56,13 @@ mod engine;
 mod error;
 mod explicit;
 mod global;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod key;
 mod operation;
+mod output;
 pub mod record;
+mod registry;
 pub mod store;
 mod token;
 
@@ -67,10 +73,15 @@ pub use context::{CallContext, current};
 pub use error::{BoxError, Error};
 pub use explicit::{Check, Claimed, Idempotency, Start};
 pub use global::{install, install_shared, set_strict, store_name, with_store};
-pub use idem_macros::{IdempotencyKey, idempotent};
+#[doc = include_str!("__private/docs/derive.md")]
+pub use idem_macros::IdempotencyKey;
+#[doc = include_str!("__private/docs/idempotent.md")]
+pub use idem_macros::idempotent;
 pub use key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
 pub use operation::{
     Call, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT_TIMEOUT, Location, OnConflict, Operation,
 };
+pub use output::IdempotentOutput;
+pub use registry::{check_operations, forget_call, key_of, operation, operations};
 pub use store::{MemoryStore, Store};
 pub use token::Token;

@@ -178,7 +178,10 @@ impl Operation {
     }
 
     /// The fingerprint of a payload (the arguments that are not part of the key).
-    pub fn fingerprint<P: IdempotencyKey + ?Sized>(&self, payload: &P) -> Result<Fingerprint, Error> {
+    pub fn fingerprint<P: IdempotencyKey + ?Sized>(
+        &self,
+        payload: &P,
+    ) -> Result<Fingerprint, Error> {
         let mut hasher = KeyHasher::for_fingerprint(self.name, self.version);
         payload.write_key(&mut hasher);
         hasher.finish_fingerprint()
