@@ -6,6 +6,10 @@
 //! its key from the input inside the timed loop (idem: blake3 over the canonical encoding; the
 //! others: a `format!` of the fields) and produces the receipt the same way.
 //!
+//! - `idem_macro` (in `replay` and `first_call`): the same workload through an `#[idempotent]` fn
+//!   taking a `#[derive(IdempotencyKey)]` input by reference (the content-hashed key the macro
+//!   writes), with the store given by `store = …`; `idem_engine` is the engine called by hand
+//!   with the key hashed by hand from the same fields.
 //! - `replay`: the key is already recorded; the value comes back (a clone, or a decode for idem).
 //! - `first_call`: a fresh key every iteration (a counter in `amount_cents`): check, claim, run the
 //!   body, record. Every contender starts a fresh, empty store every [`CHUNK`] iterations (outside
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
-use idem_runtime::{IdempotencyKey, KeyHasher, MemoryStore, Operation, Store, record};
+use idem_runtime::{IdempotencyKey, KeyHasher, MemoryStore, Operation, Store, idempotent, record};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::sync::RwLock;
@@ -50,6 +54,26 @@ impl IdempotencyKey for Charge {
     }
 }
 
+/// The same fields as [`Charge`], with the derived key (the bytes of the hand-written impl).
+#[derive(Debug, Clone, idem_runtime::IdempotencyKey)]
+struct DerivedCharge {
+    customer: String,
+    amount_cents: u64,
+    currency: String,
+    memo: Option<String>,
+}
+
+impl From<Charge> for DerivedCharge {
+    fn from(c: Charge) -> Self {
+        DerivedCharge {
+            customer: c.customer,
+            amount_cents: c.amount_cents,
+            currency: c.currency,
+            memo: c.memo,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Receipt {
     id: String,
@@ -73,11 +97,24 @@ fn charge(amount_cents: u64) -> Charge {
 
 /// The body every contender runs.
 fn receipt(charge: &Charge) -> Receipt {
+    receipt_for(charge.amount_cents)
+}
+
+fn receipt_for(amount_cents: u64) -> Receipt {
     Receipt {
         id: "rcpt_0123456789abcdef".to_owned(),
-        amount_cents: charge.amount_cents,
+        amount_cents,
         status: "succeeded".to_owned(),
     }
+}
+
+/// The `#[idempotent]` contender: the key is the macro's hash of `req`, the store a parameter.
+#[idempotent(name = "bench.charge_macro", store = store)]
+async fn charge_macro(
+    req: &DerivedCharge,
+    #[idem(exclude)] store: &Arc<dyn Store>,
+) -> Result<Receipt, idem_runtime::Error> {
+    Ok(receipt_for(req.amount_cents))
 }
 
 fn string_key(c: &Charge) -> String {
@@ -216,6 +253,10 @@ impl Contenders {
             .await;
         out.unwrap()
     }
+
+    async fn idem_macro(&self, c: &DerivedCharge) -> Receipt {
+        charge_macro(c, &self.store).await.unwrap()
+    }
 }
 
 fn runtime() -> Runtime {
@@ -232,6 +273,9 @@ fn config(group: &mut BenchmarkGroup<'_, WallTime>) {
 fn replay(c: &mut Criterion) {
     let rt = runtime();
     let input = charge(1999);
+    let derived = DerivedCharge::from(input.clone());
+    // The derived key writes the bytes of the hand-written impl.
+    assert_eq!(OP.key(&derived).unwrap(), OP.key(&input).unwrap());
     let mut contenders = Contenders::new();
     // Record the value once in every contender.
     let expected = receipt(&input);
@@ -240,6 +284,7 @@ fn replay(c: &mut Criterion) {
         assert_eq!(contenders.naive(&input).await, expected);
         assert_eq!(contenders.moka(&input).await, expected);
         assert_eq!(contenders.idem(&input).await, expected);
+        assert_eq!(contenders.idem_macro(&derived).await, expected);
     });
 
     let mut group = c.benchmark_group("replay");
@@ -249,6 +294,7 @@ fn replay(c: &mut Criterion) {
     });
     let contenders = &contenders;
     let input = &input;
+    let derived = &derived;
     group.bench_function("naive_handler", |b| {
         b.to_async(&rt).iter(|| contenders.naive(black_box(input)))
     });
@@ -257,6 +303,10 @@ fn replay(c: &mut Criterion) {
     });
     group.bench_function("idem_engine", |b| {
         b.to_async(&rt).iter(|| contenders.idem(black_box(input)))
+    });
+    group.bench_function("idem_macro", |b| {
+        b.to_async(&rt)
+            .iter(|| contenders.idem_macro(black_box(derived)))
     });
     group.finish();
 }
@@ -303,6 +353,14 @@ fn first_call(c: &mut Criterion) {
     group.bench_function("idem_engine", |b| {
         b.to_async(&rt)
             .iter_custom(|iters| first_calls(iters, Contenders::new, async |s, c| s.idem(&c).await))
+    });
+    // The move into `DerivedCharge` reuses the fields' allocations (no copy).
+    group.bench_function("idem_macro", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            first_calls(iters, Contenders::new, async |s, c| {
+                s.idem_macro(&c.into()).await
+            })
+        })
     });
     group.finish();
 }

@@ -3,18 +3,27 @@
 //!
 //! ```text
 //! cargo run -p idem-examples --bin quickstart
+//! cargo expand -p idem-examples --bin quickstart   # what #[idempotent] generates
 //! ```
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use idem_runtime::{Error, Operation};
+use idem_runtime::{IdempotencyKey, idempotent};
 use serde::{Deserialize, Serialize};
 
-static CHARGE: Operation =
-    Operation::new("quickstart.charge").with_ttl(Duration::from_secs(24 * 3600));
 static GATEWAY_CALLS: AtomicU32 = AtomicU32::new(0);
 static RECEIPTS: AtomicU32 = AtomicU32::new(0);
+
+/// The request: its content is the idempotency key, except the per-call timestamp.
+#[derive(IdempotencyKey, Serialize, Deserialize, Clone)]
+struct Charge {
+    customer: String,
+    amount_cents: u64,
+    order: u32,
+    #[idem(exclude)]
+    requested_at: SystemTime,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -22,10 +31,15 @@ struct Receipt {
     amount_cents: u64,
 }
 
+/// A stand-in for a payment provider's client.
+struct Gateway {
+    decline: bool,
+}
+
 #[derive(Debug)]
 enum PayError {
     Declined,
-    Idem(Error),
+    Idem(idem_runtime::Error),
 }
 
 impl std::fmt::Display for PayError {
@@ -39,34 +53,33 @@ impl std::fmt::Display for PayError {
 
 impl std::error::Error for PayError {}
 
-impl From<Error> for PayError {
-    fn from(error: Error) -> Self {
+impl From<idem_runtime::Error> for PayError {
+    fn from(error: idem_runtime::Error) -> Self {
         PayError::Idem(error)
     }
 }
 
-/// Charges `customer` once per (customer, amount, order) — however often it is called.
-async fn charge(
-    customer: &str,
-    amount_cents: u64,
-    order: u32,
-    decline: bool,
-) -> Result<Receipt, PayError> {
-    let key = CHARGE.key(&(customer, amount_cents, order))?;
-    CHARGE
-        .call(key)
-        .run(async {
-            GATEWAY_CALLS.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await; // the payment gateway
-            if decline {
-                return Err(PayError::Declined);
-            }
-            Ok(Receipt {
-                id: format!("rcpt_{}", RECEIPTS.fetch_add(1, Ordering::SeqCst) + 1),
-                amount_cents,
-            })
-        })
-        .await
+/// Charges once per request content, however often it is called.
+#[idempotent(ttl = "24h", name = "quickstart.charge")]
+async fn charge(req: Charge, #[idem(exclude)] gateway: &Gateway) -> Result<Receipt, PayError> {
+    GATEWAY_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await; // the payment provider
+    if gateway.decline {
+        return Err(PayError::Declined);
+    }
+    Ok(Receipt {
+        id: format!("rcpt_{}", RECEIPTS.fetch_add(1, Ordering::SeqCst) + 1),
+        amount_cents: req.amount_cents,
+    })
+}
+
+fn request(customer: &str, amount_cents: u64, order: u32) -> Charge {
+    Charge {
+        customer: customer.into(),
+        amount_cents,
+        order,
+        requested_at: SystemTime::now(),
+    }
 }
 
 fn runs() -> u32 {
@@ -75,9 +88,11 @@ fn runs() -> u32 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. The same input twice: the body runs once, the second call replays.
-    let first = charge("cus_42", 1999, 1, false).await?;
-    let second = charge("cus_42", 1999, 1, false).await?;
+    let ok = Gateway { decline: false };
+
+    // 1. The same content twice (only the excluded timestamp differs): the body runs once.
+    let first = charge(request("cus_42", 1999, 1), &ok).await?;
+    let second = charge(request("cus_42", 1999, 1), &ok).await?;
     assert_eq!(first, second);
     println!(
         "same input twice:        body ran {} time(s); both calls got {}",
@@ -86,7 +101,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. 100 concurrent duplicates: one runs, 99 wait for it and get its result.
-    let calls = (0..100).map(|_| tokio::spawn(charge("cus_7", 500, 2, false)));
+    let calls = (0..100).map(|_| {
+        tokio::spawn(async {
+            let gateway = Gateway { decline: false };
+            charge(request("cus_7", 500, 2), &gateway).await
+        })
+    });
     let mut ids = std::collections::BTreeSet::new();
     for call in calls {
         ids.insert(call.await??.id);
@@ -98,8 +118,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 3. A failure is not recorded: the retry runs the body again.
-    let failed = charge("cus_9", 250, 3, true).await;
-    let retried = charge("cus_9", 250, 3, false).await?;
+    let failed = charge(request("cus_9", 250, 3), &Gateway { decline: true }).await;
+    let retried = charge(request("cus_9", 250, 3), &ok).await?;
     println!(
         "failed, then retried:    body ran {} time(s); first {}, retry got {}",
         runs(),
