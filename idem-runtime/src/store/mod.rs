@@ -149,15 +149,21 @@ pub trait Store: Send + Sync + 'static {
 
 /// A jittered polling interval between 10 and 200 ms, for stores without change notifications.
 pub fn poll_interval() -> Duration {
-    // splitmix64 over a fresh token: cheap, well-spread bits without an RNG dependency.
-    let mut z = u64::from_be_bytes(
-        Token::generate().to_bytes()[8..]
-            .try_into()
-            .unwrap_or_default(),
-    );
+    Duration::from_millis(10 + random_u64() % 191)
+}
+
+/// `step` scaled by a random factor in [0.5, 1.0], so that pollers do not move in lockstep.
+#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+pub(crate) fn jittered(step: Duration) -> Duration {
+    step / 2 + step.mul_f64((random_u64() >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
+}
+
+/// Well-spread random bits without an RNG dependency: splitmix64 over a fresh token.
+fn random_u64() -> u64 {
+    let bytes = Token::generate().to_bytes();
+    let mut z = u64::from_be_bytes(bytes[8..].try_into().unwrap_or_default());
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    Duration::from_millis(10 + z % 191)
+    z ^ (z >> 31)
 }

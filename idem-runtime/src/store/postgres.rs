@@ -9,7 +9,7 @@ use bytes::Bytes;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 
-use super::{Claim, Record, Store, StoreFuture};
+use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
 const NAME: &str = "postgres";
@@ -50,7 +50,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// idem_runtime::install(store)?;
 ///
 /// // Or on your own pool, with a schema and table of your choice:
-/// # let pool: sqlx::PgPool = todo!();
+/// # let pool = sqlx::PgPool::connect_lazy("postgres://app@db/app").map_err(|e| idem_runtime::Error::store("postgres", e))?;
 /// let store = PostgresStore::builder().schema("billing").table("idem_records").build(pool)?;
 /// # let _ = store; Ok(()) }
 /// ```
@@ -397,20 +397,6 @@ fn value_of(row: &PgRow) -> Result<Bytes, Error> {
 
 fn state_of(row: &PgRow) -> Result<String, Error> {
     row.try_get("state").map_err(|e| Error::store(NAME, e))
-}
-
-/// `step` scaled by a random factor in [0.5, 1.0].
-fn jittered(step: Duration) -> Duration {
-    let mut z = u64::from_be_bytes(
-        Token::generate().to_bytes()[8..]
-            .try_into()
-            .unwrap_or_default(),
-    );
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    step / 2 + step.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
 }
 
 impl PostgresStore {

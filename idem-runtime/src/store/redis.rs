@@ -14,7 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, RedisError, Value};
 
-use super::{Claim, Record, Store, StoreFuture};
+use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
 const NAME: &str = "redis";
@@ -618,20 +618,6 @@ impl RedisStore {
             step = (step * 2).min(Duration::from_millis(200));
         }
     }
-}
-
-/// `step` scaled by a random factor in [0.5, 1.0].
-fn jittered(step: Duration) -> Duration {
-    let mut z = u64::from_be_bytes(
-        Token::generate().to_bytes()[8..]
-            .try_into()
-            .unwrap_or_default(),
-    );
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    step / 2 + step.mul_f64((z >> 11) as f64 / (1u64 << 53) as f64 / 2.0)
 }
 
 impl Store for RedisStore {
