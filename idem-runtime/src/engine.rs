@@ -252,7 +252,13 @@ fn renewal_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
 
-async fn renew_lease(store: Arc<dyn Store>, frame: Arc<Frame>, lease: Duration, period: Duration) {
+/// Renews the lease every `period` until aborted or fenced out (then flags `lease_lost`).
+pub(crate) async fn renew_lease(
+    store: Arc<dyn Store>,
+    frame: Arc<Frame>,
+    lease: Duration,
+    period: Duration,
+) {
     loop {
         match store.renew(&frame.key, frame.token, lease).await {
             Ok(true) => {}
@@ -262,7 +268,7 @@ async fn renew_lease(store: Arc<dyn Store>, frame: Arc<Frame>, lease: Duration, 
                     target: "idem",
                     operation = frame.operation,
                     key = %frame.key,
-                    "lease lost while the body runs: another caller took the key over"
+                    "lease lost while the body runs: another caller took the key over or the record was removed"
                 );
                 return;
             }
@@ -274,7 +280,8 @@ async fn renew_lease(store: Arc<dyn Store>, frame: Arc<Frame>, lease: Duration, 
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the task when dropped: renewal stops with the call that started it.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -24,7 +24,7 @@ use super::layer::{Config, Scope};
 use super::problem::{self, Kind};
 use super::recorded;
 use crate::context::Frame;
-use crate::engine::{Backend, ClaimGuard};
+use crate::engine::{AbortOnDrop, Backend, ClaimGuard, renew_lease};
 use crate::store::{Claim, Record, Store};
 use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
 
@@ -424,31 +424,6 @@ async fn renewing<F: Future>(
         Poll::Pending
     })
     .await
-}
-
-async fn renew_lease(store: Arc<dyn Store>, frame: Arc<Frame>, lease: Duration, period: Duration) {
-    loop {
-        match store.renew(&frame.key, frame.token, lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                frame.lease_lost.store(true, Ordering::Release);
-                tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, "lease lost while the handler runs");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");
-            }
-        }
-        tokio::time::sleep(period).await;
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn wait_for_owner<B>(
