@@ -2,6 +2,7 @@
 //! test servers (Redis, Redis Cluster, PostgreSQL), a fault-injecting TCP proxy, and the
 //! cross-process worker.
 
+pub mod alloc_counter;
 pub mod conformance;
 pub mod proxy;
 pub mod servers;
