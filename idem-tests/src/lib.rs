@@ -4,6 +4,7 @@
 
 pub mod alloc_counter;
 pub mod conformance;
+pub mod fixtures;
 pub mod proxy;
 pub mod servers;
 pub mod worker;

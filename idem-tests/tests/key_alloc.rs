@@ -58,38 +58,7 @@ fn assert_no_alloc<T: IdempotencyKey + Serialize + ?Sized>(value: &T) {
     assert_eq!(n, 0, "serde hashing allocated {n} times");
 }
 
-/// What `#[derive(IdempotencyKey)]` writes for it: the struct form, fields sorted by name.
-#[derive(Serialize)]
-struct Charge {
-    amount: u64,
-    currency: String,
-    customer: String,
-    memo: Option<String>,
-}
-
-impl IdempotencyKey for Charge {
-    fn write_key(&self, out: &mut KeyHasher) {
-        out.begin_struct();
-        out.field("amount");
-        out.write(&self.amount);
-        out.field("currency");
-        out.write(&self.currency);
-        out.field("customer");
-        out.write(&self.customer);
-        out.field("memo");
-        out.write(&self.memo);
-        out.end_struct(4);
-    }
-}
-
-fn charge() -> Charge {
-    Charge {
-        amount: 1999,
-        currency: "EUR".into(),
-        customer: "cus_42".into(),
-        memo: Some("first order".into()),
-    }
-}
+use idem_tests::fixtures::charge;
 
 #[derive(Serialize)]
 enum Kind {

@@ -55,41 +55,7 @@ fn fingerprint(op: &str, version: u32, f: impl FnOnce(&mut KeyHasher)) -> Finger
 
 // ---- test types ---------------------------------------------------------------------------
 
-/// A 4-field struct with a hand-written impl equal to what `#[derive(IdempotencyKey)]` emits:
-/// the struct form with the fields sorted by name.
-#[derive(Serialize, Clone)]
-struct Charge {
-    // Declared in name order so that the serde bridge (declaration order) agrees with the
-    // native impl (name order).
-    amount: u64,
-    currency: String,
-    customer: String,
-    memo: Option<String>,
-}
-
-impl IdempotencyKey for Charge {
-    fn write_key(&self, out: &mut KeyHasher) {
-        out.begin_struct();
-        out.field("amount");
-        out.write(&self.amount);
-        out.field("currency");
-        out.write(&self.currency);
-        out.field("customer");
-        out.write(&self.customer);
-        out.field("memo");
-        out.write(&self.memo);
-        out.end_struct(4);
-    }
-}
-
-fn charge() -> Charge {
-    Charge {
-        amount: 1999,
-        currency: "EUR".into(),
-        customer: "cus_42".into(),
-        memo: Some("first order".into()),
-    }
-}
+use idem_tests::fixtures::charge;
 
 #[derive(Serialize)]
 enum Shape {
