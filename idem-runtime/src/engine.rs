@@ -11,6 +11,7 @@
 //! ```
 //! A different fingerprint is [`Error::PayloadMismatch`] at once, in either state.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::pin::{Pin, pin};
@@ -26,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::context::{self, Frame};
 use crate::operation::{Call, OnConflict, Operation};
+use crate::store::memory::{Replay, ReplayValue};
 use crate::store::{Claim, MemoryStore, Record, Store};
 use crate::{Error, Fingerprint, Key, Token, record};
 
@@ -35,7 +37,39 @@ impl Call<'_> {
     ///
     /// `Err` from the body releases the claim (a later call runs again) and is returned as is.
     /// Idempotency failures arrive as `E::from(idem_runtime::Error)`.
-    pub async fn run<T, E, F>(mut self, body: F) -> Result<T, E>
+    pub fn run<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+    {
+        self.run_with(body, None)
+    }
+
+    /// Like [`run`](Self::run), for values that are cheap to clone: on the memory store, the
+    /// first replay of a record keeps the value it decoded next to the record, and later
+    /// replays clone that copy instead of decoding the bytes again (the naive handler's cost,
+    /// without losing the encoded record that other stores and processes see). A replayed
+    /// value is therefore always what decoding the recorded bytes gives, never the owner's
+    /// original value. Other stores decode on every replay, as with `run`.
+    ///
+    /// `#[idempotent]` picks this automatically when the value type is
+    /// `Clone + Send + Sync + 'static`.
+    pub fn run_cached<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: From<Error>,
+    {
+        self.run_with(body, Some(ReplayCache::<T>::FOR_CLONE))
+    }
+
+    /// [`run`](Self::run), with the replay cache of `T` when it has one.
+    pub(crate) async fn run_with<T, E, F>(
+        mut self,
+        body: F,
+        cache: Option<ReplayCache<T>>,
+    ) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         T: Serialize + DeserializeOwned,
@@ -60,6 +94,18 @@ impl Call<'_> {
             .into());
         }
         let backend = Backend::of(store);
+        // Taken before the claim, so the lease renewal is never scheduled later than a third of
+        // the lease after the store started it.
+        let claimed_at = Instant::now();
+        if let Backend::Memory(memory) = backend
+            && let Some(replay) = memory.replay_at(&key, claimed_at)
+        {
+            // The common duplicate: answered from the recorded value, with no token, guard or
+            // claim (a completed record only changes by expiring or being removed).
+            check_fingerprint(op, &key, &replay.fingerprint, &self.fingerprint)?;
+            tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
+            return Ok(replay_from_memory(op, memory, &key, replay, cache)?);
+        }
         let token = Token::generate();
         // Armed before the claim is sent: if this future is dropped while a remote claim is in
         // flight, the claim may have been recorded, and the token is all it takes to release it.
@@ -68,9 +114,6 @@ impl Call<'_> {
         // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
         // its claim is released.
         let mut drive = pin!(Drive::new(body, store, op.lease()));
-        // Taken before the claim, so the lease renewal is never scheduled later than a third of
-        // the lease after the store started it.
-        let claimed_at = Instant::now();
         let claim = match backend {
             Backend::Memory(m) => {
                 m.claim_at(&key, &self.fingerprint, token, op.lease(), claimed_at)
@@ -331,6 +374,75 @@ async fn wait_for_owner<T: DeserializeOwned>(
             }
         }
     }
+}
+
+/// Lets a replay on the memory store reuse the value an earlier replay decoded (see
+/// [`Call::run_cached`]): exists only for `Clone + Send + Sync + 'static` values.
+pub struct ReplayCache<T> {
+    /// A clone of the kept value, if it is a `T` (a record is only ever replayed as the value
+    /// type of its operation, but a type check costs nothing and keeps this safe regardless).
+    clone_out: fn(&(dyn Any + Send + Sync)) -> Option<T>,
+    /// A copy of a freshly decoded value, to keep.
+    keep: fn(&T) -> Arc<dyn Any + Send + Sync>,
+}
+
+impl<T: Clone + Send + Sync + 'static> ReplayCache<T> {
+    /// The cache of a cloneable value type.
+    pub const FOR_CLONE: Self = ReplayCache {
+        clone_out: |kept| kept.downcast_ref::<T>().cloned(),
+        keep: |value| Arc::new(value.clone()),
+    };
+}
+
+impl<T> Clone for ReplayCache<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for ReplayCache<T> {}
+
+impl<T> std::fmt::Debug for ReplayCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayCache")
+    }
+}
+
+/// The value of a completed record of the memory store: a clone of the kept decoded value, or
+/// a decode (kept for the next replay when `T` has a cache).
+fn replay_from_memory<T: DeserializeOwned>(
+    op: &Operation,
+    memory: &MemoryStore,
+    key: &Key,
+    replay: Replay,
+    cache: Option<ReplayCache<T>>,
+) -> Result<T, Error> {
+    let (bytes, seq) = match replay.value {
+        ReplayValue::Encoded { bytes, seq } => (bytes, seq),
+        ReplayValue::Decoded(kept) => {
+            if let Some(value) = cache.and_then(|cache| (cache.clone_out)(&*kept)) {
+                return Ok(value);
+            }
+            // Kept as another type (only if two value types share one operation's key): decode.
+            match memory.replay_with(key, Instant::now(), false) {
+                Some(Replay {
+                    value: ReplayValue::Encoded { bytes, seq },
+                    ..
+                }) => (bytes, seq),
+                _ => {
+                    return Err(Error::OwnerFailed {
+                        operation: op.name(),
+                        key: *key,
+                    });
+                }
+            }
+        }
+    };
+    let value: T = record::decode(op.name(), &bytes)?;
+    if let Some(cache) = cache {
+        memory.keep_decoded(key, seq, (cache.keep)(&value));
+    }
+    Ok(value)
 }
 
 fn check_fingerprint(

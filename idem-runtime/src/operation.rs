@@ -1,6 +1,7 @@
 //! Operations: the static description of one idempotent function, and the calls made with it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::global::{self, Resolved};
@@ -64,6 +65,75 @@ pub struct Operation {
     on_conflict: OnConflict,
     wait_timeout: Duration,
     location: Option<Location>,
+    hash_keys: HashKeys,
+}
+
+/// The blake3 hash keys of an operation's keys and fingerprints, derived from its name and
+/// version on first use (deriving costs two small hashes, about as much as hashing a key).
+///
+/// Atomics rather than a `OnceLock`, so that `Operation` stays buildable in `const` (its
+/// builders replace this field, which needs a type without `Drop`). Racing first uses derive
+/// the same bytes, and `ready` is published after all of them.
+struct HashKeys {
+    ready: AtomicBool,
+    words: [AtomicU64; 8],
+}
+
+impl HashKeys {
+    const fn new() -> Self {
+        HashKeys {
+            ready: AtomicBool::new(false),
+            words: [const { AtomicU64::new(0) }; 8],
+        }
+    }
+
+    #[inline]
+    fn get(&self, name: &str, version: u32) -> ([u8; 32], [u8; 32]) {
+        if !self.ready.load(Ordering::Acquire) {
+            return self.derive(name, version);
+        }
+        let mut out = [[0u8; 32]; 2];
+        for (chunk, word) in out.as_flattened_mut().chunks_exact_mut(8).zip(&self.words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        (out[0], out[1])
+    }
+
+    #[cold]
+    fn derive(&self, name: &str, version: u32) -> ([u8; 32], [u8; 32]) {
+        let keys = [
+            KeyHasher::operation_key(name, version),
+            KeyHasher::operation_fingerprint_key(name, version),
+        ];
+        for (chunk, word) in keys.as_flattened().chunks_exact(8).zip(&self.words) {
+            let bytes: [u8; 8] = chunk.try_into().unwrap_or_default();
+            word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+        self.ready.store(true, Ordering::Release);
+        (keys[0], keys[1])
+    }
+}
+
+/// Derived from the name and version, which `Operation`'s own `PartialEq` compares.
+impl PartialEq for HashKeys {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HashKeys {}
+
+/// A clone derives its keys again (it may get another name or version).
+impl Clone for HashKeys {
+    fn clone(&self) -> Self {
+        HashKeys::new()
+    }
+}
+
+impl std::fmt::Debug for HashKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Operation {
@@ -80,12 +150,14 @@ impl Operation {
             on_conflict: OnConflict::Wait,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             location: None,
+            hash_keys: HashKeys::new(),
         }
     }
 
     /// Sets the version; bumping it gives every call a fresh key (old records are ignored).
     pub const fn with_version(mut self, version: u32) -> Self {
         self.version = version;
+        self.hash_keys = HashKeys::new();
         self
     }
 
@@ -118,6 +190,13 @@ impl Operation {
     pub const fn with_location(mut self, location: Location) -> Self {
         self.location = Some(location);
         self
+    }
+
+    /// The blake3 hash keys of this operation's keys and fingerprints
+    /// ([`KeyHasher::operation_key`], [`KeyHasher::operation_fingerprint_key`]), derived once.
+    #[inline]
+    pub(crate) fn hash_keys(&self) -> ([u8; 32], [u8; 32]) {
+        self.hash_keys.get(self.name, self.version)
     }
 
     /// The stable name.
@@ -157,10 +236,10 @@ impl Operation {
 
     /// The key of a call whose key material is `material` (no scope).
     pub fn key<M: IdempotencyKey + ?Sized>(&self, material: &M) -> Result<Key, Error> {
-        let mut hasher = KeyHasher::for_key(self.name, self.version);
-        hasher.unscoped();
-        material.write_key(&mut hasher);
-        hasher.finish_key()
+        KeyHasher::key_in_place(self.hash_keys().0, |hasher| {
+            hasher.unscoped();
+            material.write_key(hasher);
+        })
     }
 
     /// The key of a call with key material `material` that belongs to `scope` (a tenant or
@@ -170,11 +249,11 @@ impl Operation {
         S: IdempotencyKey + ?Sized,
         M: IdempotencyKey + ?Sized,
     {
-        let mut hasher = KeyHasher::for_key(self.name, self.version);
-        hasher.scoped();
-        scope.write_key(&mut hasher);
-        material.write_key(&mut hasher);
-        hasher.finish_key()
+        KeyHasher::key_in_place(self.hash_keys().0, |hasher| {
+            hasher.scoped();
+            scope.write_key(hasher);
+            material.write_key(hasher);
+        })
     }
 
     /// The fingerprint of a payload (the arguments that are not part of the key).
@@ -182,9 +261,9 @@ impl Operation {
         &self,
         payload: &P,
     ) -> Result<Fingerprint, Error> {
-        let mut hasher = KeyHasher::for_fingerprint(self.name, self.version);
-        payload.write_key(&mut hasher);
-        hasher.finish_fingerprint()
+        KeyHasher::fingerprint_in_place(self.hash_keys().1, |hasher| {
+            payload.write_key(hasher);
+        })
     }
 
     /// Starts describing a call with `key`; finish with [`Call::run`].

@@ -4,8 +4,8 @@ use idem_runtime::key::{IdempotencyKey, KeyHasher};
 use serde::Serialize;
 
 /// A 4-field request with a hand-written key impl: what `#[derive(IdempotencyKey)]` writes for
-/// it (the struct form, fields sorted by name). Declared in name order so that the serde bridge
-/// (declaration order) agrees with the native impl.
+/// it (the fixed-struct form: the values in the order of the field names, without the names).
+/// Through the serde bridge it is written in the named struct form instead.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Charge {
     /// Amount in cents.
@@ -20,16 +20,11 @@ pub struct Charge {
 
 impl IdempotencyKey for Charge {
     fn write_key(&self, out: &mut KeyHasher) {
-        out.begin_struct();
-        out.field("amount");
+        out.begin_fixed_struct(4);
         out.write(&self.amount);
-        out.field("currency");
         out.write(&self.currency);
-        out.field("customer");
         out.write(&self.customer);
-        out.field("memo");
         out.write(&self.memo);
-        out.end_struct(4);
     }
 }
 

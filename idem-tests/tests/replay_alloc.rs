@@ -6,7 +6,8 @@
 //! What is counted, per replay:
 //! - a `u64` value: 0 allocations (key hashing, claim, fingerprint check and decoding are all
 //!   allocation-free);
-//! - a struct with two `String` fields: exactly 2, the two strings the decoder builds.
+//! - a struct with two `String` fields: exactly 2, the two strings the decoder builds (or, with
+//!   `run_cached`, the two strings of the clone of the kept value).
 //!
 //! The one exception is the very first replay of a record: the record's bytes are created as a
 //! uniquely owned buffer (one exact-size allocation when the value is recorded) and become
@@ -34,6 +35,13 @@ struct Receipt {
     status: String,
 }
 
+/// `run` (decode every replay) or `run_cached` (clone what the first replay decoded).
+#[derive(Clone, Copy)]
+enum Replay {
+    Decode,
+    Cached,
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -43,20 +51,32 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Allocations of: the first call (recording), the first replay, then the most of 100 further
 /// replays (each must return `expected`).
-async fn replay_allocations<T>(op: &'static Operation, value: T) -> (usize, usize, usize)
+async fn replay_allocations<T>(
+    op: &'static Operation,
+    value: T,
+    replay: Replay,
+) -> (usize, usize, usize)
 where
-    T: Serialize + for<'de> Deserialize<'de> + Clone + PartialEq + std::fmt::Debug,
+    T: Serialize
+        + for<'de> Deserialize<'de>
+        + Clone
+        + PartialEq
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let key = op.key(&("cus_42", 1999u64)).unwrap();
     let call = |body_value: T| {
         let store = store.clone();
         async move {
-            let out: Result<T, Error> = op
-                .call(black_box(key))
-                .store(store)
-                .run(async move { Ok(body_value) })
-                .await;
+            let call = op.call(black_box(key)).store(store);
+            let body = async move { Ok(body_value) };
+            let out: Result<T, Error> = match replay {
+                Replay::Decode => call.run(body).await,
+                Replay::Cached => call.run_cached(body).await,
+            };
             out.unwrap()
         }
     };
@@ -88,7 +108,8 @@ where
 #[test]
 fn replaying_a_u64_allocates_nothing() {
     static OP: Operation = Operation::new("alloc.replay_u64");
-    let (first_call, first_replay, steady) = runtime().block_on(replay_allocations(&OP, 42u64));
+    let (first_call, first_replay, steady) =
+        runtime().block_on(replay_allocations(&OP, 42u64, Replay::Decode));
     assert_eq!(
         steady, 0,
         "a steady-state replay of a u64 allocated {steady} times"
@@ -109,12 +130,36 @@ fn replaying_a_struct_with_two_strings_allocates_the_two_strings() {
         amount_cents: 1999,
         status: "succeeded".to_owned(),
     };
-    let (_, first_replay, steady) = runtime().block_on(replay_allocations(&OP, value));
+    let (_, first_replay, steady) =
+        runtime().block_on(replay_allocations(&OP, value, Replay::Decode));
     assert_eq!(
         steady, 2,
         "a steady-state replay of the struct allocated {steady} times"
     );
     assert_eq!(first_replay, 3);
+}
+
+#[test]
+fn cached_replays_allocate_only_the_clone() {
+    static OP: Operation = Operation::new("alloc.replay_cached");
+    let value = Receipt {
+        id: "rcpt_0123456789abcdef".to_owned(),
+        amount_cents: 1999,
+        status: "succeeded".to_owned(),
+    };
+    let (_, first_replay, steady) =
+        runtime().block_on(replay_allocations(&OP, value, Replay::Cached));
+    // Later replays clone the kept value: its two strings, nothing else.
+    assert_eq!(
+        steady, 2,
+        "a steady-state cached replay allocated {steady} times"
+    );
+    // The first replay shares the buffer (1), decodes (2), keeps a copy (`Arc` + 2 strings).
+    assert_eq!(first_replay, 6);
+
+    static OP_U64: Operation = Operation::new("alloc.replay_cached_u64");
+    let (_, _, steady) = runtime().block_on(replay_allocations(&OP_U64, 7u64, Replay::Cached));
+    assert_eq!(steady, 0, "a cached u64 replay allocated {steady} times");
 }
 
 #[test]

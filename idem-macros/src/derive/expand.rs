@@ -134,15 +134,14 @@ fn named_form(
 ) -> TokenStream {
     let included = sorted_included(fields);
     let count = proc_macro2::Literal::u64_unsuffixed(included.len() as u64);
-    let writes = included.iter().map(|(i, f)| {
-        let name = f.key_name();
-        let write = write_field(k, f, &access(*i, f));
-        quote!(__idem_out.field(#name); #write)
-    });
+    // Sorted by (renamed) name at compile time, so the values' positions identify the fields:
+    // the names themselves are not written (see `KeyHasher::begin_fixed_struct`).
+    let writes = included
+        .iter()
+        .map(|(i, f)| write_field(k, f, &access(*i, f)));
     quote! {
-        __idem_out.begin_struct();
+        __idem_out.begin_fixed_struct(#count);
         #(#writes)*
-        __idem_out.end_struct(#count);
     }
 }
 

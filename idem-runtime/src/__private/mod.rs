@@ -24,16 +24,17 @@ pub use dispatch::{BySerde, Dispatch, Unhashable, dispatch};
 
 use crate::store::Store;
 
-/// A hasher for `op`'s key: `KeyHasher::for_key(name, version)`.
+/// A hasher for `op`'s key: `KeyHasher::for_key(name, version)`, with the operation's hash key
+/// derived once.
 #[inline]
 pub fn key_hasher(op: &Operation) -> KeyHasher {
-    KeyHasher::for_key(op.name(), op.version())
+    KeyHasher::with_key_hash_key(op.hash_keys().0)
 }
 
 /// A hasher for `op`'s payload fingerprint.
 #[inline]
 pub fn fingerprint_hasher(op: &Operation) -> KeyHasher {
-    KeyHasher::for_fingerprint(op.name(), op.version())
+    KeyHasher::with_fingerprint_hash_key(op.hash_keys().1)
 }
 
 /// The value type of an `#[idempotent]` fn: recorded in the store and replayed.

@@ -4,6 +4,7 @@
 //! names the tag it writes.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use super::digest::{Fingerprint, Key};
 
@@ -28,7 +29,7 @@ pub trait IdempotencyKey {
 }
 
 /// Size of the buffer that holds the stream until it outgrows it. A stream that fits (the usual
-/// case: a header plus a few fields) is hashed in one `blake3::hash` call at the end.
+/// case: a scope marker plus a few fields) is hashed in one blake3 call at the end.
 const BUF: usize = 512;
 
 /// Streaming hashers kept per thread for streams that outgrow the buffer.
@@ -68,14 +69,14 @@ pub(crate) mod tag {
     pub const SET: u8 = 0x18;
     pub const STRUCT: u8 = 0x19;
     pub const VARIANT: u8 = 0x1A;
+    pub const FIXED_STRUCT: u8 = 0x1B;
 }
 
-/// Domain tag that starts every key.
-pub(crate) const KEY_DOMAIN: &[u8] = b"idem\0key\0";
-/// Domain tag that starts every fingerprint.
-pub(crate) const FINGERPRINT_DOMAIN: &[u8] = b"idem\0fp\0";
-/// Version of the encoding; part of both headers.
-pub(crate) const ENCODING_VERSION: u8 = 0x01;
+/// blake3 `derive_key` context of the keys' hash keys: separates keys from fingerprints and
+/// from every other use of blake3, and names the encoding version.
+pub(crate) const KEY_CONTEXT: &str = "idem key encoding v1";
+/// blake3 `derive_key` context of the fingerprints' hash keys.
+pub(crate) const FINGERPRINT_CONTEXT: &str = "idem fingerprint encoding v1";
 /// Scope marker: no scope.
 pub(crate) const UNSCOPED: u8 = 0x00;
 /// Scope marker: a scope value follows.
@@ -95,6 +96,28 @@ pub(crate) fn leb128(mut n: u64, out: &mut [u8]) -> usize {
     i + 1
 }
 
+/// `derive_key(context, str(name) ‖ u32(version))`: an operation's hash key (the name and
+/// version written as the *str* and *u32* values of the encoding).
+fn derive_operation_key(context: &str, operation: &str, version: u32) -> [u8; 32] {
+    let mut framing = [0u8; 11];
+    framing[0] = tag::STR;
+    let n = leb128(operation.len() as u64, &mut framing[1..]);
+    let mut hasher = blake3::Hasher::new_derive_key(context);
+    hasher.update(&framing[..=n]);
+    hasher.update(operation.as_bytes());
+    hasher.update(&[tag::U32]);
+    hasher.update(&version.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// `buf[..len]`, whose bytes the hasher initialised.
+#[inline]
+fn filled(buf: &[MaybeUninit<u8>; BUF], len: usize) -> &[u8] {
+    // SAFETY: every write advances the hasher's `len` only over bytes it initialised, and
+    // `len <= BUF`.
+    unsafe { buf[..len].assume_init_ref() }
+}
+
 /// What the hasher is for; only checked in debug builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -111,26 +134,33 @@ enum Stage {
 /// Streams values in the canonical encoding into blake3 and produces a [`Key`] or a
 /// [`Fingerprint`].
 ///
-/// Writes land in an inline buffer; a stream that fits in it (512 bytes: a header and a
-/// typical argument list) is hashed with a single `blake3::hash` call when finished. A longer
+/// Writes land in an inline buffer; a stream that fits in it (512 bytes: a scope marker and a
+/// typical argument list) is hashed with a single `blake3::keyed_hash` call when finished. A longer
 /// stream continues in a streaming `blake3::Hasher` taken from a small per-thread pool (so it is
 /// allocated once per thread, not per key). Apart from that, hashing allocates nothing except
 /// for maps and sets of more than 8 entries, which allocate one vector of 32-byte entry digests.
 ///
-/// The struct is kept small on purpose (about 560 bytes): it is moved when created and when
+/// The struct is kept small on purpose (about 600 bytes): it is moved when created and when
 /// finished, and a `blake3::Hasher` inside it would triple the cost of a typical key.
 ///
 /// A key is built as: [`KeyHasher::for_key`], then exactly one of [`KeyHasher::unscoped`] or
 /// [`KeyHasher::scoped`] (followed by the scope value), then the material, then
 /// [`KeyHasher::finish_key`]. A fingerprint: [`KeyHasher::for_fingerprint`], the payload,
 /// [`KeyHasher::finish_fingerprint`].
+// `repr(C)` with the buffer last: otherwise LLVM may merge the small fields' zero stores with
+// the uninitialised buffer into one 512-byte memset, which costs more than a typical key.
+#[repr(C)]
 pub struct KeyHasher {
-    buf: [u8; BUF],
     /// The streaming hasher, once the stream outgrew `buf`; `buf` then holds its unsent tail.
     tree: Option<Box<blake3::Hasher>>,
     len: usize,
     error: Option<String>,
     stage: Stage,
+    /// The blake3 hash key of a key or fingerprint (derived from the operation); unused by
+    /// bare sub-hashers, which hash without a key.
+    hash_key: [u8; 32],
+    /// The stream's unsent bytes: `buf[..len]` is initialised, the rest is not.
+    buf: [MaybeUninit<u8>; BUF],
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -153,49 +183,96 @@ macro_rules! fixed_writers {
 }
 
 impl KeyHasher {
-    #[inline]
-    fn with_stage(stage: Stage) -> Self {
+    #[inline(always)]
+    fn with_stage(stage: Stage, hash_key: [u8; 32]) -> Self {
         KeyHasher {
-            buf: [0; BUF],
+            buf: [MaybeUninit::uninit(); BUF],
             tree: None,
             len: 0,
             error: None,
             stage,
+            hash_key,
         }
     }
 
     /// A hasher without header, for the digests of map entries and set elements.
     #[inline]
     pub(crate) fn bare() -> Self {
-        Self::with_stage(Stage::Bare)
+        Self::with_stage(Stage::Bare, [0; 32])
     }
 
-    /// Starts a key: writes the key header (`"idem\0key\0"`, encoding version `0x01`, the
-    /// operation name as a string, the operation version as a `u32`).
+    /// The blake3 hash key of `operation`'s keys: `derive_key("idem key encoding v1", name ‖
+    /// version)` (see the [module docs](crate::key)). [`Operation`](crate::Operation) computes
+    /// it once and keeps it.
+    pub fn operation_key(operation: &str, version: u32) -> [u8; 32] {
+        derive_operation_key(KEY_CONTEXT, operation, version)
+    }
+
+    /// The blake3 hash key of `operation`'s fingerprints (context
+    /// `"idem fingerprint encoding v1"`).
+    pub fn operation_fingerprint_key(operation: &str, version: u32) -> [u8; 32] {
+        derive_operation_key(FINGERPRINT_CONTEXT, operation, version)
+    }
+
+    /// Starts a key of `operation` at `version`: the digest will be blake3 keyed by
+    /// [`operation_key`](Self::operation_key), which derives it (two small hashes; prefer
+    /// [`Operation::key`](crate::Operation::key), which derives it once per operation).
     ///
     /// Exactly one of [`unscoped`](Self::unscoped) or [`scoped`](Self::scoped) must be called
     /// next, before any material (checked in debug builds).
     #[inline]
     pub fn for_key(operation: &str, version: u32) -> Self {
-        let mut h = Self::with_stage(Stage::NeedScope);
-        h.put(KEY_DOMAIN);
-        h.put(&[ENCODING_VERSION]);
-        h.write_str(operation);
-        h.write_u32(version);
-        h
+        Self::with_key_hash_key(Self::operation_key(operation, version))
     }
 
-    /// Starts a fingerprint: writes the fingerprint header (`"idem\0fp\0"`, encoding version
-    /// `0x01`, the operation name as a string, the operation version as a `u32`). Fingerprints
-    /// have no scope marker: the payload follows directly.
+    /// Starts a fingerprint of `operation` at `version` (keyed by
+    /// [`operation_fingerprint_key`](Self::operation_fingerprint_key)). Fingerprints have no
+    /// scope marker: the payload follows directly.
     #[inline]
     pub fn for_fingerprint(operation: &str, version: u32) -> Self {
-        let mut h = Self::with_stage(Stage::Fingerprint);
-        h.put(FINGERPRINT_DOMAIN);
-        h.put(&[ENCODING_VERSION]);
-        h.write_str(operation);
-        h.write_u32(version);
-        h
+        Self::with_fingerprint_hash_key(Self::operation_fingerprint_key(operation, version))
+    }
+
+    /// Starts a key whose hash key ([`operation_key`](Self::operation_key)) is already known.
+    #[inline(always)]
+    pub fn with_key_hash_key(hash_key: [u8; 32]) -> Self {
+        Self::with_stage(Stage::NeedScope, hash_key)
+    }
+
+    /// Starts a fingerprint whose hash key
+    /// ([`operation_fingerprint_key`](Self::operation_fingerprint_key)) is already known.
+    #[inline(always)]
+    pub fn with_fingerprint_hash_key(hash_key: [u8; 32]) -> Self {
+        Self::with_stage(Stage::Fingerprint, hash_key)
+    }
+
+    /// The key hashed with `hash_key` whose scope marker and material `write` writes: what
+    /// `with_key_hash_key` + `write` + `finish_key` give, with the hasher never moved (a move
+    /// copies its 600 bytes, a good part of the cost of hashing a small key).
+    #[inline(always)]
+    pub(crate) fn key_in_place(
+        hash_key: [u8; 32],
+        write: impl FnOnce(&mut KeyHasher),
+    ) -> Result<Key, crate::Error> {
+        let mut h = Self::with_stage(Stage::NeedScope, hash_key);
+        write(&mut h);
+        debug_assert_eq!(
+            h.stage,
+            Stage::Key,
+            "key_in_place: write a scope marker first"
+        );
+        h.finish_raw().map(Key::from_bytes)
+    }
+
+    /// The fingerprint counterpart of [`key_in_place`](Self::key_in_place).
+    #[inline(always)]
+    pub(crate) fn fingerprint_in_place(
+        hash_key: [u8; 32],
+        write: impl FnOnce(&mut KeyHasher),
+    ) -> Result<Fingerprint, crate::Error> {
+        let mut h = Self::with_stage(Stage::Fingerprint, hash_key);
+        write(&mut h);
+        h.finish_raw().map(Fingerprint::from_bytes)
     }
 
     /// Writes the scope marker `0x00`: this key has no scope; the material follows.
@@ -223,7 +300,7 @@ impl KeyHasher {
 
     /// Ends a key. Fails with [`Error::KeyMaterial`](crate::Error::KeyMaterial) if a
     /// `Serialize` impl written through [`write_serde`](Self::write_serde) returned an error.
-    #[inline]
+    #[inline(always)]
     pub fn finish_key(mut self) -> Result<Key, crate::Error> {
         debug_assert_eq!(
             self.stage,
@@ -234,7 +311,7 @@ impl KeyHasher {
     }
 
     /// Ends a fingerprint. Fails like [`finish_key`](Self::finish_key).
-    #[inline]
+    #[inline(always)]
     pub fn finish_fingerprint(mut self) -> Result<Fingerprint, crate::Error> {
         debug_assert_eq!(
             self.stage,
@@ -244,7 +321,7 @@ impl KeyHasher {
         self.finish_raw().map(Fingerprint::from_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish_raw(&mut self) -> Result<[u8; 32], crate::Error> {
         if let Some(reason) = self.error.take() {
             return Err(crate::Error::KeyMaterial { reason });
@@ -256,9 +333,10 @@ impl KeyHasher {
     #[inline]
     fn digest(&mut self) -> [u8; 32] {
         match &mut self.tree {
-            None => *blake3::hash(&self.buf[..self.len]).as_bytes(),
+            None if self.stage == Stage::Bare => *blake3::hash(self.filled()).as_bytes(),
+            None => *blake3::keyed_hash(&self.hash_key, self.filled()).as_bytes(),
             Some(tree) => {
-                tree.update(&self.buf[..self.len]);
+                tree.update(filled(&self.buf, self.len));
                 self.len = 0;
                 *tree.finalize().as_bytes()
             }
@@ -288,12 +366,18 @@ impl KeyHasher {
 
     // ---- raw output ---------------------------------------------------------------------
 
+    /// The buffered, not yet hashed part of the stream.
+    #[inline]
+    fn filled(&self) -> &[u8] {
+        filled(&self.buf, self.len)
+    }
+
     /// Appends raw bytes to the stream.
     #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         let len = self.len;
         if bytes.len() <= BUF - len {
-            self.buf[len..len + bytes.len()].copy_from_slice(bytes);
+            self.buf[len..len + bytes.len()].write_copy_of_slice(bytes);
             self.len = len + bytes.len();
         } else {
             self.put_large(bytes);
@@ -303,10 +387,17 @@ impl KeyHasher {
     /// The stream outgrows the buffer: hand the buffer to the streaming hasher.
     #[inline(never)]
     fn put_large(&mut self, bytes: &[u8]) {
-        let tree = self.tree.get_or_insert_with(spare_hasher);
-        tree.update(&self.buf[..self.len]);
+        let (stage, hash_key) = (self.stage, self.hash_key);
+        let tree = self.tree.get_or_insert_with(|| {
+            let mut tree = spare_hasher();
+            if stage != Stage::Bare {
+                *tree = blake3::Hasher::new_keyed(&hash_key);
+            }
+            tree
+        });
+        tree.update(filled(&self.buf, self.len));
         if bytes.len() < BUF {
-            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.buf[..bytes.len()].write_copy_of_slice(bytes);
             self.len = bytes.len();
         } else {
             tree.update(bytes);
@@ -319,8 +410,8 @@ impl KeyHasher {
     fn put_tagged<const N: usize>(&mut self, tag: u8, payload: [u8; N]) {
         let len = self.len;
         if N < BUF - len {
-            self.buf[len] = tag;
-            self.buf[len + 1..len + 1 + N].copy_from_slice(&payload);
+            self.buf[len] = MaybeUninit::new(tag);
+            self.buf[len + 1..len + 1 + N].write_copy_of_slice(&payload);
             self.len = len + 1 + N;
         } else {
             self.put(&[tag]);
@@ -495,6 +586,20 @@ impl KeyHasher {
         self.put_len(tag::END, count);
     }
 
+    /// `0x1B` + LEB128 field count: starts a struct whose set of fields is fixed at compile
+    /// time, which is what `#[derive(IdempotencyKey)]` writes. Exactly `count` values follow,
+    /// in the bytewise order of the fields' names (or `#[idem(rename)]` names), without the
+    /// names: the position of a value already says which field it is, so names would only
+    /// lengthen the stream (for a 4-field struct, from one blake3 block to two).
+    ///
+    /// Only for fields that are always written: a struct that may leave fields out at run
+    /// time (as serde's `skip_serializing_if` does) must use the named form
+    /// ([`begin_struct`](Self::begin_struct)), or two values could share an encoding.
+    #[inline]
+    pub fn begin_fixed_struct(&mut self, count: u64) {
+        self.put_len(tag::FIXED_STRUCT, count);
+    }
+
     /// `0x1A` + the variant name as a string. Exactly one value must follow: unit
     /// ([`write_unit`](Self::write_unit)) for a unit variant, the value for a newtype variant,
     /// the tuple form for a tuple variant, the struct form for a struct variant.
@@ -600,7 +705,8 @@ fn spare_hasher() -> Box<blake3::Hasher> {
 /// Keeps a streaming hasher for reuse on this thread (or frees it if enough are kept).
 #[cold]
 fn return_hasher(mut tree: Box<blake3::Hasher>) {
-    tree.reset();
+    // A keyed hasher must not come back as a plain one: start over unkeyed.
+    *tree = blake3::Hasher::new();
     let _ = SPARES.try_with(|spares| {
         if let Ok(mut spares) = spares.try_borrow_mut()
             && let Some(slot) = spares.iter_mut().find(|slot| slot.is_none())
@@ -696,24 +802,56 @@ mod tests {
 
     #[test]
     fn key_module_docs_example() {
-        let expected: &[u8] = &[
-            0x69, 0x64, 0x65, 0x6d, 0x00, 0x6b, 0x65, 0x79, 0x00, // "idem\0key\0"
-            0x01, // encoding version
+        let hash_key_material: &[u8] = &[
             0x10, 0x02, 0x6f, 0x70, // "op"
             0x03, 0x01, 0x00, 0x00, 0x00, // u32 1
+        ];
+        let stream: &[u8] = &[
             0x00, // unscoped
             0x16, 0x02, // tuple, arity 2
             0x10, 0x02, 0x61, 0x62, // "ab"
             0x13, 0x01, 0x07, // Some(7u8)
         ];
-        assert_eq!(expected.len(), 29);
+        let hash_key = blake3::derive_key("idem key encoding v1", hash_key_material);
+        assert_eq!(KeyHasher::operation_key("op", 1), hash_key);
         let mut h = KeyHasher::for_key("op", 1);
         h.unscoped();
         h.write(&("ab", Some(7u8)));
         assert_eq!(
             h.finish_key().unwrap().as_bytes(),
-            blake3::hash(expected).as_bytes()
+            blake3::keyed_hash(&hash_key, stream).as_bytes()
         );
+    }
+
+    #[test]
+    fn keyed_streams_past_the_buffer_match_one_shot_keyed_hash() {
+        // A key whose stream spills into the streaming hasher stays keyed, and the spare
+        // hasher it used comes back unkeyed for bare sub-hashers.
+        let hash_key = KeyHasher::operation_key("op", 3);
+        for n in [BUF - 3, BUF - 2, BUF, BUF + 1, 4 * BUF] {
+            let s = "y".repeat(n);
+            let mut expected = vec![UNSCOPED, tag::STR];
+            let mut len = [0u8; 10];
+            let k = leb128(n as u64, &mut len);
+            expected.extend_from_slice(&len[..k]);
+            expected.extend_from_slice(s.as_bytes());
+            let mut h = KeyHasher::for_key("op", 3);
+            h.unscoped();
+            h.write_str(&s);
+            let got = h.finish_key().unwrap();
+            assert_eq!(
+                got.as_bytes(),
+                blake3::keyed_hash(&hash_key, &expected).as_bytes(),
+                "n = {n}"
+            );
+            let long = "z".repeat(2 * BUF);
+            let bare = bare_bytes(|h| h.write_str(&long));
+            let mut plain = vec![tag::STR];
+            let k = leb128(long.len() as u64, &mut len);
+            plain.extend_from_slice(&len[..k]);
+            plain.extend_from_slice(long.as_bytes());
+            assert_eq!(bare, *blake3::hash(&plain).as_bytes());
+        }
     }
 
     #[test]
@@ -766,7 +904,7 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_and_key_headers_differ() {
+    fn fingerprint_and_key_hash_keys_differ() {
         let mut k = KeyHasher::for_key("op", 1);
         k.unscoped();
         let k = k.finish_key().unwrap();

@@ -19,21 +19,32 @@
 //!
 //! ## Digest input
 //!
-//! A **key** is `blake3` (plain `blake3::hash`, no key, no derive-key mode) of:
+//! Every operation has two 32-byte **hash keys**, derived from its name and version with
+//! blake3's key derivation mode:
+//!
+//! ```text
+//! key hash key         = blake3::derive_key("idem key encoding v1",         str(name) ‖ u32(version))
+//! fingerprint hash key = blake3::derive_key("idem fingerprint encoding v1", str(name) ‖ u32(version))
+//! ```
+//!
+//! where `str(name)` is the name as a *str* value (`10` + len + UTF-8) and `u32(version)` the
+//! version as a *u32* value (`03` + 4 bytes LE), both defined below. The context strings
+//! separate keys from fingerprints (and from any other use of blake3) and name the encoding
+//! version; [`Operation`](crate::Operation) derives its hash keys once and keeps them.
+//!
+//! A **key** is `blake3::keyed_hash(key hash key, stream)` where the stream is:
 //!
 //! | part            | bytes                                                                  |
 //! |-----------------|------------------------------------------------------------------------|
-//! | domain tag      | `69 64 65 6d 00 6b 65 79 00` (`"idem\0key\0"`)                          |
-//! | encoding version| `01`                                                                   |
-//! | operation name  | the name as a *str* value (see below: `10` + len + UTF-8)              |
-//! | operation version | the `version` as a *u32* value (`03` + 4 bytes LE)                   |
 //! | scope marker    | `00` (no scope) or `01` followed by the scope value's encoding         |
 //! | material        | the encodings of the key material values, back to back                 |
 //!
-//! A **fingerprint** is `blake3` of: `"idem\0fp\0"` (`69 64 65 6d 00 66 70 00`), `01`, the
-//! operation name as a *str* value, the operation version as a *u32* value, then the payload
-//! values. Fingerprints have no scope marker. The two domain tags differ in their sixth byte, so
-//! no key input is a fingerprint input.
+//! A **fingerprint** is `blake3::keyed_hash(fingerprint hash key, payload values)`: no scope
+//! marker.
+//!
+//! Keying by the operation rather than writing its identity into every stream keeps the
+//! streams short: a typical request (say a 4-field struct) fits in one 64-byte blake3 block,
+//! which halves the cost of a key compared with hashing a header in front of it.
 //!
 //! The material of a call with several key arguments is the arguments' encodings in argument
 //! order (each value is self-delimiting, so no separator is needed); what exactly the
@@ -71,8 +82,9 @@
 //! | `16` | tuple / array         | len (the arity), then exactly that many values; no end marker  |
 //! | `17` | map                   | len (entry count), then the entries' 32-byte digests, sorted ascending (bytewise) |
 //! | `18` | set                   | len (element count), then the elements' 32-byte digests, sorted ascending (bytewise) |
-//! | `19` | struct                | per field: the name as a string value (`10` …) then the field's value; then `15` + len (field count) |
+//! | `19` | named struct          | per field: the name as a string value (`10` …) then the field's value; then `15` + len (field count) |
 //! | `1A` | enum variant          | the variant name as a string value (`10` …), then exactly one value |
+//! | `1B` | fixed struct          | len (field count), then the field values in the bytewise order of the field names, without the names |
 //!
 //! Details:
 //!
@@ -86,20 +98,25 @@
 //!   independent of iteration order: a `HashMap` (with any `BuildHasher`) and a `BTreeMap` with
 //!   the same content encode identically; so do `HashSet` and `BTreeSet`. Duplicate keys of a
 //!   serde map (possible with foreign types) are kept, each as its own digest.
-//! - **Structs**: `#[derive(IdempotencyKey)]` writes the included fields sorted by name (sorted
-//!   at compile time), so reordering field declarations keeps keys; the count is the number of
-//!   fields written (excluded fields are neither written nor counted). Structs written through
-//!   the serde bridge have their fields in serialization order, i.e. declaration order for
-//!   `#[derive(Serialize)]`; fields skipped by serde are neither written nor counted. The same
-//!   struct therefore encodes identically through both paths only if its fields are declared
-//!   in name order.
+//! - **Structs** have two forms. `#[derive(IdempotencyKey)]` writes the *fixed struct* form
+//!   (`1B`): its fields are known at compile time, sorted there by name (or `#[idem(rename)]`
+//!   name), so a value's position says which field it is and the names are left out;
+//!   reordering field declarations keeps keys, renaming a field keeps them as long as its
+//!   place in the name order does not change (use `#[idem(rename = "old")]` to be sure), and
+//!   adding or excluding a field changes them (the count and the positions change).
+//!   Excluded fields are neither written nor counted. The serde bridge writes the *named
+//!   struct* form (`19`): per field its name then its value, in serialization order, then
+//!   `15` + the count. Serde can leave fields out at run time (`skip_serializing_if`), so
+//!   there the names are what keeps `{min: 5}` and `{max: 5}` apart. The two forms never
+//!   give the same bytes: the same struct has a different key through the derive and through
+//!   the bridge (each is stable).
 //! - **Newtype structs** are transparent: `struct UserId(u64)` through serde is written as its
 //!   `u64`. `Box`, `Rc`, `Arc`, `&T`, `&mut T`, `Cow` and `NonZero<_>` are transparent too.
 //! - **Enums** are written by variant *name*, never by index, so reordering or inserting
 //!   variants keeps keys; renaming a variant changes them. Unit variant: `1A` name `0F`;
 //!   newtype variant: `1A` name + the value; tuple variant: `1A` name + the tuple form; struct
-//!   variant: `1A` name + the struct form.
-//! - **`Duration`** is the struct form in serde's order: `19`, `"secs"` + u64, `"nanos"` + u32,
+//!   variant: `1A` name + the struct form (fixed when derived, named through serde).
+//! - **`Duration`** is the named struct form in serde's order: `19`, `"secs"` + u64, `"nanos"` + u32,
 //!   `15 02`.
 //! - **Bytes**: `Vec<u8>` and `[u8]` are sequences of `u8` values (as in serde).
 //!   [`AsBytes`] and `bytes::Bytes` use the bytes form, as does serde's `serialize_bytes`
@@ -135,14 +152,11 @@
 //!
 //! ## Example
 //!
-//! `KeyHasher::for_key("op", 1)`, `unscoped()`, then the material `("ab", Some(7u8))` hashes
-//! these 29 bytes:
+//! `KeyHasher::for_key("op", 1)`, `unscoped()`, then the material `("ab", Some(7u8))`: the hash
+//! key is `derive_key("idem key encoding v1", 10 02 6f 70 03 01 00 00 00)` (`"op"`, u32 1), and
+//! the keyed stream is these 10 bytes:
 //!
 //! ```text
-//! 69 64 65 6d 00 6b 65 79 00   "idem\0key\0"
-//! 01                           encoding version 1
-//! 10 02 6f 70                  operation name: str, len 2, "op"
-//! 03 01 00 00 00               operation version: u32 1
 //! 00                           unscoped
 //! 16 02                        tuple of arity 2
 //! 10 02 61 62                  str "ab"

@@ -1,5 +1,6 @@
 //! The in-process store: the zero-setup default.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Weak};
@@ -76,7 +77,24 @@ enum State {
         value: Bytes,
         expires_at: Instant,
         seq: u64,
+        /// The value decoded by the first replay of a `Clone` type (see
+        /// [`MemoryStore::replay_at`]): later replays clone it instead of decoding again.
+        decoded: Option<Arc<dyn Any + Send + Sync>>,
     },
+}
+
+/// A completed record found by [`MemoryStore::replay_at`].
+pub(crate) struct Replay {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) value: ReplayValue,
+}
+
+/// The value of a completed record, as kept.
+pub(crate) enum ReplayValue {
+    /// What an earlier replay decoded and kept (see [`MemoryStore::keep_decoded`]).
+    Decoded(Arc<dyn Any + Send + Sync>),
+    /// The encoded value, and the completion it belongs to.
+    Encoded { bytes: Bytes, seq: u64 },
 }
 
 impl Entry {
@@ -294,6 +312,61 @@ impl MemoryStore {
         Ok(Claim::Acquired)
     }
 
+    /// The completed, live record of `key` at `now`, if there is one: the engine's replay
+    /// path, which needs no token, guard or claim when the answer is already recorded (a
+    /// completed record cannot change until it expires or is removed, so reading it first and
+    /// claiming only when it is absent keeps every claim atomic).
+    #[inline]
+    pub(crate) fn replay_at(&self, key: &Key, now: Instant) -> Option<Replay> {
+        self.replay_with(key, now, true)
+    }
+
+    /// [`replay_at`](Self::replay_at), but always with the encoded value (`use_decoded` false).
+    pub(crate) fn replay_with(&self, key: &Key, now: Instant, use_decoded: bool) -> Option<Replay> {
+        let shard = self.shard(key).lock();
+        match shard.map.get(key) {
+            Some(Entry {
+                fingerprint,
+                state:
+                    State::Completed {
+                        value,
+                        expires_at,
+                        seq,
+                        decoded,
+                    },
+            }) if *expires_at > now => Some(Replay {
+                fingerprint: *fingerprint,
+                value: match decoded {
+                    Some(decoded) if use_decoded => ReplayValue::Decoded(decoded.clone()),
+                    _ => ReplayValue::Encoded {
+                        bytes: value.clone(),
+                        seq: *seq,
+                    },
+                },
+            }),
+            _ => None,
+        }
+    }
+
+    /// Keeps `decoded` (the value of completion `seq` of `key`, decoded) for later replays,
+    /// unless the record changed meanwhile.
+    pub(crate) fn keep_decoded(&self, key: &Key, seq: u64, decoded: Arc<dyn Any + Send + Sync>) {
+        let mut shard = self.shard(key).lock();
+        if let Some(Entry {
+            state:
+                State::Completed {
+                    seq: current,
+                    decoded: slot,
+                    ..
+                },
+            ..
+        }) = shard.map.get_mut(key)
+            && *current == seq
+        {
+            *slot = Some(decoded);
+        }
+    }
+
     /// Synchronous [`Store::complete`].
     pub(crate) fn complete_now(
         &self,
@@ -324,6 +397,7 @@ impl MemoryStore {
             value,
             expires_at: now + ttl,
             seq,
+            decoded: None,
         };
         shard.completed.push_back((*key, seq));
         shard.compact_queue();

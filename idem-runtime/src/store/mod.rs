@@ -9,7 +9,7 @@
 //! boxed futures so the trait stays object-safe; the built-in memory store is also dispatched
 //! statically by the engine, so its replay path allocates nothing.
 
-mod memory;
+pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
