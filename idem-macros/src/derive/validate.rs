@@ -44,7 +44,7 @@ fn check_shape(cx: &mut Ctxt, shape: &mut Shape, variant: Option<&syn::Ident>) {
                 let name = f.key_name();
                 if names.contains(&name) {
                     let message = format!(
-                        "two fields are written as `{name}`: their values would be indistinguishable; pick another `rename`"
+                        "two fields are sorted as `{name}`: the key orders fields by name, so their order would depend on declaration order; pick another `rename`"
                     );
                     match &f.rename {
                         Some(lit) => cx.error_spanned_by(lit, message),

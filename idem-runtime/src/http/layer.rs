@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 
 use super::service::IdempotencyService;
 use crate::store::Store;
-use crate::{DEFAULT_LEASE, DEFAULT_TTL, OnConflict};
+use crate::{DEFAULT_LEASE, DEFAULT_TTL, KeyHasher, OnConflict};
 
 /// Default limit of a request body the layer buffers and fingerprints: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
@@ -36,6 +36,9 @@ pub(crate) struct Config {
     /// `"http:<name>"`, the operation name of every key and record of this layer.
     pub(crate) operation: &'static str,
     pub(crate) version: u32,
+    /// The operation's hash keys for keys and fingerprints, derived once per layer.
+    pub(crate) key_hash_key: [u8; 32],
+    pub(crate) fingerprint_hash_key: [u8; 32],
     pub(crate) required: bool,
     pub(crate) methods: Vec<Method>,
     pub(crate) fingerprint_headers: Vec<HeaderName>,
@@ -282,6 +285,8 @@ impl<State> IdempotencyLayerBuilder<State> {
             config: Arc::new(Config {
                 operation,
                 version: self.version,
+                key_hash_key: KeyHasher::operation_key(operation, self.version),
+                fingerprint_hash_key: KeyHasher::operation_fingerprint_key(operation, self.version),
                 required: self.required,
                 methods: self.methods,
                 fingerprint_headers: self.fingerprint_headers,

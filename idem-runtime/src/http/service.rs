@@ -115,7 +115,7 @@ where
                 ));
             }
         };
-        let mut hasher = KeyHasher::for_key(config.operation, config.version);
+        let mut hasher = KeyHasher::with_key_hash_key(config.key_hash_key);
         match &config.scope {
             Scope::Unscoped => hasher.unscoped(),
             Scope::Extractor(extract) => match extract(&parts) {
@@ -498,7 +498,7 @@ fn replay<B>(config: &Config, value: &[u8]) -> Response<IdemBody<B>> {
 /// The request fingerprint: method, path, query, the configured headers (name, then every
 /// value), then the body.
 fn fingerprint(config: &Config, parts: &Parts, body: &[u8]) -> Fingerprint {
-    let mut hasher = KeyHasher::for_fingerprint(config.operation, config.version);
+    let mut hasher = KeyHasher::with_fingerprint_hash_key(config.fingerprint_hash_key);
     hasher.write_str(parts.method.as_str());
     hasher.write_str(parts.uri.path());
     match parts.uri.query() {
