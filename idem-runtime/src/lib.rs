@@ -11,6 +11,9 @@
 //!   [`MemoryStore`] by default.
 //! - **The engine** ([`Operation`], [`Call::run`]): claim, run, record; replay; wait for or reject
 //!   a running duplicate; release on `Err`, panic or cancellation; lease renewal for long bodies.
+//!   [`Call::run_cached`] (values that are `Clone`) lets replays on the memory store clone the
+//!   value the first replay decoded instead of decoding it again; `#[idempotent]` picks it by
+//!   itself.
 //! - **The explicit API** ([`Idempotency`]) for code that places the body itself.
 //! - **The HTTP layer** (feature `http`, module `http`): the `Idempotency-Key` header for tower
 //!   and axum services.
