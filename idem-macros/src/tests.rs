@@ -23,7 +23,10 @@ fn expansion_of_idempotent() {
     let text = show("idempotent", &out);
     assert!(text.contains("static __IDEM_OP"));
     assert!(text.contains("inventory :: submit !"));
-    assert!(text.contains("async move"));
+    assert!(
+        text.contains("__private :: pin ! (async move"),
+        "the body is pinned in the fn's future and passed to `run` by reference"
+    );
     assert!(
         !text.contains("idem (exclude)"),
         "parameter attributes are stripped"

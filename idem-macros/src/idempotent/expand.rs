@@ -5,7 +5,7 @@
 //!     static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
 //!     inventory::submit! { Registration::new(&__IDEM_OP) }
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run::<Checked<R>, _>(&__IDEM_OP, __idem_key, fingerprint, store, async move { body }).await
+//!     run::<R, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, pin!(async move { body })).await
 //! }
 //! ```
 
@@ -118,6 +118,10 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         .destructure
         .iter()
         .map(|(pat, ident)| quote!(let #pat = #ident;));
+    // The body is pinned in this fn's own future and handed to `run` by reference: `run` erases
+    // its type at once, so the engine is compiled once per return type, not once per fn (see
+    // `__private::run`).
+    let pin = respan(quote!(#k::__private::pin!), out_span);
     let call = match plan.shape {
         Shape::Async => {
             let async_move = quote_spanned!(out_span=> async move);
@@ -127,18 +131,29 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 quote!(#async_move { #(#destructure)* #body })
             };
             let args = respan(quote!(&__IDEM_OP, __idem_key,), out_span);
-            quote_spanned!(out_span=> #run(#args #fingerprint, #store, #body).await)
+            quote_spanned!(out_span=> #run(#args #fingerprint, #store, #pin(#body)).await)
         }
         Shape::AsyncTrait => {
-            // `#[async_trait]` made the body `{ Box::pin(async move { … }) }`: a future already.
+            // `#[async_trait]` made the body `{ Box::pin(async move { … }) }`: a future already,
+            // built here after the store expression (the parameters move into it) and pinned
+            // inside the returned box, which owns it.
             let body = if plan.destructure.is_empty() {
                 quote!(#body)
             } else {
                 quote!({ #(#destructure)* #body })
             };
-            let args = respan(quote!(&__IDEM_OP, __idem_key,), out_span);
+            let args = respan(
+                quote!(&__IDEM_OP, __idem_key, __idem_fingerprint, __idem_store,),
+                out_span,
+            );
             let boxed = respan(quote!(#k::__private::pin_box), out_span);
-            quote_spanned!(out_span=> #boxed(#run(#args #fingerprint, #store, #body)))
+            let async_move = quote_spanned!(out_span=> async move);
+            quote_spanned!(out_span=>
+                let __idem_fingerprint = #fingerprint;
+                let __idem_store = #store;
+                let __idem_body = #body;
+                #boxed(#async_move { #run(#args #pin(__idem_body)).await })
+            )
         }
     };
 

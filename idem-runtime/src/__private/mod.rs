@@ -3,9 +3,13 @@
 //! `#[idempotent]` and `#[derive(IdempotencyKey)]` reach the runtime only through this module,
 //! with absolute paths (`::idem_runtime::__private::…`, or the `crate = "…"` path).
 
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 pub use ::core::option::Option::{self, None, Some};
+pub use ::core::pin::pin;
 pub use ::core::result::Result;
 pub use ::core::{concat, file, line, module_path, stringify};
 pub use ::std::time::Duration;
@@ -99,7 +103,7 @@ impl IntoStore for &Arc<dyn Store> {
 /// `Box::pin` for `#[async_trait]` methods (a function, so that no prelude path appears in
 /// code spanned on user tokens, which `unused_qualifications` would flag).
 #[inline]
-pub fn pin_box<F: Future>(future: F) -> ::core::pin::Pin<Box<F>> {
+pub fn pin_box<F: Future>(future: F) -> Pin<Box<F>> {
     Box::pin(future)
 }
 
@@ -112,38 +116,107 @@ pub fn store<S: IntoStore>(store: S) -> Option<Arc<dyn Store>> {
 /// One call of an `#[idempotent]` fn: checks the registry (cached), answers a
 /// [`key_of`](crate::key_of) probe, then runs `body` through the engine.
 ///
+/// The generated code pins the body (`async move { … }`, the user's tokens) in its own future
+/// and passes it here by reference, so that nothing but this small function and the [`Run`]
+/// wrapper is instantiated per annotated fn: the body's type is erased behind
+/// `dyn Future<Output = R>` at once, and everything else (probe, registry, engine) is
+/// instantiated once per return type `R`, in [`run_erased`]. That is most of the compile time
+/// of `#[idempotent]`: an `async fn` generic over the body would be compiled once per fn.
+///
 /// The bounds are the compile-time checks of the return type `R` (turbofished by the macro,
 /// with the return type's span): `R` is a `Result` ([`IdempotentOutput`]), its value is
 /// [`Recordable`], its error [`FromIdemError`]. Each is a bound of its own, so a failing one
 /// is reported with its own message.
-pub async fn run<R, T, E, F>(
+#[inline]
+pub fn run<'a, R, T, E, B>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Arc<dyn Store>>,
-    body: F,
-) -> R
+    body: Pin<&'a mut B>,
+) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B>, B>
 where
     R: IdempotentOutput<Ok = T, Err = E>,
     T: Recordable,
     E: FromIdemError,
-    F: Future<Output = R>,
+    B: Future<Output = R> + 'a,
+    R: 'a,
 {
-    let body = std::pin::pin!(IntoResult(body));
-    R::from_result(run_erased(op, key, fingerprint, store, Erased { body }).await)
+    let body: Pin<&'a mut (dyn Future<Output = R> + 'a)> = body;
+    Run {
+        engine: run_erased(op, key, fingerprint, store, Erased { body }),
+        _body: PhantomData,
+    }
 }
 
-/// Everything after the body's type is erased: instantiated once per value and error type.
-async fn run_erased<T, E>(
+/// The future of one call: the engine's future (one type per return type) tied to the body's
+/// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
+/// when the body is `Send` (see [`Erased`]); it costs one trivial `poll` per annotated fn.
+///
+/// ```
+/// # use idem_runtime::__private::{Operation, pin, run};
+/// static OP: Operation = Operation::new("docs.run_send");
+/// fn assert_send<T: Send>(_: T) {}
+/// let body = pin!(async { Ok::<u32, idem_runtime::Error>(1) });
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, body));
+/// ```
+///
+/// A body that is not `Send` makes the call's future not `Send`, although the engine only sees
+/// the erased body:
+///
+/// ```compile_fail
+/// # use idem_runtime::__private::{Operation, pin, run};
+/// static OP: Operation = Operation::new("docs.run_not_send");
+/// fn assert_send<T: Send>(_: T) {}
+/// let body = pin!(async {
+///     let local = std::rc::Rc::new(1);
+///     std::future::ready(()).await;
+///     Ok::<u32, idem_runtime::Error>(*local)
+/// });
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, body));
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Run<'a, G, B: ?Sized> {
+    engine: G,
+    _body: PhantomData<Pin<&'a mut B>>,
+}
+
+impl<G: Future, B: ?Sized> Future for Run<'_, G, B> {
+    type Output = G::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G::Output> {
+        // SAFETY: structural pinning of `engine`, the only field that is not a marker: `Run`
+        // has no `Drop`, never moves it, and is `Unpin` only when `G` is.
+        let engine = unsafe { &mut self.get_unchecked_mut().engine };
+        unsafe { Pin::new_unchecked(engine) }.poll(cx)
+    }
+}
+
+/// Everything after the body's type is erased: instantiated once per return type.
+async fn run_erased<R>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Arc<dyn Store>>,
-    body: Erased<'_, T, E>,
-) -> Result<T, E>
+    body: Erased<'_, R>,
+) -> R
 where
-    T: Recordable,
-    E: FromIdemError,
+    R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
+{
+    R::from_result(run_engine(op, key, fingerprint, store, body).await)
+}
+
+/// The engine part of [`run_erased`], with `?` on idempotency errors.
+async fn run_engine<R>(
+    op: &'static Operation,
+    key: Result<Key, Error>,
+    fingerprint: Option<Result<Fingerprint, Error>>,
+    store: Option<Arc<dyn Store>>,
+    body: Erased<'_, R>,
+) -> Result<R::Ok, R::Err>
+where
+    R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
 {
     crate::registry::check_unique(op)?;
     let key = match probe::offer(op, key, store.as_ref()) {
@@ -160,46 +233,27 @@ where
     call.run(body).await
 }
 
-/// The body's output as a `Result`.
-struct IntoResult<F>(F);
-
-impl<F: Future<Output: IdempotentOutput>> Future for IntoResult<F> {
-    type Output = Result<<F::Output as IdempotentOutput>::Ok, <F::Output as IdempotentOutput>::Err>;
-
-    #[inline]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        // SAFETY: structural pinning of the only field; `IntoResult` has no `Drop` and never
-        // moves it.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
-        inner.poll(cx).map(IdempotentOutput::into_result)
-    }
+/// The body with its type erased, its output split into a `Result` for the engine.
+struct Erased<'a, R> {
+    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
 }
 
-/// The body with its type erased, so that the engine is instantiated once per value and error
-/// type, not once per annotated function (each `async` body is a type of its own): this is
-/// most of the compile time of `#[idempotent]`.
-struct Erased<'a, T, E> {
-    body: std::pin::Pin<&'a mut (dyn Future<Output = Result<T, E>> + 'a)>,
-}
+// SAFETY: an `Erased` is a type-erased `Pin<&'a mut B>` for the body type `B` that [`run`]
+// received, and it is only ever created there, inside the engine future of a [`Run`] whose
+// marker `PhantomData<Pin<&'a mut B>>` restores the auto traits the erasure dropped: a `Run`
+// (the only thing that leaves this module) is `Send` only if `&mut B` is, exactly as if it
+// held the reference itself. The engine polls the body in place and never hands it to another
+// task (the lease renewal task it spawns owns only the key, the token and the store).
+unsafe impl<R> Send for Erased<'_, R> {}
 
-// SAFETY: `Erased` only lives inside the future of `run`, which also owns the body it
-// points to: that future is `Send` exactly when the body is (and its other parts are), so an
-// `Erased` is only ever moved to another thread together with the body it borrows. The engine
-// polls it in place and never hands it to another task (the lease renewal task it spawns owns
-// only the key, the token and the store).
-unsafe impl<T, E> Send for Erased<'_, T, E> {}
-
-impl<T, E> Future for Erased<'_, T, E> {
-    type Output = Result<T, E>;
+impl<R: IdempotentOutput> Future for Erased<'_, R> {
+    type Output = Result<R::Ok, R::Err>;
 
     #[inline]
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.body.as_mut().poll(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.body
+            .as_mut()
+            .poll(cx)
+            .map(IdempotentOutput::into_result)
     }
 }

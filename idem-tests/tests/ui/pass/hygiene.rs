@@ -2,7 +2,9 @@
 //! named `core` and with the runtime under another name (`crate = "…"`).
 #![deny(warnings, unused_qualifications)]
 
-// The runtime under another name, as a renamed dependency would put it in the extern prelude.
+// The runtime under another name, as a renamed dependency would put it in the extern prelude
+// (`idem_runtime` stays reachable here; the workspace member `idem-tests/renamed` is a real
+// `package = "idem-runtime"` rename, where it is not).
 extern crate idem_runtime as idem;
 
 #[allow(dead_code)]
