@@ -664,3 +664,56 @@ async fn the_registry_lists_annotated_functions() {
     assert_eq!(versioned.version(), 2);
     assert!(idem_runtime::check_operations().is_ok());
 }
+
+// ---- the replay cache of `Clone` values ----------------------------------------------------
+
+static CLONES: AtomicU32 = AtomicU32::new(0);
+
+/// A value whose clones are counted; `NotClone` below has no `Clone` at all.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Counted {
+    n: u32,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.fetch_add(1, Ordering::SeqCst);
+        Counted { n: self.n }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct NotClone {
+    n: u32,
+}
+
+#[idempotent(name = "tests.cache_clone")]
+async fn counted(n: u32) -> Result<Counted, Error> {
+    Ok(Counted { n })
+}
+
+#[idempotent(name = "tests.cache_not_clone")]
+async fn not_clone(n: u32) -> Result<NotClone, Error> {
+    Ok(NotClone { n })
+}
+
+#[tokio::test]
+async fn replays_of_clone_values_clone_the_kept_decoded_copy() {
+    with_store(store(), async {
+        assert_eq!(counted(1).await.unwrap(), Counted { n: 1 });
+        // The first replay decodes and keeps a copy (one clone to keep it).
+        let before = CLONES.load(Ordering::SeqCst);
+        assert_eq!(counted(1).await.unwrap(), Counted { n: 1 });
+        assert_eq!(CLONES.load(Ordering::SeqCst) - before, 1);
+        // Later replays clone the kept copy: one clone each, no decoding.
+        let before = CLONES.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            assert_eq!(counted(1).await.unwrap(), Counted { n: 1 });
+        }
+        assert_eq!(CLONES.load(Ordering::SeqCst) - before, 3);
+        // Values without `Clone` still work: every replay decodes.
+        assert_eq!(not_clone(2).await.unwrap(), NotClone { n: 2 });
+        assert_eq!(not_clone(2).await.unwrap(), NotClone { n: 2 });
+    })
+    .await;
+}

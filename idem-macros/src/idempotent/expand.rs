@@ -5,7 +5,7 @@
 //!     static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
 //!     inventory::submit! { Registration::new(&__IDEM_OP) }
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run::<R, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, pin!(async move { body })).await
+//!     run::<R, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, cache, pin!(async move { body })).await
 //! }
 //! ```
 
@@ -81,7 +81,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         let __idem_key = {
             let mut #h = #k::__private::key_hasher(&__IDEM_OP);
             #key_writes
-            #h.finish_key()
+            #k::__private::finish_key(&mut #h)
         };
     };
     let (fingerprint_let, fingerprint) = if plan.fingerprint.is_empty() {
@@ -93,7 +93,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 let __idem_fingerprint = {
                     let mut #h = #k::__private::fingerprint_hasher(&__IDEM_OP);
                     #(#writes)*
-                    #h.finish_fingerprint()
+                    #k::__private::finish_fingerprint(&mut #h)
                 };
             },
             quote!(#k::__private::Some(__idem_fingerprint)),
@@ -122,6 +122,8 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     // its type at once, so the engine is compiled once per return type, not once per fn (see
     // `__private::run`).
     let pin = respan(quote!(#k::__private::pin!), out_span);
+    // Replays of a `Clone` value clone a kept decoded copy (chosen on the concrete type).
+    let cache = quote!(#k::__private::CacheProbe::<#output>::new().replay_cache());
     let call = match plan.shape {
         Shape::Async => {
             let async_move = quote_spanned!(out_span=> async move);
@@ -131,7 +133,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 quote!(#async_move { #(#destructure)* #body })
             };
             let args = respan(quote!(&__IDEM_OP, __idem_key,), out_span);
-            quote_spanned!(out_span=> #run(#args #fingerprint, #store, #pin(#body)).await)
+            quote_spanned!(out_span=> #run(#args #fingerprint, #store, #cache, #pin(#body)).await)
         }
         Shape::AsyncTrait => {
             // `#[async_trait]` made the body `{ Box::pin(async move { … }) }`: a future already,
@@ -143,7 +145,13 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 quote!({ #(#destructure)* #body })
             };
             let args = respan(
-                quote!(&__IDEM_OP, __idem_key, __idem_fingerprint, __idem_store,),
+                quote!(
+                    &__IDEM_OP,
+                    __idem_key,
+                    __idem_fingerprint,
+                    __idem_store,
+                    __idem_cache,
+                ),
                 out_span,
             );
             let boxed = respan(quote!(#k::__private::pin_box), out_span);
@@ -151,6 +159,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
             quote_spanned!(out_span=>
                 let __idem_fingerprint = #fingerprint;
                 let __idem_store = #store;
+                let __idem_cache = #cache;
                 let __idem_body = #body;
                 #boxed(#async_move { #run(#args #pin(__idem_body)).await })
             )

@@ -16,6 +16,7 @@ pub use ::std::time::Duration;
 pub use inventory;
 
 pub use crate::Error;
+pub use crate::engine::ReplayCache;
 pub use crate::key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
 pub use crate::operation::{Location, OnConflict, Operation};
 pub use crate::output::IdempotentOutput;
@@ -30,15 +31,27 @@ use crate::store::Store;
 
 /// A hasher for `op`'s key: `KeyHasher::for_key(name, version)`, with the operation's hash key
 /// derived once.
-#[inline]
+#[inline(always)]
 pub fn key_hasher(op: &Operation) -> KeyHasher {
     KeyHasher::with_key_hash_key(op.hash_keys().0)
 }
 
 /// A hasher for `op`'s payload fingerprint.
-#[inline]
+#[inline(always)]
 pub fn fingerprint_hasher(op: &Operation) -> KeyHasher {
     KeyHasher::with_fingerprint_hash_key(op.hash_keys().1)
+}
+
+/// `hasher.finish_key()` without moving the hasher (a move copies its 600 bytes).
+#[inline(always)]
+pub fn finish_key(hasher: &mut KeyHasher) -> Result<Key, Error> {
+    hasher.finish_key_in_place()
+}
+
+/// `hasher.finish_fingerprint()` without moving the hasher.
+#[inline(always)]
+pub fn finish_fingerprint(hasher: &mut KeyHasher) -> Result<Fingerprint, Error> {
+    hasher.finish_fingerprint_in_place()
 }
 
 /// The value type of an `#[idempotent]` fn: recorded in the store and replayed.
@@ -133,6 +146,7 @@ pub fn run<'a, R, T, E, B>(
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Arc<dyn Store>>,
+    cache: Option<ReplayCache<T>>,
     body: Pin<&'a mut B>,
 ) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B>, B>
 where
@@ -144,7 +158,7 @@ where
 {
     let body: Pin<&'a mut (dyn Future<Output = R> + 'a)> = body;
     Run {
-        engine: run_erased(op, key, fingerprint, store, Erased { body }),
+        engine: run_erased(op, key, fingerprint, store, cache, Erased { body }),
         _body: PhantomData,
     }
 }
@@ -158,7 +172,7 @@ where
 /// static OP: Operation = Operation::new("docs.run_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// let body = pin!(async { Ok::<u32, idem_runtime::Error>(1) });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, body));
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, None, body));
 /// ```
 ///
 /// A body that is not `Send` makes the call's future not `Send`, although the engine only sees
@@ -173,7 +187,7 @@ where
 ///     std::future::ready(()).await;
 ///     Ok::<u32, idem_runtime::Error>(*local)
 /// });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, body));
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, None, body));
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Run<'a, G, B: ?Sized> {
@@ -199,12 +213,13 @@ async fn run_erased<R>(
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Arc<dyn Store>>,
+    cache: Option<ReplayCache<R::Ok>>,
     body: Erased<'_, R>,
 ) -> R
 where
     R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
 {
-    R::from_result(run_engine(op, key, fingerprint, store, body).await)
+    R::from_result(run_engine(op, key, fingerprint, store, cache, body).await)
 }
 
 /// The engine part of [`run_erased`], with `?` on idempotency errors.
@@ -213,6 +228,7 @@ async fn run_engine<R>(
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Arc<dyn Store>>,
+    cache: Option<ReplayCache<R::Ok>>,
     body: Erased<'_, R>,
 ) -> Result<R::Ok, R::Err>
 where
@@ -223,14 +239,68 @@ where
         probe::Offer::Taken(refusal) => return Err(refusal.into()),
         probe::Offer::NotProbed(key) => key,
     };
-    let mut call = op.call(key?);
-    if let Some(fingerprint) = fingerprint {
-        call = call.fingerprint(fingerprint?);
+    // Built in one piece: each builder step would copy the call (two 32-byte digests) again.
+    let call = crate::operation::Call {
+        operation: op,
+        key: key?,
+        fingerprint: match fingerprint {
+            Some(fingerprint) => fingerprint?,
+            None => Fingerprint::NONE,
+        },
+        store,
+    };
+    call.run_with(body, cache).await
+}
+
+/// Picks the replay cache of an `#[idempotent]` fn's value type (see
+/// [`Call::run_cached`](crate::Call::run_cached)): `CacheProbe::<R>::new().replay_cache()` is
+/// `Some` when the value of the return type `R` is `Clone + Send + Sync + 'static`, else `None`
+/// (autoderef specialization on the concrete type, like [`dispatch`]; it never fails to
+/// compile, so a bad return type gets only the errors of `run`'s own bounds).
+pub struct CacheProbe<R>(NoCache<R>);
+
+/// The fallback of [`CacheProbe`]: no cache.
+pub struct NoCache<R>(PhantomData<fn() -> R>);
+
+impl<R> CacheProbe<R> {
+    /// A probe for return type `R`.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        CacheProbe(NoCache(PhantomData))
     }
-    if let Some(store) = store {
-        call = call.store(store);
+}
+
+impl<R> Default for CacheProbe<R> {
+    fn default() -> Self {
+        Self::new()
     }
-    call.run(body).await
+}
+
+impl<R> std::ops::Deref for CacheProbe<R> {
+    type Target = NoCache<R>;
+    #[inline(always)]
+    fn deref(&self) -> &NoCache<R> {
+        &self.0
+    }
+}
+
+impl<R> CacheProbe<R>
+where
+    R: IdempotentOutput<Ok: Recordable + Clone + Send + Sync + 'static>,
+{
+    /// The value type is `Clone`: replays on the memory store clone a kept decoded copy.
+    #[inline(always)]
+    pub fn replay_cache(&self) -> Option<ReplayCache<R::Ok>> {
+        Some(ReplayCache::<R::Ok>::FOR_CLONE)
+    }
+}
+
+impl<R> NoCache<R> {
+    /// Any other value type: every replay decodes.
+    #[inline(always)]
+    pub fn replay_cache<T>(&self) -> Option<ReplayCache<T>> {
+        None
+    }
 }
 
 /// The body with its type erased, its output split into a `Result` for the engine.

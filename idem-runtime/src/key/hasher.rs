@@ -264,6 +264,29 @@ impl KeyHasher {
         h.finish_raw().map(Key::from_bytes)
     }
 
+    /// [`finish_key`](Self::finish_key) through a reference, for generated code that must not
+    /// move the hasher. The hasher is spent: use it for nothing else afterwards.
+    #[inline(always)]
+    pub(crate) fn finish_key_in_place(&mut self) -> Result<Key, crate::Error> {
+        debug_assert_eq!(
+            self.stage,
+            Stage::Key,
+            "finish_key: write a scope marker first"
+        );
+        self.finish_raw().map(Key::from_bytes)
+    }
+
+    /// [`finish_fingerprint`](Self::finish_fingerprint) through a reference.
+    #[inline(always)]
+    pub(crate) fn finish_fingerprint_in_place(&mut self) -> Result<Fingerprint, crate::Error> {
+        debug_assert_eq!(
+            self.stage,
+            Stage::Fingerprint,
+            "finish_fingerprint: not a fingerprint"
+        );
+        self.finish_raw().map(Fingerprint::from_bytes)
+    }
+
     /// The fingerprint counterpart of [`key_in_place`](Self::key_in_place).
     #[inline(always)]
     pub(crate) fn fingerprint_in_place(
