@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, RedisError, RedisWrite, ToRedisArgs, Value};
 
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
@@ -87,13 +87,13 @@ enum Stored {
     },
 }
 
-fn in_progress_record(fingerprint: &Fingerprint, token: Token, lease_ms: u64) -> Vec<u8> {
-    let mut record = Vec::with_capacity(LEASE.end);
-    record.push(IN_PROGRESS);
-    record.extend_from_slice(fingerprint.as_bytes());
-    record.extend_from_slice(&token.to_bytes());
-    debug_assert_eq!(record.len(), TOKEN.end);
-    record.extend_from_slice(&lease_ms.to_be_bytes());
+/// The in-progress record of a claim, built on the stack: it is copied once, into the command.
+fn in_progress_record(fingerprint: &Fingerprint, token: Token, lease_ms: u64) -> [u8; LEASE.end] {
+    let mut record = [0; LEASE.end];
+    record[0] = IN_PROGRESS;
+    record[FINGERPRINT].copy_from_slice(fingerprint.as_bytes());
+    record[TOKEN].copy_from_slice(&token.to_bytes());
+    record[LEASE].copy_from_slice(&lease_ms.to_be_bytes());
     record
 }
 
@@ -104,10 +104,13 @@ fn parse_record(bytes: Vec<u8>) -> Result<Stored, Error> {
         .map(Fingerprint::from_bytes)
         .ok_or_else(|| malformed("shorter than its header"))?;
     match bytes[0] {
-        COMPLETED => Ok(Stored::Completed {
-            fingerprint,
-            value: Bytes::from(bytes).slice(FINGERPRINT.end..),
-        }),
+        COMPLETED => {
+            // `advance` on a `Bytes` made from a `Vec` only moves its start (the buffer is
+            // freed whole later); `slice` would allocate a shared handle on every replay.
+            let mut value = Bytes::from(bytes);
+            value.advance(FINGERPRINT.end);
+            Ok(Stored::Completed { fingerprint, value })
+        }
         IN_PROGRESS => {
             let lease = bytes
                 .get(LEASE)
@@ -148,6 +151,50 @@ lua!(GET = GET_LUA);
 enum Arg<'a> {
     Bytes(&'a [u8]),
     Int(u64),
+}
+
+/// The Redis key of a record (`<prefix><64 hex digits>`) as a command argument: written
+/// straight into the command's buffer, without a `Vec` of its own per call.
+#[derive(Clone, Copy)]
+struct RecordKey<'a> {
+    prefix: &'a [u8],
+    key: &'a Key,
+}
+
+impl RecordKey<'_> {
+    /// The key's length in bytes.
+    fn len(self) -> usize {
+        self.prefix.len() + 2 * self.key.as_bytes().len()
+    }
+
+    /// The key as one `Vec` (for the rare paths that need the bytes themselves).
+    fn to_vec(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(self.prefix);
+        out.extend_from_slice(&hex(self.key));
+        out
+    }
+}
+
+impl ToRedisArgs for RecordKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut arg = out.writer_for_next_arg();
+        // The command buffer grows as needed; writing to it cannot fail.
+        let _ = arg.write_all(self.prefix);
+        let _ = arg.write_all(&hex(self.key));
+    }
+}
+
+/// The key digest in lowercase hex.
+fn hex(key: &Key) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(key.as_bytes()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 /// A shared store on Redis or Redis Cluster.
@@ -497,14 +544,14 @@ impl RedisStore {
 
     /// The Redis key holding the record of `key`: the prefix, then the key in lowercase hex.
     pub fn redis_key(&self, key: &Key) -> Vec<u8> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = Vec::with_capacity(self.prefix.len() + 64);
-        out.extend_from_slice(&self.prefix);
-        for b in key.as_bytes() {
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0x0f)]);
+        self.record_key(key).to_vec()
+    }
+
+    fn record_key<'a>(&'a self, key: &'a Key) -> RecordKey<'a> {
+        RecordKey {
+            prefix: &self.prefix,
+            key,
         }
-        out
     }
 
     async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
@@ -515,10 +562,18 @@ impl RedisStore {
     }
 
     /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil).
-    async fn set_nx_get(&self, rkey: &[u8], record: &[u8], lease_ms: u64) -> Result<Value, Error> {
+    async fn set_nx_get(
+        &self,
+        rkey: RecordKey<'_>,
+        record: &[u8],
+        lease_ms: u64,
+    ) -> Result<Value, Error> {
         if !self.legacy_claim.load(Ordering::Relaxed) {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(rkey)
+            // Sized up front: the command's buffers would otherwise grow (and copy) several
+            // times per claim, which was a visible share of a replay's client-side work.
+            let mut cmd = Cmd::with_capacity(7, rkey.len() + record.len() + 3 + 2 + 2 + 20 + 3);
+            cmd.arg("SET")
+                .arg(rkey)
                 .arg(record)
                 .arg("NX")
                 .arg("PX")
@@ -541,10 +596,18 @@ impl RedisStore {
     }
 
     /// `EVALSHA`, then `EVAL` once if the server does not know the script.
-    async fn eval(&self, lua: &Lua, key: &[u8], args: &[Arg<'_>]) -> Result<Value, Error> {
+    async fn eval(&self, lua: &Lua, key: RecordKey<'_>, args: &[Arg<'_>]) -> Result<Value, Error> {
         let build = |verb: &str, body: &str| {
-            let mut cmd = redis::cmd(verb);
-            cmd.arg(body).arg(1).arg(key);
+            let data = args
+                .iter()
+                .fold(verb.len() + body.len() + 1 + key.len(), |n, arg| {
+                    n + match arg {
+                        Arg::Bytes(b) => b.len(),
+                        Arg::Int(_) => 20,
+                    }
+                });
+            let mut cmd = Cmd::with_capacity(4 + args.len(), data);
+            cmd.arg(verb).arg(body).arg(1).arg(key);
             for arg in args {
                 match arg {
                     Arg::Bytes(b) => cmd.arg(*b),
@@ -565,7 +628,7 @@ impl RedisStore {
 
     async fn wait_for_replicas(
         &self,
-        rkey: &[u8],
+        rkey: RecordKey<'_>,
         replicas: usize,
         timeout: Duration,
     ) -> Result<(), Error> {
@@ -575,7 +638,7 @@ impl RedisStore {
         let answer = match &self.conn {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => {
-                let route = Route::with_slot(Slot::for_key(rkey), SlotAddr::Master);
+                let route = Route::with_slot(Slot::for_key(&rkey.to_vec()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 c.clone().route_command(cmd, routing).await
             }
@@ -600,7 +663,7 @@ impl RedisStore {
     /// Polls `GETRANGE <key> 0 0` (the state byte) until the record is no longer in progress or `max` has passed,
     /// with a jittered exponential backoff (5 ms doubling to 200 ms, 50–100 % jitter).
     async fn poll_until_settled(&self, key: &Key, max: Duration) -> Result<(), Error> {
-        let rkey = self.redis_key(key);
+        let rkey = self.record_key(key);
         let deadline = tokio::time::Instant::now() + max;
         let mut step = Duration::from_millis(5);
         loop {
@@ -610,7 +673,7 @@ impl RedisStore {
             }
             tokio::time::sleep(jittered(step).min(deadline - now)).await;
             let mut cmd = redis::cmd("GETRANGE");
-            cmd.arg(&rkey).arg(0).arg(0);
+            cmd.arg(rkey).arg(0).arg(0);
             match self.query(&cmd).await.map_err(store_error)? {
                 Value::BulkString(s) if s == [IN_PROGRESS] => {}
                 _ => return Ok(()),
@@ -633,10 +696,10 @@ impl Store for RedisStore {
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            let rkey = self.redis_key(key);
+            let rkey = self.record_key(key);
             let lease_ms = millis(lease);
             let record = in_progress_record(fingerprint, token, lease_ms);
-            let previous = self.set_nx_get(&rkey, &record, lease_ms).await?;
+            let previous = self.set_nx_get(rkey, &record, lease_ms).await?;
             match previous {
                 Value::Nil => Ok(Claim::Acquired),
                 Value::BulkString(bytes) => match parse_record(bytes)? {
@@ -645,7 +708,7 @@ impl Store for RedisStore {
                     }
                     Stored::InProgress { fingerprint, lease } => {
                         let mut cmd = redis::cmd("PTTL");
-                        cmd.arg(&rkey);
+                        cmd.arg(rkey);
                         let left = self.query(&cmd).await.map_err(store_error)?;
                         Ok(Claim::InProgress {
                             fingerprint,
@@ -672,16 +735,16 @@ impl Store for RedisStore {
                     limit: self.max_value_bytes,
                 });
             }
-            let rkey = self.redis_key(key);
+            let rkey = self.record_key(key);
             let token = token.to_bytes();
             let args = [
                 Arg::Bytes(&token),
                 Arg::Bytes(&value),
                 Arg::Int(millis(ttl)),
             ];
-            let completed = flag(self.eval(&COMPLETE, &rkey, &args).await?)?;
+            let completed = flag(self.eval(&COMPLETE, rkey, &args).await?)?;
             if completed && let Some((replicas, timeout)) = self.replicas {
-                self.wait_for_replicas(&rkey, replicas, timeout).await?;
+                self.wait_for_replicas(rkey, replicas, timeout).await?;
             }
             Ok(completed)
         })
@@ -689,25 +752,25 @@ impl Store for RedisStore {
 
     fn release<'a>(&'a self, key: &'a Key, token: Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let rkey = self.redis_key(key);
+            let rkey = self.record_key(key);
             let token = token.to_bytes();
-            flag(self.eval(&RELEASE, &rkey, &[Arg::Bytes(&token)]).await?)
+            flag(self.eval(&RELEASE, rkey, &[Arg::Bytes(&token)]).await?)
         })
     }
 
     fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let rkey = self.redis_key(key);
+            let rkey = self.record_key(key);
             let token = token.to_bytes();
             let args = [Arg::Bytes(&token), Arg::Int(millis(lease))];
-            flag(self.eval(&RENEW, &rkey, &args).await?)
+            flag(self.eval(&RENEW, rkey, &args).await?)
         })
     }
 
     fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {
         Box::pin(async move {
-            let rkey = self.redis_key(key);
-            let (record, left) = match self.eval(&GET, &rkey, &[]).await? {
+            let rkey = self.record_key(key);
+            let (record, left) = match self.eval(&GET, rkey, &[]).await? {
                 Value::Int(0) => return Ok(None),
                 Value::Array(items) => match <[Value; 2]>::try_from(items) {
                     Ok([Value::BulkString(record), left]) => (record, pttl(&left)?),
@@ -732,7 +795,7 @@ impl Store for RedisStore {
     fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.redis_key(key));
+            cmd.arg(self.record_key(key));
             flag(self.query(&cmd).await.map_err(store_error)?)
         })
     }
