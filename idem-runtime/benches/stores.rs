@@ -161,7 +161,15 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             })
         })
     };
-    paired(rt, "redis", "GET", &raw, &replay_op(&store, &run), 20_000);
+    paired(
+        rt,
+        "redis",
+        &[
+            ("raw GET", &raw, 10_000),
+            ("replay", &replay_op(&store, &run), 10_000),
+            ("first call", &first_call_op(&store, &run), 3_000),
+        ],
+    );
     let mut group = c.benchmark_group("stores/redis");
     group.throughput(Throughput::Elements(1));
     bench_op(&mut group, rt, "raw_get", &raw);
@@ -261,10 +269,11 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
     paired(
         rt,
         "postgres",
-        "SELECT",
-        &raw,
-        &replay_op(&store, &run),
-        3_000,
+        &[
+            ("raw SELECT", &raw, 2_000),
+            ("replay", &replay_op(&store, &run), 2_000),
+            ("first call", &first_call_op(&store, &run), 500),
+        ],
     );
     let mut group = c.benchmark_group("stores/postgres");
     group.throughput(Throughput::Elements(1));
@@ -315,29 +324,60 @@ fn bench_engine(
     bench_op(group, rt, "first_call", &first_call_op(store, run));
 }
 
-/// Alternates rounds of `raw` and `replay` (so that both see the same machine load) and prints
-/// the median throughput of each and their ratio.
-fn paired(rt: &Runtime, backend: &str, raw_name: &str, raw: &Op, replay: &Op, per_round: u64) {
-    let (mut raw_rates, mut replay_rates) = (Vec::new(), Vec::new());
-    for round in 0..8 {
-        for (op, rates) in [(raw, &mut raw_rates), (replay, &mut replay_rates)] {
+/// Runs rounds of every contender back to back (the order rotates each round, so that a change
+/// of machine load mid-round does not favour one of them) and prints each contender's median
+/// throughput and the median of its per-round ratio to the first contender (`raw`). Per-round
+/// ratios compare runs a fraction of a second apart, which is what makes them usable on a
+/// machine shared with other work; the spread (min–max of the per-round ratios) says how noisy
+/// the run was.
+fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)]) {
+    // `IDEM_BENCH_ROUNDS`: more rounds narrow the medians on a busy machine.
+    let rounds: usize = std::env::var("IDEM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21)
+        .max(2);
+    let mut rates = vec![Vec::new(); contenders.len()];
+    for round in 0..rounds {
+        for offset in 0..contenders.len() {
+            let index = (round + offset) % contenders.len();
+            let (_, op, per_round) = contenders[index];
             let op = op.clone();
             let elapsed = rt.block_on(concurrently(per_round, move |i| op(i)));
-            if round > 0 {
-                rates.push(per_round as f64 / elapsed.as_secs_f64());
-            }
+            rates[index].push(per_round as f64 / elapsed.as_secs_f64());
         }
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
     };
-    let (raw_rate, replay_rate) = (median(&mut raw_rates), median(&mut replay_rates));
-    println!(
-        "paired/{backend}: raw {raw_name} {raw_rate:.0}/s, idem replay {replay_rate:.0}/s, \
-         ratio {:.2} (median of 7 interleaved rounds, {CALLERS} callers)",
-        replay_rate / raw_rate
+    // The first round warms connections and caches up.
+    let rates: Vec<Vec<f64>> = rates.into_iter().map(|r| r[1..].to_vec()).collect();
+    let mut line = format!(
+        "paired/{backend} ({CALLERS} callers, {} rounds):",
+        rounds - 1
     );
+    for (index, (name, _, _)) in contenders.iter().enumerate() {
+        let rate = median(rates[index].clone());
+        line.push_str(&format!(" {name} {rate:.0}/s"));
+        if index > 0 {
+            let ratios: Vec<f64> = rates[index]
+                .iter()
+                .zip(&rates[0])
+                .map(|(this, raw)| this / raw)
+                .collect();
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            line.push_str(&format!(
+                " = {:.2}x raw ({lo:.2}-{hi:.2})",
+                median(ratios.clone())
+            ));
+        }
+        line.push(';');
+    }
+    line.pop();
+    println!("{line}");
 }
 
 fn benches(c: &mut Criterion) {
