@@ -651,7 +651,7 @@ impl RedisStore {
         let answer = match &self.conn {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => {
-                let route = Route::with_slot(Slot::for_key(&rkey.to_vec()), SlotAddr::Master);
+                let route = Route::with_slot(Slot::for_key(rkey.to_vec()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 c.clone().route_command(cmd, routing).await
             }
