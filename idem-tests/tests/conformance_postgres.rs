@@ -38,6 +38,15 @@ mod without_claim_function {
     idem_tests::conformance_suite!(super::version_1_fixture());
 }
 
+/// The same suite with the local cache of completed records in front of PostgreSQL: a cached
+/// replay must be indistinguishable from one answered by the server (TTL expiry and `remove`
+/// included).
+mod local_cache {
+    use idem_tests::servers::PgFixture;
+
+    idem_tests::conformance_suite!(PgFixture::with_local_cache());
+}
+
 /// `(xmin, xmax, ctid)` of the key's row: any write or row lock changes one of them.
 async fn row_version(fixture: &PgFixture, key: &idem_runtime::Key) -> (String, String, String) {
     let sql = format!(
@@ -168,4 +177,66 @@ async fn migrate_upgrades_a_version_1_table() {
     ));
     // Migrating again is a no-op.
     store.migrate().await.expect("migrate is idempotent");
+}
+
+/// The local cache answers replays without the database (a row deleted behind the store's back
+/// is still replayed until the entry's maximum age), forgets on `remove` at once, and never
+/// outlives the record's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_cache_serves_replays_within_its_bounds() {
+    use idem_runtime::store::PostgresStore;
+
+    let max_age = Duration::from_millis(300);
+    let fixture =
+        PgFixture::with_builder(PostgresStore::builder().local_cache(100, max_age), 4).await;
+    let store = fixture.postgres();
+    let (fp, lease) = (Fingerprint::from_bytes([5; 32]), Duration::from_secs(30));
+    let value = idem_runtime::record::encode("cache", &"cached").unwrap();
+    let complete = |ttl: Duration| {
+        let value = value.clone();
+        async move {
+            let key = unique_key("pg-cache");
+            let token = Token::generate();
+            assert_eq!(
+                store.claim(&key, &fp, token, lease).await.unwrap(),
+                Claim::Acquired
+            );
+            assert!(store.complete(&key, token, value, ttl).await.unwrap());
+            key
+        }
+    };
+    let replayed = Claim::Completed {
+        fingerprint: fp,
+        value: value.clone(),
+    };
+    let claim = |key| async move {
+        store
+            .claim(&key, &fp, Token::generate(), lease)
+            .await
+            .unwrap()
+    };
+
+    // Cached by the first replay; served from memory after the row is gone, until `max_age`.
+    let key = complete(Duration::from_secs(60)).await;
+    assert_eq!(claim(key).await, replayed);
+    let delete = format!("DELETE FROM {}", store.qualified_table());
+    sqlx::query(AssertSqlSafe(delete))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(claim(key).await, replayed, "answered by the cache");
+    tokio::time::sleep(max_age + Duration::from_millis(100)).await;
+    assert_eq!(claim(key).await, Claim::Acquired, "entry aged out");
+
+    // `remove` through the store forgets at once.
+    let key = complete(Duration::from_secs(60)).await;
+    assert_eq!(claim(key).await, replayed);
+    assert!(store.remove(&key).await.unwrap());
+    assert_eq!(claim(key).await, Claim::Acquired);
+
+    // An entry never outlives its record's TTL (shorter than `max_age` here).
+    let key = complete(Duration::from_millis(150)).await;
+    assert_eq!(claim(key).await, replayed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(claim(key).await, Claim::Acquired, "expired with the record");
 }

@@ -14,6 +14,15 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
+// The cache both remote stores offer: loaded by `redis` when that feature is on (one copy of
+// the module), here otherwise (see the note in redis.rs).
+#[cfg(feature = "redis")]
+use super::redis::local_cache;
+#[cfg(not(feature = "redis"))]
+#[path = "local_cache.rs"]
+mod local_cache;
+use local_cache::LocalCache;
+
 const NAME: &str = "postgres";
 /// How often a claim statement is retried when a concurrent claim's row was invisible to its
 /// snapshot (each retry has a newer snapshot; more than one is rare).
@@ -210,6 +219,8 @@ pub struct PostgresStore {
     max_value_bytes: usize,
     /// Set once a claim found the claim function missing (a table at schema version 1).
     no_claim_function: Arc<AtomicBool>,
+    /// Completed records seen by this process (opt-in, [`PostgresStoreBuilder::local_cache`]).
+    cache: Option<Arc<LocalCache>>,
 }
 
 /// Configures a [`PostgresStore`].
@@ -220,6 +231,7 @@ pub struct PostgresStoreBuilder {
     max_value_bytes: usize,
     max_connections: u32,
     acquire_timeout: Duration,
+    local_cache: (usize, Duration),
 }
 
 /// The statements, built once from the identifiers.
@@ -249,6 +261,7 @@ impl Default for PostgresStoreBuilder {
             max_value_bytes: PostgresStore::DEFAULT_MAX_VALUE_BYTES,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            local_cache: (0, Duration::ZERO),
         }
     }
 }
@@ -288,6 +301,20 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// Keeps up to `max_entries` completed records that this process has replayed in a local
+    /// cache, and answers later claims of those keys from memory for up to `max_age` (and never
+    /// beyond the record's own expiry), without a round trip. Off by default.
+    ///
+    /// **Staleness:** a record removed (`forget`) by *another* process is still replayed here
+    /// until its entry's `max_age` has passed; a `remove` through this store (or a clone of it)
+    /// takes effect at once. Keep `max_age` as short as that window may be. Only completed
+    /// records of at most 64 KiB are cached (memory: at most `max_entries` × 64 KiB); running
+    /// calls are always asked for.
+    pub fn local_cache(mut self, max_entries: usize, max_age: Duration) -> Self {
+        self.local_cache = (max_entries, max_age);
+        self
+    }
+
     /// Builds the store on `pool` (no I/O). Fails with [`Error::Config`] on an invalid schema or
     /// table name.
     pub fn build(self, pool: PgPool) -> Result<PostgresStore, Error> {
@@ -297,6 +324,7 @@ impl PostgresStoreBuilder {
             sql: Arc::new(sql),
             max_value_bytes: self.max_value_bytes,
             no_claim_function: Arc::new(AtomicBool::new(false)),
+            cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
         })
     }
 
@@ -457,6 +485,10 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("table", &self.sql.qualified)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field(
+                "local_cache",
+                &self.cache.as_ref().map(|c| (c.max_entries(), c.max_age())),
+            )
             .finish()
     }
 }
@@ -744,6 +776,11 @@ impl PostgresStore {
     ) -> Result<Claim, Error> {
         let token = token.to_bytes();
         for _ in 0..CLAIM_ATTEMPTS {
+            // Before sending: the cached entry then never outlives the record on the server.
+            let sent = self
+                .cache
+                .as_ref()
+                .map(|cache| (cache, std::time::Instant::now(), cache.epoch()));
             let sql = if self.no_claim_function.load(Ordering::Relaxed) {
                 &self.sql.claim_without_function
             } else {
@@ -788,10 +825,14 @@ impl PostgresStore {
                     Ok(_) => continue,
                     Err(e) => Err(Error::store(NAME, e)),
                 },
-                Some("completed") => Ok(Claim::Completed {
-                    fingerprint: fingerprint_at(&row, 1)?,
-                    value: value_at(&row, 2)?,
-                }),
+                Some("completed") => {
+                    let (fingerprint, value) = (fingerprint_at(&row, 1)?, value_at(&row, 2)?);
+                    if let Some((cache, sent_at, epoch)) = sent {
+                        let lifetime = remaining_at(&row, 3)?;
+                        cache.insert(key, fingerprint, &value, sent_at, epoch, lifetime);
+                    }
+                    Ok(Claim::Completed { fingerprint, value })
+                }
                 Some("in_progress") => Ok(Claim::InProgress {
                     fingerprint: fingerprint_at(&row, 1)?,
                     remaining: remaining_at(&row, 3)?,
@@ -899,6 +940,14 @@ impl Store for PostgresStore {
         token: Token,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
+        if let Some(cache) = &self.cache
+            && let Some((fingerprint, value)) = cache.get(key)
+        {
+            return Box::pin(std::future::ready(Ok(Claim::Completed {
+                fingerprint,
+                value,
+            })));
+        }
         Box::pin(self.claim_now(key, fingerprint, token, lease))
     }
 
@@ -925,7 +974,16 @@ impl Store for PostgresStore {
     }
 
     fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {
-        Box::pin(self.flag(&self.sql.remove, key, None))
+        Box::pin(async move {
+            let Some(cache) = &self.cache else {
+                return self.flag(&self.sql.remove, key, None).await;
+            };
+            cache.remove(key);
+            let removed = self.flag(&self.sql.remove, key, None).await;
+            // Again after the server's answer (see `LocalCache::remove`), even if it failed.
+            cache.remove(key);
+            removed
+        })
     }
 
     /// Deletes up to `limit` expired rows, in statements of at most 1,000 rows each.

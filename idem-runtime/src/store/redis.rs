@@ -17,6 +17,13 @@ use redis::{Cmd, RedisError, RedisWrite, ToRedisArgs, Value};
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
+// The cache both remote stores offer. It belongs in `store` (`mod local_cache;` there); it is
+// loaded here so that `store/mod.rs` stays untouched, and `postgres` uses it from here when
+// both features are on.
+#[path = "local_cache.rs"]
+pub(super) mod local_cache;
+use local_cache::LocalCache;
+
 const NAME: &str = "redis";
 
 /// The claim for servers before Redis 7.0 (no `SET … NX GET`): `KEYS[1]` record; `ARGV`: the
@@ -324,6 +331,8 @@ pub struct RedisStore {
     replicas: Option<(usize, Duration)>,
     /// Set once the server refused `SET … NX GET` (before Redis 7.0): claim with a script.
     legacy_claim: Arc<AtomicBool>,
+    /// Completed records seen by this process (opt-in, [`RedisStoreBuilder::local_cache`]).
+    cache: Option<Arc<LocalCache>>,
 }
 
 #[derive(Clone)]
@@ -342,6 +351,7 @@ pub struct RedisStoreBuilder {
     connection_timeout: Duration,
     reconnect_retries: usize,
     script_claim: bool,
+    local_cache: (usize, Duration),
 }
 
 impl Default for RedisStoreBuilder {
@@ -354,6 +364,7 @@ impl Default for RedisStoreBuilder {
             connection_timeout: Duration::from_secs(1),
             reconnect_retries: 2,
             script_claim: false,
+            local_cache: (0, Duration::ZERO),
         }
     }
 }
@@ -398,6 +409,21 @@ impl RedisStoreBuilder {
     /// the store recovers by itself once the server is back.
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
+        self
+    }
+
+    /// Keeps up to `max_entries` completed records that this process has replayed in a local
+    /// cache, and answers later claims of those keys from memory for up to `max_age` (and never
+    /// beyond the record's own expiry), without a round trip. Off by default.
+    ///
+    /// **Staleness:** a record removed (`forget`) by *another* process is still replayed here
+    /// until its entry's `max_age` has passed; a `remove` through this store (or a clone of it)
+    /// takes effect at once. Keep `max_age` as short as that window may be. Only completed
+    /// records of at most 64 KiB are cached (memory: at most `max_entries` × 64 KiB); running
+    /// calls are always asked for. While the cache is on, a claim that reaches Redis also
+    /// pipelines a `PTTL` (same round trip) to learn how long the record lives.
+    pub fn local_cache(mut self, max_entries: usize, max_age: Duration) -> Self {
+        self.local_cache = (max_entries, max_age);
         self
     }
 
@@ -461,6 +487,7 @@ impl RedisStoreBuilder {
             max_value_bytes: self.max_value_bytes,
             replicas: self.replicas,
             legacy_claim: Arc::new(AtomicBool::new(self.script_claim)),
+            cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
         }
     }
 }
@@ -478,6 +505,10 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &String::from_utf8_lossy(&self.prefix))
             .field("max_value_bytes", &self.max_value_bytes)
             .field("replicas", &self.replicas)
+            .field(
+                "local_cache",
+                &self.cache.as_ref().map(|c| (c.max_entries(), c.max_age())),
+            )
             .finish()
     }
 }
@@ -573,13 +604,15 @@ impl RedisStore {
         }
     }
 
-    /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil).
+    /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil),
+    /// and with `with_pttl` the key's `PTTL` right after it (pipelined: the same round trip).
     async fn set_nx_get(
         &self,
         rkey: RecordKey<'_>,
         record: &[u8],
         lease_ms: u64,
-    ) -> Result<Value, Error> {
+        with_pttl: bool,
+    ) -> Result<(Value, Option<Value>), Error> {
         if !self.legacy_claim.load(Ordering::Relaxed) {
             // Sized up front: the command's buffers would otherwise grow (and copy) several
             // times per claim, which was a visible share of a replay's client-side work.
@@ -591,7 +624,14 @@ impl RedisStore {
                 .arg("PX")
                 .arg(lease_ms)
                 .arg("GET");
-            match self.query(&cmd).await {
+            let answer = if with_pttl {
+                Box::pin(self.query_with_pttl(cmd, rkey))
+                    .await
+                    .map(|(claim, left)| (claim, Some(left)))
+            } else {
+                self.query(&cmd).await.map(|claim| (claim, None))
+            };
+            match answer {
                 Err(e)
                     if e.kind()
                         == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
@@ -605,7 +645,40 @@ impl RedisStore {
         }
         // Boxed: this rare path would otherwise make every claim's future larger (and costlier
         // to move) by two more commands.
-        Box::pin(self.eval(&CLAIM, rkey, &[Arg::Bytes(record), Arg::Int(lease_ms)])).await
+        let claim =
+            Box::pin(self.eval(&CLAIM, rkey, &[Arg::Bytes(record), Arg::Int(lease_ms)])).await?;
+        let left = if with_pttl && matches!(claim, Value::BulkString(_)) {
+            let mut cmd = redis::cmd("PTTL");
+            cmd.arg(rkey);
+            Some(self.query(&cmd).await.map_err(store_error)?)
+        } else {
+            None
+        };
+        Ok((claim, left))
+    }
+
+    /// `cmd` and `PTTL rkey` in one pipeline; answers both replies (errors as errors).
+    async fn query_with_pttl(
+        &self,
+        cmd: Cmd,
+        rkey: RecordKey<'_>,
+    ) -> Result<(Value, Value), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd).cmd("PTTL").arg(rkey);
+        // Each reply is checked below, so that the claim's own error (e.g. a server before
+        // 7.0 refusing `NX` with `GET`) keeps its kind.
+        pipe.ignore_errors();
+        let replies: Vec<Value> = match &self.conn {
+            Connection::Single(c) => pipe.query_async(&mut c.clone()).await?,
+            Connection::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
+        };
+        match <[Value; 2]>::try_from(replies) {
+            Ok([claim, left]) => Ok((claim.extract_error()?, left.extract_error()?)),
+            Err(_) => Err(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "a pipeline of two commands did not answer twice",
+            ))),
+        }
     }
 
     /// `EVALSHA`, then `EVAL` once if the server does not know the script.
@@ -708,21 +781,44 @@ impl Store for RedisStore {
         token: Token,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
+        if let Some(cache) = &self.cache
+            && let Some((fingerprint, value)) = cache.get(key)
+        {
+            return Box::pin(std::future::ready(Ok(Claim::Completed {
+                fingerprint,
+                value,
+            })));
+        }
         Box::pin(async move {
             let rkey = self.record_key(key);
             let lease_ms = millis(lease);
             let record = in_progress_record(fingerprint, token, lease_ms);
-            let previous = self.set_nx_get(rkey, &record, lease_ms).await?;
+            // Before sending: the cached entry then never outlives the record on the server.
+            let sent = self
+                .cache
+                .as_ref()
+                .map(|cache| (cache, std::time::Instant::now(), cache.epoch()));
+            let (previous, left) = self
+                .set_nx_get(rkey, &record, lease_ms, sent.is_some())
+                .await?;
             match previous {
                 Value::Nil => Ok(Claim::Acquired),
                 Value::BulkString(bytes) => match parse_record(bytes)? {
                     Stored::Completed { fingerprint, value } => {
+                        if let (Some((cache, sent_at, epoch)), Some(left)) = (sent, left) {
+                            cache.insert(key, fingerprint, &value, sent_at, epoch, pttl(&left)?);
+                        }
                         Ok(Claim::Completed { fingerprint, value })
                     }
                     Stored::InProgress { fingerprint, lease } => {
-                        let mut cmd = redis::cmd("PTTL");
-                        cmd.arg(rkey);
-                        let left = self.query(&cmd).await.map_err(store_error)?;
+                        let left = match left {
+                            Some(left) => left,
+                            None => {
+                                let mut cmd = redis::cmd("PTTL");
+                                cmd.arg(rkey);
+                                self.query(&cmd).await.map_err(store_error)?
+                            }
+                        };
                         Ok(Claim::InProgress {
                             fingerprint,
                             remaining: pttl(&left)?.min(lease),
@@ -807,9 +903,17 @@ impl Store for RedisStore {
 
     fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            if let Some(cache) = &self.cache {
+                cache.remove(key);
+            }
             let mut cmd = redis::cmd("DEL");
             cmd.arg(self.record_key(key));
-            flag(self.query(&cmd).await.map_err(store_error)?)
+            let removed = self.query(&cmd).await;
+            // Again after the server's answer (see `LocalCache::remove`), even if it failed.
+            if let Some(cache) = &self.cache {
+                cache.remove(key);
+            }
+            flag(removed.map_err(store_error)?)
         })
     }
 
