@@ -1,8 +1,9 @@
 //! The shared stores at 32 concurrent callers, side by side with the raw client doing one round
-//! trip on the same connection (pool).
+//! trip (Redis: a connection of its own on the same server; PostgreSQL: the same pool).
 //!
 //! ```text
-//! cargo bench -p idem-runtime --all-features --bench stores
+//! cargo bench -p idem-runtime --all-features --bench stores            # paired runs + criterion
+//! cargo bench -p idem-runtime --all-features --bench stores -- paired  # paired runs only
 //! ```
 //!
 //! Needs the servers of the tests: `IDEM_REDIS_URL` (default `redis://127.0.0.1:6379`) and
@@ -10,12 +11,18 @@
 //! prefix / schema and removes them afterwards.
 //!
 //! Per backend:
-//! - `raw`: Redis `GET` of a ~60-byte value / a primary-key `SELECT value` of the same size:
-//!   one round trip, the floor for anything that must ask the server;
+//! - `raw`: Redis `GET` of a ~60-byte value / a primary-key `SELECT value` of the same size,
+//!   decoded with the same serde type: one round trip, the floor for anything that must ask
+//!   the server;
 //! - `replay`: an idempotent call whose key is completed: the engine's claim answers with the
 //!   recorded value, which is decoded (1 round trip);
-//! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips).
+//! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips);
+//! - `replay_local_cache`: `replay` on a store with the opt-in local cache of completed
+//!   records (`local_cache(4096, 60 s)`), warm: no round trip.
 //!
+//! First, `paired` rounds run every contender back to back, many times, and print each one's
+//! median throughput and its median per-round ratio to `raw` (see [`paired`]); the ratios are
+//! the figures to quote on a shared machine. Then criterion measures each contender alone.
 //! Each sample spreads its iterations over 32 tasks on a 2-worker tokio runtime; criterion's
 //! time per iteration is the reciprocal of the throughput.
 
@@ -35,6 +42,9 @@ use tokio::runtime::Runtime;
 
 const CALLERS: u64 = 32;
 const REPLAY_KEYS: u64 = 1024;
+/// The optional local cache of completed records: room for every replayed key.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_MAX_AGE: Duration = Duration::from_secs(60);
 
 static OP: Operation = Operation::new("bench.stores");
 static FRESH: AtomicU64 = AtomicU64::new(0);
@@ -118,7 +128,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("idem-bench:{}:", std::process::id());
     let run: Arc<str> = Arc::from(prefix.as_str());
-    let (store, conn) = rt.block_on(async {
+    let (store, cached, conn) = rt.block_on(async {
         let store = RedisStore::builder()
             .key_prefix(&prefix)
             .connect(&url)
@@ -126,6 +136,12 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             .unwrap_or_else(|e| {
                 panic!("IDEM_REDIS_URL={url}: {e} (start `redis-server --daemonize yes`)")
             });
+        let cached = RedisStore::builder()
+            .key_prefix(&prefix)
+            .local_cache(CACHE_ENTRIES, CACHE_MAX_AGE)
+            .connect(&url)
+            .await
+            .unwrap();
         let conn = redis::Client::open(url.as_str())
             .unwrap()
             .get_connection_manager()
@@ -142,7 +158,8 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 .await
                 .unwrap();
         }
-        (store, conn)
+        let cached: Arc<dyn Store> = Arc::new(cached);
+        (store, cached, conn)
     });
 
     let raw: Op = {
@@ -168,12 +185,19 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             ("raw GET", &raw, 10_000),
             ("replay", &replay_op(&store, &run), 10_000),
             ("first call", &first_call_op(&store, &run), 3_000),
+            ("replay, local cache", &replay_op(&cached, &run), 50_000),
         ],
     );
     let mut group = c.benchmark_group("stores/redis");
     group.throughput(Throughput::Elements(1));
     bench_op(&mut group, rt, "raw_get", &raw);
     bench_engine(&mut group, rt, &store, &run);
+    bench_op(
+        &mut group,
+        rt,
+        "replay_local_cache",
+        &replay_op(&cached, &run),
+    );
     group.finish();
 
     rt.block_on(async {
@@ -209,7 +233,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("idem_bench_{}", std::process::id());
     let run: Arc<str> = Arc::from(schema.as_str());
-    let (store, pool, select) = rt.block_on(async {
+    let (store, cached, pool, select) = rt.block_on(async {
         let pool = PgPoolOptions::new()
             .max_connections(CALLERS as u32)
             .min_connections(CALLERS as u32)
@@ -223,6 +247,12 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             .build(pool.clone())
             .unwrap();
         store.migrate().await.unwrap();
+        let cached = PostgresStore::builder()
+            .schema(&schema)
+            .local_cache(CACHE_ENTRIES, CACHE_MAX_AGE)
+            .build(pool.clone())
+            .unwrap();
+        let cached: Arc<dyn Store> = Arc::new(cached);
         let raw_table = format!("\"{schema}\".raw");
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {raw_table} (key bytea PRIMARY KEY, value bytea NOT NULL)"
@@ -247,7 +277,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             .await
             .unwrap();
         let select: Arc<str> = Arc::from(format!("SELECT value FROM {raw_table} WHERE key = $1"));
-        (store, pool, select)
+        (store, cached, pool, select)
     });
 
     let raw: Op = {
@@ -273,12 +303,19 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             ("raw SELECT", &raw, 2_000),
             ("replay", &replay_op(&store, &run), 2_000),
             ("first call", &first_call_op(&store, &run), 500),
+            ("replay, local cache", &replay_op(&cached, &run), 50_000),
         ],
     );
     let mut group = c.benchmark_group("stores/postgres");
     group.throughput(Throughput::Elements(1));
     bench_op(&mut group, rt, "raw_select", &raw);
     bench_engine(&mut group, rt, &store, &run);
+    bench_op(
+        &mut group,
+        rt,
+        "replay_local_cache",
+        &replay_op(&cached, &run),
+    );
     group.finish();
 
     rt.block_on(async {
