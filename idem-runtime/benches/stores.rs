@@ -1,8 +1,9 @@
 //! The shared stores at 32 concurrent callers, side by side with the raw client doing one round
-//! trip on the same connection (pool).
+//! trip (Redis: a connection of its own on the same server; PostgreSQL: the same pool).
 //!
 //! ```text
-//! cargo bench -p idem-runtime --all-features --bench stores
+//! cargo bench -p idem-runtime --all-features --bench stores            # paired runs + criterion
+//! cargo bench -p idem-runtime --all-features --bench stores -- paired  # paired runs only
 //! ```
 //!
 //! Needs the servers of the tests: `IDEM_REDIS_URL` (default `redis://127.0.0.1:6379`) and
@@ -10,12 +11,18 @@
 //! prefix / schema and removes them afterwards.
 //!
 //! Per backend:
-//! - `raw`: Redis `GET` of a ~60-byte value / a primary-key `SELECT value` of the same size:
-//!   one round trip, the floor for anything that must ask the server;
+//! - `raw`: Redis `GET` of a ~60-byte value / a primary-key `SELECT value` of the same size,
+//!   decoded with the same serde type: one round trip, the floor for anything that must ask
+//!   the server;
 //! - `replay`: an idempotent call whose key is completed: the engine's claim answers with the
 //!   recorded value, which is decoded (1 round trip);
-//! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips).
+//! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips);
+//! - `replay_local_cache`: `replay` on a store with the opt-in local cache of completed
+//!   records (`local_cache(4096, 60 s)`), warm: no round trip.
 //!
+//! First, `paired` rounds run every contender back to back, many times, and print each one's
+//! median throughput and its median per-round ratio to `raw` (see [`paired`]); the ratios are
+//! the figures to quote on a shared machine. Then criterion measures each contender alone.
 //! Each sample spreads its iterations over 32 tasks on a 2-worker tokio runtime; criterion's
 //! time per iteration is the reciprocal of the throughput.
 
@@ -35,6 +42,9 @@ use tokio::runtime::Runtime;
 
 const CALLERS: u64 = 32;
 const REPLAY_KEYS: u64 = 1024;
+/// The optional local cache of completed records: room for every replayed key.
+const CACHE_ENTRIES: usize = 4096;
+const CACHE_MAX_AGE: Duration = Duration::from_secs(60);
 
 static OP: Operation = Operation::new("bench.stores");
 static FRESH: AtomicU64 = AtomicU64::new(0);
@@ -118,7 +128,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("idem-bench:{}:", std::process::id());
     let run: Arc<str> = Arc::from(prefix.as_str());
-    let (store, conn) = rt.block_on(async {
+    let (store, cached, conn) = rt.block_on(async {
         let store = RedisStore::builder()
             .key_prefix(&prefix)
             .connect(&url)
@@ -126,6 +136,12 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             .unwrap_or_else(|e| {
                 panic!("IDEM_REDIS_URL={url}: {e} (start `redis-server --daemonize yes`)")
             });
+        let cached = RedisStore::builder()
+            .key_prefix(&prefix)
+            .local_cache(CACHE_ENTRIES, CACHE_MAX_AGE)
+            .connect(&url)
+            .await
+            .unwrap();
         let conn = redis::Client::open(url.as_str())
             .unwrap()
             .get_connection_manager()
@@ -142,7 +158,8 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 .await
                 .unwrap();
         }
-        (store, conn)
+        let cached: Arc<dyn Store> = Arc::new(cached);
+        (store, cached, conn)
     });
 
     let raw: Op = {
@@ -161,11 +178,26 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             })
         })
     };
-    paired(rt, "redis", "GET", &raw, &replay_op(&store, &run), 20_000);
+    paired(
+        rt,
+        "redis",
+        &[
+            ("raw GET", &raw, 10_000),
+            ("replay", &replay_op(&store, &run), 10_000),
+            ("first call", &first_call_op(&store, &run), 3_000),
+            ("replay, local cache", &replay_op(&cached, &run), 50_000),
+        ],
+    );
     let mut group = c.benchmark_group("stores/redis");
     group.throughput(Throughput::Elements(1));
     bench_op(&mut group, rt, "raw_get", &raw);
     bench_engine(&mut group, rt, &store, &run);
+    bench_op(
+        &mut group,
+        rt,
+        "replay_local_cache",
+        &replay_op(&cached, &run),
+    );
     group.finish();
 
     rt.block_on(async {
@@ -201,7 +233,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("idem_bench_{}", std::process::id());
     let run: Arc<str> = Arc::from(schema.as_str());
-    let (store, pool, select) = rt.block_on(async {
+    let (store, cached, pool, select) = rt.block_on(async {
         let pool = PgPoolOptions::new()
             .max_connections(CALLERS as u32)
             .min_connections(CALLERS as u32)
@@ -215,6 +247,12 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             .build(pool.clone())
             .unwrap();
         store.migrate().await.unwrap();
+        let cached = PostgresStore::builder()
+            .schema(&schema)
+            .local_cache(CACHE_ENTRIES, CACHE_MAX_AGE)
+            .build(pool.clone())
+            .unwrap();
+        let cached: Arc<dyn Store> = Arc::new(cached);
         let raw_table = format!("\"{schema}\".raw");
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {raw_table} (key bytea PRIMARY KEY, value bytea NOT NULL)"
@@ -239,7 +277,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             .await
             .unwrap();
         let select: Arc<str> = Arc::from(format!("SELECT value FROM {raw_table} WHERE key = $1"));
-        (store, pool, select)
+        (store, cached, pool, select)
     });
 
     let raw: Op = {
@@ -261,15 +299,23 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
     paired(
         rt,
         "postgres",
-        "SELECT",
-        &raw,
-        &replay_op(&store, &run),
-        3_000,
+        &[
+            ("raw SELECT", &raw, 2_000),
+            ("replay", &replay_op(&store, &run), 2_000),
+            ("first call", &first_call_op(&store, &run), 500),
+            ("replay, local cache", &replay_op(&cached, &run), 50_000),
+        ],
     );
     let mut group = c.benchmark_group("stores/postgres");
     group.throughput(Throughput::Elements(1));
     bench_op(&mut group, rt, "raw_select", &raw);
     bench_engine(&mut group, rt, &store, &run);
+    bench_op(
+        &mut group,
+        rt,
+        "replay_local_cache",
+        &replay_op(&cached, &run),
+    );
     group.finish();
 
     rt.block_on(async {
@@ -315,29 +361,60 @@ fn bench_engine(
     bench_op(group, rt, "first_call", &first_call_op(store, run));
 }
 
-/// Alternates rounds of `raw` and `replay` (so that both see the same machine load) and prints
-/// the median throughput of each and their ratio.
-fn paired(rt: &Runtime, backend: &str, raw_name: &str, raw: &Op, replay: &Op, per_round: u64) {
-    let (mut raw_rates, mut replay_rates) = (Vec::new(), Vec::new());
-    for round in 0..8 {
-        for (op, rates) in [(raw, &mut raw_rates), (replay, &mut replay_rates)] {
+/// Runs rounds of every contender back to back (the order rotates each round, so that a change
+/// of machine load mid-round does not favour one of them) and prints each contender's median
+/// throughput and the median of its per-round ratio to the first contender (`raw`). Per-round
+/// ratios compare runs a fraction of a second apart, which is what makes them usable on a
+/// machine shared with other work; the spread (min–max of the per-round ratios) says how noisy
+/// the run was.
+fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)]) {
+    // `IDEM_BENCH_ROUNDS`: more rounds narrow the medians on a busy machine.
+    let rounds: usize = std::env::var("IDEM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(21)
+        .max(2);
+    let mut rates = vec![Vec::new(); contenders.len()];
+    for round in 0..rounds {
+        for offset in 0..contenders.len() {
+            let index = (round + offset) % contenders.len();
+            let (_, op, per_round) = contenders[index];
             let op = op.clone();
             let elapsed = rt.block_on(concurrently(per_round, move |i| op(i)));
-            if round > 0 {
-                rates.push(per_round as f64 / elapsed.as_secs_f64());
-            }
+            rates[index].push(per_round as f64 / elapsed.as_secs_f64());
         }
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
     };
-    let (raw_rate, replay_rate) = (median(&mut raw_rates), median(&mut replay_rates));
-    println!(
-        "paired/{backend}: raw {raw_name} {raw_rate:.0}/s, idem replay {replay_rate:.0}/s, \
-         ratio {:.2} (median of 7 interleaved rounds, {CALLERS} callers)",
-        replay_rate / raw_rate
+    // The first round warms connections and caches up.
+    let rates: Vec<Vec<f64>> = rates.into_iter().map(|r| r[1..].to_vec()).collect();
+    let mut line = format!(
+        "paired/{backend} ({CALLERS} callers, {} rounds):",
+        rounds - 1
     );
+    for (index, (name, _, _)) in contenders.iter().enumerate() {
+        let rate = median(rates[index].clone());
+        line.push_str(&format!(" {name} {rate:.0}/s"));
+        if index > 0 {
+            let ratios: Vec<f64> = rates[index]
+                .iter()
+                .zip(&rates[0])
+                .map(|(this, raw)| this / raw)
+                .collect();
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+            line.push_str(&format!(
+                " = {:.2}x raw ({lo:.2}-{hi:.2})",
+                median(ratios.clone())
+            ));
+        }
+        line.push(';');
+    }
+    line.pop();
+    println!("{line}");
 }
 
 fn benches(c: &mut Criterion) {

@@ -125,14 +125,19 @@ impl RedisFixture {
     /// Like [`new`](Self::new), but the store claims with the Lua script used for servers
     /// before Redis 7.0 instead of `SET … NX GET`.
     pub async fn with_script_claim() -> Self {
+        Self::with_builder(RedisStore::builder().claim_with_script(true)).await
+    }
+
+    /// Like [`new`](Self::new), with a local cache of completed records (1,000 entries, 60 s).
+    pub async fn with_local_cache() -> Self {
+        Self::with_builder(RedisStore::builder().local_cache(1000, Duration::from_secs(60))).await
+    }
+
+    /// Connects a store configured by `builder` (its key prefix is replaced by the fixture's).
+    pub async fn with_builder(builder: idem_runtime::store::RedisStoreBuilder) -> Self {
         let prefix = format!("idem-test:{}:", unique_suffix());
         let url = redis_url();
-        let store = match RedisStore::builder()
-            .key_prefix(&prefix)
-            .claim_with_script(true)
-            .connect(&url)
-            .await
-        {
+        let store = match builder.key_prefix(&prefix).connect(&url).await {
             Ok(store) => store,
             Err(error) => redis_unreachable(&url, &error),
         };
@@ -261,9 +266,27 @@ impl PgFixture {
 
     /// [`new`](Self::new) with a pool of `max_connections`.
     pub async fn with_pool_size(max_connections: u32) -> Self {
+        Self::with_builder(PostgresStore::builder(), max_connections).await
+    }
+
+    /// Like [`new`](Self::new), with a local cache of completed records (1,000 entries, 60 s).
+    pub async fn with_local_cache() -> Self {
+        Self::with_builder(
+            PostgresStore::builder().local_cache(1000, Duration::from_secs(60)),
+            8,
+        )
+        .await
+    }
+
+    /// A store configured by `builder` (its schema is replaced by the fixture's) on a pool of
+    /// `max_connections`, migrated.
+    pub async fn with_builder(
+        builder: idem_runtime::store::PostgresStoreBuilder,
+        max_connections: u32,
+    ) -> Self {
         let schema = format!("idem_test_{}", unique_suffix());
         let pool = pg_pool(max_connections).await;
-        let store = PostgresStore::builder()
+        let store = builder
             .schema(&schema)
             .build(pool)
             .expect("valid identifiers");

@@ -2,15 +2,26 @@
 //! `PgPool`. See [`PostgresStore`] for the schema, statements, round trips and durability.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use sqlx::postgres::types::PgInterval;
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row};
 
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
+
+// The cache both remote stores offer: loaded by `redis` when that feature is on (one copy of
+// the module), here otherwise (see the note in redis.rs).
+#[cfg(feature = "redis")]
+use super::redis::local_cache;
+#[cfg(not(feature = "redis"))]
+#[path = "local_cache.rs"]
+mod local_cache;
+use local_cache::LocalCache;
 
 const NAME: &str = "postgres";
 /// How often a claim statement is retried when a concurrent claim's row was invisible to its
@@ -22,9 +33,11 @@ const PURGE_BATCH: usize = 1000;
 const LOCK_CLASS: i32 = 0x6964_656d;
 
 /// The schema migrations, in order; `migrate()` applies those not yet recorded.
-/// `{t}` is the quoted, qualified table name, `{idx}` the quoted index name.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS {t} (
+/// `{t}` is the quoted, qualified table name, `{idx}` the quoted index name, `{claim}` the
+/// quoted, qualified name of the claim function.
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS {t} (
         key bytea PRIMARY KEY,
         fingerprint bytea NOT NULL,
         state text NOT NULL,
@@ -36,8 +49,36 @@ const MIGRATIONS: &[&[&str]] = &[&[
         created_at timestamptz NOT NULL DEFAULT now(),
         completed_at timestamptz
     )",
-    "CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at)",
-]];
+        "CREATE INDEX IF NOT EXISTS {idx} ON {t} (expires_at)",
+    ],
+    // Version 2: the write half of a claim as a function, so that the claim statement is a
+    // plain read whenever the key holds a live record (see `Sql::claim`).
+    &[CLAIM_FUNCTION],
+];
+
+/// Takes `p_key` for a new claim if it is absent, expired or lease-lapsed; answers whether it
+/// did. `false` means a live record exists that the calling statement's snapshot did not see
+/// (a concurrent claim committed in between). PL/pgSQL rather than SQL because PL/pgSQL keeps
+/// the planned `INSERT` per connection; a SQL function would plan it again on every call.
+const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
+        p_key bytea, p_fingerprint bytea, p_token bytea, p_lease_ms bigint
+    ) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $idem$
+    BEGIN
+        INSERT INTO {t} AS r (key, fingerprint, state, token, lease_until, expires_at,
+                              value, codec, created_at, completed_at)
+        SELECT p_key, p_fingerprint, 'in_progress', p_token, c.until, c.until,
+               NULL, NULL, c.now, NULL
+        FROM (SELECT clock_timestamp() AS now,
+                     clock_timestamp() + p_lease_ms * interval '1 millisecond' AS until) c
+        ON CONFLICT (key) DO UPDATE SET
+            fingerprint = excluded.fingerprint, state = excluded.state,
+            token = excluded.token, lease_until = excluded.lease_until,
+            expires_at = excluded.expires_at, value = NULL, codec = NULL,
+            created_at = excluded.created_at, completed_at = NULL
+        WHERE r.expires_at <= clock_timestamp();
+        RETURN FOUND;
+    END
+    $idem$";
 
 /// A durable shared store on PostgreSQL.
 ///
@@ -55,8 +96,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// # let _ = store; Ok(()) }
 /// ```
 ///
-/// Cloning is cheap and shares the pool.
-/// [`PgPool`].
+/// Cloning is cheap and shares the [`PgPool`].
 ///
 /// ## Schema
 ///
@@ -77,6 +117,27 @@ const MIGRATIONS: &[&[&str]] = &[&[
 ///     completed_at timestamptz
 /// );
 /// CREATE INDEX "idem_records_expires_at_idx" ON "public"."idem_records" (expires_at);
+///
+/// -- Schema version 2: the write half of a claim (see Statements), named `<table>_claim`.
+/// CREATE OR REPLACE FUNCTION "public"."idem_records_claim"(
+///     p_key bytea, p_fingerprint bytea, p_token bytea, p_lease_ms bigint
+/// ) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $idem$
+/// BEGIN
+///     INSERT INTO "public"."idem_records" AS r (key, fingerprint, state, token, lease_until,
+///                                               expires_at, value, codec, created_at, completed_at)
+///     SELECT p_key, p_fingerprint, 'in_progress', p_token, c.until, c.until,
+///            NULL, NULL, c.now, NULL
+///     FROM (SELECT clock_timestamp() AS now,
+///                  clock_timestamp() + p_lease_ms * interval '1 millisecond' AS until) c
+///     ON CONFLICT (key) DO UPDATE SET
+///         fingerprint = excluded.fingerprint, state = excluded.state,
+///         token = excluded.token, lease_until = excluded.lease_until,
+///         expires_at = excluded.expires_at, value = NULL, codec = NULL,
+///         created_at = excluded.created_at, completed_at = NULL
+///     WHERE r.expires_at <= clock_timestamp();
+///     RETURN FOUND;
+/// END
+/// $idem$;
 /// ```
 ///
 /// `expires_at` is the one column every decision reads: the lease end while in progress, the
@@ -86,7 +147,11 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// Migrations run under `pg_advisory_xact_lock`, so several instances can start at once, and
 /// are tracked in the store's own table `idem_schema_version` (one row per records table) in the
 /// same schema, never in sqlx's `_sqlx_migrations`, which belongs to your own migrator. You may
-/// also copy the DDL above into your migrations and skip `migrate()`.
+/// also copy the DDL above into your migrations and skip `migrate()`. A table without the
+/// function (schema version 1: created by idem 0.1's first `migrate()` or from its DDL) keeps
+/// working: the first claim that finds the function missing logs a warning and the store
+/// claims with a single upsert statement instead (atomic as well, but it costs the server about
+/// 1.7 times as much per replay), until `migrate()` adds the function.
 ///
 /// ## Statements
 ///
@@ -95,14 +160,30 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// The **database clock** decides expiry: every statement compares `expires_at` with
 /// `clock_timestamp()` and computes new expiry times from it, never from the application's clock.
 ///
-/// - **claim** is one statement, correct under `READ COMMITTED`: a CTE reads the live row (if
-///   any) and, only when there is none, runs `INSERT … ON CONFLICT (key) DO UPDATE … WHERE
-///   <row expired>`, which inserts an absent key or takes over an expired or lease-lapsed row. The
-///   answer is either "acquired" or the live row (completed: fingerprint and value; in progress:
-///   fingerprint and remaining lease). A live row committed by a concurrent claim *after* the
-///   statement's snapshot is invisible to the read and makes the upsert's `WHERE` false, which
-///   returns no row at all; the store then runs the statement again (a new snapshot sees the
-///   row). Under a storm of first callers the losers therefore take 2 round trips.
+/// - **claim** is one statement, correct under `READ COMMITTED`:
+///
+///   ```sql
+///   SELECT r.state, r.fingerprint, r.value, expires_at - clock_timestamp() AS remaining,
+///          CASE WHEN r.key IS NULL THEN "public"."idem_records_claim"($1, $2, $3, $4) END
+///   FROM (SELECT) AS one LEFT JOIN "public"."idem_records" AS r
+///        ON r.key = $1 AND r.expires_at > clock_timestamp()
+///   ```
+///
+///   It reads the live row, if any: a completed one is a replay (fingerprint and value), an
+///   in-progress one a running duplicate (fingerprint and remaining lease). Only when there is
+///   no live row does `CASE` call the claim function, whose `INSERT … ON CONFLICT (key) DO
+///   UPDATE … WHERE <row expired>` inserts an absent key or takes over an expired or
+///   lease-lapsed row, atomically. A replay is therefore a primary-key read: it neither writes
+///   nor locks the row (no WAL, no waiting on other claims), and the server does not even set
+///   up the `INSERT` for it. That matters: with the upsert in a CTE of the same statement (the
+///   fallback for version-1 tables, see Schema), the server initialises the `INSERT` on every
+///   execution, which makes a replay cost it about 1.7 times as much (callgrind of the backend:
+///   135k vs 78k instructions per statement; a primary-key `SELECT` of the value is 46k).
+///
+///   A live row committed by a concurrent claim *after* the statement's snapshot is invisible
+///   to the read, and the function's conflict check (which sees it) finds it live and answers
+///   `false`; the store then runs the statement again, and the new snapshot sees the row.
+///   Under a storm of first callers the losers therefore take 2 round trips.
 /// - **complete**, **release** and **renew** carry the token in `WHERE` (`token = $2 AND state =
 ///   'in_progress' AND expires_at > clock_timestamp()`); a row lock serialises them with claims.
 ///
@@ -110,8 +191,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
 ///
 /// | path | round trips |
 /// |---|---|
-/// | replay (record completed) | 1 (the claim statement returns the value; a read, no write) |
-/// | first call | 2 (claim insert, then `complete` update: two commits) |
+/// | replay (record completed) | 1 (the claim statement returns the value; a read: no write, no row lock) |
+/// | first call | 2 (claim: read + insert by the function, then `complete` update: two commits) |
 /// | first call racing other first calls | +1 for each loser (see above) |
 /// | first call whose body fails | 2 (claim, `release`) |
 /// | duplicate while running | 1 claim, then polls (below), then 1 read |
@@ -136,6 +217,10 @@ pub struct PostgresStore {
     pool: PgPool,
     sql: Arc<Sql>,
     max_value_bytes: usize,
+    /// Set once a claim found the claim function missing (a table at schema version 1).
+    no_claim_function: Arc<AtomicBool>,
+    /// Completed records seen by this process (opt-in, [`PostgresStoreBuilder::local_cache`]).
+    cache: Option<Arc<LocalCache>>,
 }
 
 /// Configures a [`PostgresStore`].
@@ -146,6 +231,7 @@ pub struct PostgresStoreBuilder {
     max_value_bytes: usize,
     max_connections: u32,
     acquire_timeout: Duration,
+    local_cache: (usize, Duration),
 }
 
 /// The statements, built once from the identifiers.
@@ -153,7 +239,11 @@ struct Sql {
     schema: String,
     table: String,
     qualified: String,
+    /// The quoted, qualified name of the claim function (schema version 2).
+    claim_function: String,
     claim: Arc<str>,
+    /// The claim as one statement without the function, for tables at schema version 1.
+    claim_without_function: Arc<str>,
     complete: Arc<str>,
     release: Arc<str>,
     renew: Arc<str>,
@@ -171,6 +261,7 @@ impl Default for PostgresStoreBuilder {
             max_value_bytes: PostgresStore::DEFAULT_MAX_VALUE_BYTES,
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            local_cache: (0, Duration::ZERO),
         }
     }
 }
@@ -210,6 +301,20 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// Keeps up to `max_entries` completed records that this process has replayed in a local
+    /// cache, and answers later claims of those keys from memory for up to `max_age` (and never
+    /// beyond the record's own expiry), without a round trip. Off by default.
+    ///
+    /// **Staleness:** a record removed (`forget`) by *another* process is still replayed here
+    /// until its entry's `max_age` has passed; a `remove` through this store (or a clone of it)
+    /// takes effect at once. Keep `max_age` as short as that window may be. Only completed
+    /// records of at most 64 KiB are cached (memory: at most `max_entries` × 64 KiB); running
+    /// calls are always asked for.
+    pub fn local_cache(mut self, max_entries: usize, max_age: Duration) -> Self {
+        self.local_cache = (max_entries, max_age);
+        self
+    }
+
     /// Builds the store on `pool` (no I/O). Fails with [`Error::Config`] on an invalid schema or
     /// table name.
     pub fn build(self, pool: PgPool) -> Result<PostgresStore, Error> {
@@ -218,6 +323,8 @@ impl PostgresStoreBuilder {
             pool,
             sql: Arc::new(sql),
             max_value_bytes: self.max_value_bytes,
+            no_claim_function: Arc::new(AtomicBool::new(false)),
+            cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
         })
     }
 
@@ -271,18 +378,45 @@ impl Sql {
     fn new(schema: &str, table: &str) -> Result<Sql, Error> {
         let s = quote_ident("schema", schema, 63)?;
         let t = format!("{s}.{}", quote_ident("table", table, 48)?);
+        // The table name is at most 48 bytes, so the suffix keeps the name within 63.
+        let claim_function = format!(
+            "{s}.{}",
+            quote_ident("function", &format!("{table}_claim"), 63)?
+        );
         let ms = "$::bigint * interval '1 millisecond'";
         let lease = ms.replace('$', "$4");
-        let remaining =
-            "GREATEST(0, (extract(epoch FROM (expires_at - clock_timestamp())) * 1000)::bigint)";
-        let arc = |sql: String| -> Arc<str> { Arc::from(sql) };
+        // An interval, converted by the client (`remaining_at`): cheaper for the server than
+        // turning it into milliseconds in SQL (`extract` computes in numeric).
+        let remaining = "expires_at - clock_timestamp()";
+        // Whitespace runs collapsed: sqlx hashes and compares the statement text on every
+        // execution to find its prepared statement, so a shorter text is cheaper per call.
+        // (No literal in these statements contains two spaces or a newline.)
+        let arc = |sql: String| -> Arc<str> {
+            Arc::from(sql.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
         Ok(Sql {
             schema: schema.to_owned(),
             table: table.to_owned(),
             qualified: t.clone(),
+            claim_function: claim_function.clone(),
+            // The read is the statement; the write (the function) is evaluated only when the
+            // read found no live row. A replay is therefore a plain primary-key read: it
+            // neither locks nor writes the row, and the server does not even set up an
+            // `INSERT` for it (a data-modifying CTE would be initialised on every execution,
+            // which made this statement cost the server about three times a plain `SELECT`).
+            // The outer join yields exactly one row: the live record, or NULLs plus the
+            // function's answer. A live row committed by a concurrent claim after this
+            // statement's snapshot makes the function answer `false` (see `claim_now`).
             claim: arc(format!(
+                "SELECT r.state, r.fingerprint, r.value, {remaining} AS remaining,
+                    CASE WHEN r.key IS NULL
+                        THEN {claim_function}($1::bytea, $2::bytea, $3::bytea, $4::bigint) END
+                FROM (SELECT) AS one LEFT JOIN {t} AS r
+                    ON r.key = $1::bytea AND r.expires_at > clock_timestamp()"
+            )),
+            claim_without_function: arc(format!(
                 "WITH live AS (
-                    SELECT state, fingerprint, value, {remaining} AS remaining_ms
+                    SELECT state, fingerprint, value, {remaining} AS remaining
                     FROM {t} WHERE key = $1::bytea AND expires_at > clock_timestamp()
                 ), taken AS (
                     INSERT INTO {t} AS r (key, fingerprint, state, token, lease_until, expires_at,
@@ -299,10 +433,9 @@ impl Sql {
                     WHERE r.expires_at <= clock_timestamp()
                     RETURNING 1
                 )
-                SELECT 'acquired' AS state, NULL::bytea AS fingerprint, NULL::bytea AS value,
-                       NULL::bigint AS remaining_ms FROM taken
+                SELECT state, fingerprint, value, remaining, NULL::boolean FROM live
                 UNION ALL
-                SELECT state, fingerprint, value, remaining_ms FROM live"
+                SELECT NULL, NULL, NULL, NULL, true FROM taken"
             )),
             complete: arc(format!(
                 "UPDATE {t} SET state = 'completed', value = $3::bytea, codec = $4::smallint,
@@ -324,7 +457,7 @@ impl Sql {
                 lease = ms.replace('$', "$3"),
             )),
             get: arc(format!(
-                "SELECT state, fingerprint, value, {remaining} AS remaining_ms
+                "SELECT state, fingerprint, value, {remaining} AS remaining
                 FROM {t} WHERE key = $1::bytea AND expires_at > clock_timestamp()"
             )),
             state: arc(format!(
@@ -348,6 +481,7 @@ impl Sql {
         statement
             .replace("{t}", &self.qualified)
             .replace("{idx}", &index)
+            .replace("{claim}", &self.claim_function)
     }
 }
 
@@ -356,6 +490,10 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("table", &self.sql.qualified)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field(
+                "local_cache",
+                &self.cache.as_ref().map(|c| (c.max_entries(), c.max_age())),
+            )
             .finish()
     }
 }
@@ -371,32 +509,40 @@ fn millis(d: Duration) -> i64 {
         .clamp(1, 1 << 50)
 }
 
-fn fingerprint_of(row: &PgRow) -> Result<Fingerprint, Error> {
-    let bytes: Vec<u8> = row
-        .try_get("fingerprint")
-        .map_err(|e| Error::store(NAME, e))?;
+fn fingerprint_at(row: &PgRow, column: usize) -> Result<Fingerprint, Error> {
+    let bytes: &[u8] = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
     let bytes: [u8; 32] = bytes
         .try_into()
         .map_err(|_| malformed("fingerprint is not 32 bytes"))?;
     Ok(Fingerprint::from_bytes(bytes))
 }
 
-fn remaining_of(row: &PgRow) -> Result<Duration, Error> {
-    let ms: i64 = row
-        .try_get("remaining_ms")
-        .map_err(|e| Error::store(NAME, e))?;
-    Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+/// A `timestamptz - timestamptz` interval as a duration (negative: zero).
+fn remaining_at(row: &PgRow, column: usize) -> Result<Duration, Error> {
+    let interval: PgInterval = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
+    // Subtracting timestamps gives days and microseconds; months are 0, counted as 30 days
+    // (PostgreSQL's own convention) should a server ever report them.
+    let days = i64::from(interval.months) * 30 + i64::from(interval.days);
+    let micros = days
+        .saturating_mul(86_400_000_000)
+        .saturating_add(interval.microseconds);
+    Ok(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
 }
 
-fn value_of(row: &PgRow) -> Result<Bytes, Error> {
-    let value: Option<Vec<u8>> = row.try_get("value").map_err(|e| Error::store(NAME, e))?;
+fn value_at(row: &PgRow, column: usize) -> Result<Bytes, Error> {
+    let value: Option<&[u8]> = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
     value
-        .map(Bytes::from)
+        .map(Bytes::copy_from_slice)
         .ok_or_else(|| malformed("completed record without a value"))
 }
 
-fn state_of(row: &PgRow) -> Result<String, Error> {
-    row.try_get("state").map_err(|e| Error::store(NAME, e))
+fn state_at(row: &PgRow, column: usize) -> Result<&str, Error> {
+    row.try_get(column).map_err(|e| Error::store(NAME, e))
+}
+
+/// Whether `e` is PostgreSQL's `undefined_function` (SQLSTATE 42883).
+fn is_undefined_function(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42883"))
 }
 
 impl PostgresStore {
@@ -426,6 +572,19 @@ impl PostgresStore {
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether claims use the claim function of schema version 2 (they fall back to a single
+    /// upsert statement after finding it missing). For tests.
+    #[doc(hidden)]
+    pub fn claims_with_function(&self) -> bool {
+        !self.no_claim_function.load(Ordering::Relaxed)
+    }
+
+    /// The quoted, schema-qualified name of the claim function, e.g.
+    /// `"public"."idem_records_claim"`.
+    pub fn claim_function(&self) -> &str {
+        &self.sql.claim_function
     }
 
     /// The quoted, schema-qualified table name, e.g. `"public"."idem_records"`.
@@ -519,7 +678,10 @@ impl PostgresStore {
             .map_err(fail)?;
             tracing::info!(target: "idem", table = %self.sql.qualified, version, "idem postgres schema migrated");
         }
-        tx.commit().await.map_err(fail)
+        tx.commit().await.map_err(fail)?;
+        // The claim function exists now: stop using the fallback statement.
+        self.no_claim_function.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Spawns a task that deletes expired rows every `every`, in batches. It stops by itself
@@ -603,7 +765,7 @@ impl PostgresStore {
                 Err(e) => return Err(self.fail(e).await),
             };
             match row {
-                Some(row) if state_of(&row)? == "in_progress" => {}
+                Some(row) if state_at(&row, 0)? == "in_progress" => {}
                 _ => return Ok(()),
             }
             step = (step * 2).min(Duration::from_millis(200));
@@ -619,30 +781,73 @@ impl PostgresStore {
     ) -> Result<Claim, Error> {
         let token = token.to_bytes();
         for _ in 0..CLAIM_ATTEMPTS {
-            let row = sqlx::query(AssertSqlSafe(self.sql.claim.clone()))
-                .bind(key.as_bytes().as_slice())
-                .bind(fingerprint.as_bytes().as_slice())
-                .bind(token.as_slice())
-                .bind(millis(lease))
+            // Before sending: the cached entry then never outlives the record on the server.
+            let sent = self
+                .cache
+                .as_ref()
+                .map(|cache| (cache, std::time::Instant::now(), cache.epoch()));
+            let sql = if self.no_claim_function.load(Ordering::Relaxed) {
+                &self.sql.claim_without_function
+            } else {
+                &self.sql.claim
+            };
+            // Sized up front (each value plus its 4-byte length): binding one by one would
+            // grow the buffer several times per claim.
+            let mut args = PgArguments::default();
+            args.reserve(4, 4 * 4 + 32 + 32 + 16 + 8);
+            args.add(key.as_bytes().as_slice())
+                .and_then(|()| args.add(fingerprint.as_bytes().as_slice()))
+                .and_then(|()| args.add(token.as_slice()))
+                .and_then(|()| args.add(millis(lease)))
+                .map_err(|e| Error::store(NAME, e))?;
+            let row = sqlx::query_with(AssertSqlSafe(sql.clone()), args)
                 .fetch_optional(&self.pool)
                 .await;
             let row = match row {
                 Ok(Some(row)) => row,
-                // A concurrent claim committed after this statement's snapshot: look again.
+                // The legacy statement answers no row where the function answers `false`.
                 Ok(None) => continue,
+                Err(e) if is_undefined_function(&e) => {
+                    // The table was created at schema version 1 (by an older `migrate()` or
+                    // copied DDL): claim with the one-statement upsert until the function
+                    // exists. Both are atomic; the upsert costs the server more per replay.
+                    if !self.no_claim_function.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            target: "idem",
+                            function = %self.sql.claim_function,
+                            "the idem claim function is missing; run PostgresStore::migrate() \
+                             (schema version 2) for cheaper replays"
+                        );
+                    }
+                    continue;
+                }
                 Err(e) => return Err(self.fail(e).await),
             };
-            return match state_of(&row)?.as_str() {
-                "acquired" => Ok(Claim::Acquired),
-                "completed" => Ok(Claim::Completed {
-                    fingerprint: fingerprint_of(&row)?,
-                    value: value_of(&row)?,
+            // Columns by position (the name lookup hashes each name): state, fingerprint,
+            // value, remaining, acquired.
+            let state: Option<&str> = row.try_get(0).map_err(|e| Error::store(NAME, e))?;
+            return match state {
+                None => match row.try_get::<Option<bool>, _>(4) {
+                    Ok(Some(true)) => Ok(Claim::Acquired),
+                    // A live record committed by a concurrent claim after this statement's
+                    // snapshot: the function could not take the key, and this statement could
+                    // not see the record. The next statement's snapshot sees it.
+                    Ok(_) => continue,
+                    Err(e) => Err(Error::store(NAME, e)),
+                },
+                Some("completed") => {
+                    let (fingerprint, value) = (fingerprint_at(&row, 1)?, value_at(&row, 2)?);
+                    if let Some((cache, sent_at, epoch)) = sent {
+                        let lifetime = remaining_at(&row, 3)?;
+                        cache.insert(key, fingerprint, &value, sent_at, epoch, lifetime);
+                    }
+                    Ok(Claim::Completed { fingerprint, value })
+                }
+                Some("in_progress") => Ok(Claim::InProgress {
+                    fingerprint: fingerprint_at(&row, 1)?,
+                    remaining: remaining_at(&row, 3)?,
                 }),
-                "in_progress" => Ok(Claim::InProgress {
-                    fingerprint: fingerprint_of(&row)?,
-                    remaining: remaining_of(&row)?,
-                }),
-                other => Err(malformed(&format!("unknown state {other:?}"))),
+                Some(other) => Err(malformed(&format!("unknown state {other:?}"))),
             };
         }
         Err(Error::store(
@@ -717,15 +922,16 @@ impl PostgresStore {
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(e).await),
         };
-        match state_of(&row)?.as_str() {
+        // Columns: state, fingerprint, value, remaining.
+        match state_at(&row, 0)? {
             "completed" => Ok(Some(Record::Completed {
-                fingerprint: fingerprint_of(&row)?,
-                value: value_of(&row)?,
-                expires_in: remaining_of(&row)?,
+                fingerprint: fingerprint_at(&row, 1)?,
+                value: value_at(&row, 2)?,
+                expires_in: remaining_at(&row, 3)?,
             })),
             "in_progress" => Ok(Some(Record::InProgress {
-                fingerprint: fingerprint_of(&row)?,
-                remaining: remaining_of(&row)?,
+                fingerprint: fingerprint_at(&row, 1)?,
+                remaining: remaining_at(&row, 3)?,
             })),
             other => Err(malformed(&format!("unknown state {other:?}"))),
         }
@@ -744,6 +950,14 @@ impl Store for PostgresStore {
         token: Token,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
+        if let Some(cache) = &self.cache
+            && let Some((fingerprint, value)) = cache.get(key)
+        {
+            return Box::pin(std::future::ready(Ok(Claim::Completed {
+                fingerprint,
+                value,
+            })));
+        }
         Box::pin(self.claim_now(key, fingerprint, token, lease))
     }
 
@@ -770,7 +984,16 @@ impl Store for PostgresStore {
     }
 
     fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {
-        Box::pin(self.flag(&self.sql.remove, key, None))
+        Box::pin(async move {
+            let Some(cache) = &self.cache else {
+                return self.flag(&self.sql.remove, key, None).await;
+            };
+            cache.remove(key);
+            let removed = self.flag(&self.sql.remove, key, None).await;
+            // Again after the server's answer (see `LocalCache::remove`), even if it failed.
+            cache.remove(key);
+            removed
+        })
     }
 
     /// Deletes up to `limit` expired rows, in statements of at most 1,000 rows each.
@@ -802,6 +1025,24 @@ mod tests {
         }
         assert!(Sql::new("public", "idem_records").is_ok());
         assert!(Sql::new("pub\"lic", "idem_records").is_err());
+    }
+
+    #[test]
+    fn statements_are_compact() {
+        let sql = Sql::new("public", "idem_records").unwrap();
+        for statement in [
+            &sql.claim,
+            &sql.claim_without_function,
+            &sql.complete,
+            &sql.get,
+        ] {
+            assert!(
+                !statement.contains("  ") && !statement.contains('\n'),
+                "{statement}"
+            );
+        }
+        assert!(sql.claim.contains("\"public\".\"idem_records_claim\"("));
+        assert!(sql.complete.contains("interval '1 millisecond'"));
     }
 
     #[test]
