@@ -711,6 +711,13 @@ impl PostgresStore {
         if !matches!(e, sqlx::Error::PoolTimedOut) {
             return Error::store(NAME, e);
         }
+        // Boxed: the probe's connection future is large, and every statement's future would
+        // otherwise carry room for it (a claim's future was 2.5 KB, copied into its box on
+        // every call).
+        Box::pin(self.diagnose_pool_timeout()).await
+    }
+
+    async fn diagnose_pool_timeout(&self) -> Error {
         let options = self.pool.connect_options();
         let probe = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
         let cause = match probe {

@@ -598,8 +598,12 @@ impl RedisStore {
 
     async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match &self.conn {
-            // The manager's own method: `query_async` would box its future once more.
-            Connection::Single(c) => c.clone().send_packed_command(cmd).await?.extract_error(),
+            // `query_async` boxes the connection's future: one allocation, but the futures that
+            // await this one (a claim's, boxed per call) stay small. Awaiting the manager's
+            // `send_packed_command` inline saved ~300 instructions per replay under callgrind,
+            // yet tripled the claim future (1.9 KB instead of 0.6 KB) and cost ~10 % more CPU
+            // per replay at 32 callers on 2 threads, where moving big futures is not free.
+            Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
         }
     }
