@@ -192,6 +192,7 @@ const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
 /// | path | round trips |
 /// |---|---|
 /// | replay (record completed) | 1 (the claim statement returns the value; a read: no write, no row lock) |
+/// | replay with [`PostgresStoreBuilder::local_cache`], record seen before by this process | 0 |
 /// | first call | 2 (claim: read + insert by the function, then `complete` update: two commits) |
 /// | first call racing other first calls | +1 for each loser (see above) |
 /// | first call whose body fails | 2 (claim, `release`) |

@@ -282,9 +282,10 @@ fn hex(key: &Key) -> [u8; 64] {
 /// | path | round trips |
 /// |---|---|
 /// | replay (record completed) | 1 (`SET … NX GET` returns the value) |
+/// | replay with [`RedisStoreBuilder::local_cache`], record seen before by this process | 0 |
 /// | first call | 2 (`SET … NX GET`, then `EVALSHA complete`; +1 `WAIT` with [`RedisStoreBuilder::wait_for_replicas`]) |
 /// | first call whose body fails | 2 (claim, `EVALSHA release`) |
-/// | duplicate while running | 2 (claim, `PTTL`), then polls (below), then 1 read |
+/// | duplicate while running | 2 (claim, `PTTL`; 1 with the local cache on, which pipelines the `PTTL`), then polls (below), then 1 read |
 /// | script unknown to the server | +1 once per script and server (`EVAL` after `NOSCRIPT`) |
 ///
 /// ## Waiting for a running call
