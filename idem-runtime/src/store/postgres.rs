@@ -192,6 +192,7 @@ const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
 /// | path | round trips |
 /// |---|---|
 /// | replay (record completed) | 1 (the claim statement returns the value; a read: no write, no row lock) |
+/// | replay with [`PostgresStoreBuilder::local_cache`], record seen before by this process | 0 |
 /// | first call | 2 (claim: read + insert by the function, then `complete` update: two commits) |
 /// | first call racing other first calls | +1 for each loser (see above) |
 /// | first call whose body fails | 2 (claim, `release`) |
@@ -711,6 +712,13 @@ impl PostgresStore {
         if !matches!(e, sqlx::Error::PoolTimedOut) {
             return Error::store(NAME, e);
         }
+        // Boxed: the probe's connection future is large, and every statement's future would
+        // otherwise carry room for it (a claim's future was 2.5 KB, copied into its box on
+        // every call).
+        Box::pin(self.diagnose_pool_timeout()).await
+    }
+
+    async fn diagnose_pool_timeout(&self) -> Error {
         let options = self.pool.connect_options();
         let probe = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
         let cause = match probe {
