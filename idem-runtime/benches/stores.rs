@@ -18,7 +18,10 @@
 //!   recorded value, which is decoded (1 round trip);
 //! - `first_call`: a fresh key every call: claim, run a trivial body, complete (2 round trips);
 //! - `replay_local_cache`: `replay` on a store with the opt-in local cache of completed
-//!   records (`local_cache(4096, 60 s)`), warm: no round trip.
+//!   records (`local_cache(4096, 60 s)`), warm: no round trip;
+//! - Redis only, in the paired rounds: `raw SET NX PX GET`, the claim command alone (plain
+//!   client, same records, same decode): the ceiling for a replay that keeps the single-command
+//!   claim. `replay / raw SET NX PX GET` is then idem's own overhead on Redis.
 //!
 //! First, `paired` rounds run every contender back to back, many times, and print each one's
 //! median throughput and its median per-round ratio to `raw` (see [`paired`]); the ratios are
@@ -128,7 +131,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("idem-bench:{}:", std::process::id());
     let run: Arc<str> = Arc::from(prefix.as_str());
-    let (store, cached, conn) = rt.block_on(async {
+    let (store, cached, conn, record_keys) = rt.block_on(async {
         let store = RedisStore::builder()
             .key_prefix(&prefix)
             .connect(&url)
@@ -147,6 +150,9 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             .get_connection_manager()
             .await
             .unwrap();
+        let record_keys: Arc<[Vec<u8>]> = (0..REPLAY_KEYS)
+            .map(|n| store.redis_key(&key(&run, n)))
+            .collect();
         let store: Arc<dyn Store> = Arc::new(store);
         prepare(&store, &run).await;
         for n in 0..REPLAY_KEYS {
@@ -159,7 +165,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 .unwrap();
         }
         let cached: Arc<dyn Store> = Arc::new(cached);
-        (store, cached, conn)
+        (store, cached, conn, record_keys)
     });
 
     let raw: Op = {
@@ -178,6 +184,31 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             })
         })
     };
+    // The claim command alone, without idem, on the same (completed) records: what a replay
+    // costs at least with one `SET … NX GET` round trip. The keys exist, so it never writes
+    // (and the 1 ms expiry would remove anything it wrote at once).
+    let raw_claim: Op = {
+        let conn = conn.clone();
+        Arc::new(move |i| {
+            let mut conn = conn.clone();
+            let keys = record_keys.clone();
+            Box::pin(async move {
+                let record: Vec<u8> = redis::cmd("SET")
+                    .arg(&keys[(i % REPLAY_KEYS) as usize][..])
+                    .arg(&[b'p'; 57][..])
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(1)
+                    .arg("GET")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                // 1 state byte, 32 fingerprint bytes, the 6-byte record header, then JSON.
+                let receipt: Receipt = serde_json::from_slice(&record[39..]).unwrap();
+                std::hint::black_box(receipt);
+            })
+        })
+    };
     paired(
         rt,
         "redis",
@@ -186,7 +217,9 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             ("replay", &replay_op(&store, &run), 10_000),
             ("first call", &first_call_op(&store, &run), 3_000),
             ("replay, local cache", &replay_op(&cached, &run), 50_000),
+            ("raw SET NX PX GET", &raw_claim, 10_000),
         ],
+        &[(1, 4)],
     );
     let mut group = c.benchmark_group("stores/redis");
     group.throughput(Throughput::Elements(1));
@@ -305,6 +338,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             ("first call", &first_call_op(&store, &run), 500),
             ("replay, local cache", &replay_op(&cached, &run), 50_000),
         ],
+        &[],
     );
     let mut group = c.benchmark_group("stores/postgres");
     group.throughput(Throughput::Elements(1));
@@ -367,7 +401,8 @@ fn bench_engine(
 /// ratios compare runs a fraction of a second apart, which is what makes them usable on a
 /// machine shared with other work; the spread (min–max of the per-round ratios) says how noisy
 /// the run was.
-fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)]) {
+/// `also`: further `(contender, baseline)` pairs to print the per-round ratio of.
+fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)], also: &[(usize, usize)]) {
     // `IDEM_BENCH_ROUNDS`: more rounds narrow the medians on a busy machine.
     let rounds: usize = std::env::var("IDEM_BENCH_ROUNDS")
         .ok()
@@ -394,26 +429,32 @@ fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)]) {
         "paired/{backend} ({CALLERS} callers, {} rounds):",
         rounds - 1
     );
+    let ratio = |this: usize, base: usize| {
+        let ratios: Vec<f64> = rates[this]
+            .iter()
+            .zip(&rates[base])
+            .map(|(this, base)| this / base)
+            .collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        format!("{:.2}x ({lo:.2}-{hi:.2})", median(ratios))
+    };
     for (index, (name, _, _)) in contenders.iter().enumerate() {
         let rate = median(rates[index].clone());
-        line.push_str(&format!(" {name} {rate:.0}/s"));
+        line.push_str(&format!("\n  {name:<24} {rate:>9.0}/s"));
         if index > 0 {
-            let ratios: Vec<f64> = rates[index]
-                .iter()
-                .zip(&rates[0])
-                .map(|(this, raw)| this / raw)
-                .collect();
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-            line.push_str(&format!(
-                " = {:.2}x raw ({lo:.2}-{hi:.2})",
-                median(ratios.clone())
-            ));
+            line.push_str(&format!("  {} {}", ratio(index, 0), contenders[0].0));
         }
-        line.push(';');
     }
-    line.pop();
+    for &(this, base) in also {
+        line.push_str(&format!(
+            "\n  {} / {}: {}",
+            contenders[this].0,
+            contenders[base].0,
+            ratio(this, base)
+        ));
+    }
     println!("{line}");
 }
 
