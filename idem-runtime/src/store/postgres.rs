@@ -14,14 +14,7 @@ use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row};
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
-// The cache both remote stores offer: loaded by `redis` when that feature is on (one copy of
-// the module), here otherwise (see the note in redis.rs).
-#[cfg(feature = "redis")]
-use super::redis::local_cache;
-#[cfg(not(feature = "redis"))]
-#[path = "local_cache.rs"]
-mod local_cache;
-use local_cache::LocalCache;
+use super::local_cache::LocalCache;
 
 const NAME: &str = "postgres";
 /// How often a claim statement is retried when a concurrent claim's row was invisible to its

@@ -17,12 +17,7 @@ use redis::{Cmd, RedisError, RedisWrite, ToRedisArgs, Value};
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
-// The cache both remote stores offer. It belongs in `store` (`mod local_cache;` there); it is
-// loaded here so that `store/mod.rs` stays untouched, and `postgres` uses it from here when
-// both features are on.
-#[path = "local_cache.rs"]
-pub(super) mod local_cache;
-use local_cache::LocalCache;
+use super::local_cache::LocalCache;
 
 const NAME: &str = "redis";
 
