@@ -12,8 +12,14 @@
 # `cargo build`, debug, `CARGO_INCREMENTAL=0`) RUNS times and the best CPU time (user + sys of
 # cargo and the rustc it runs, linking included) is kept. Prints both and the ratio.
 #
-# Usage: idem-tests/benches/compile_time.sh [--release] [--fns N] [--types T] [--runs R] [--keep]
+# CPU time is noisy on a shared machine (other builds inflate it by 10-30 %); `--instructions`
+# adds a deterministic figure: the instructions rustc executes for each crate (the linker is not
+# counted), by valgrind (cachegrind, no cache simulation; ~15x slower, so one run each).
+#
+# Usage: idem-tests/benches/compile_time.sh [--release] [--instructions] [--fns N] [--types T]
+#                                          [--runs R] [--keep]
 #   --release  also measure the release profile
+#   --instructions  also count instructions with valgrind (deterministic)
 #   --fns N    number of annotated fns (default 200)
 #   --types T  number of distinct request structs, fns cycle through them (default 1: the
 #              worst case for the ratio, since the derives are in both crates)
@@ -27,10 +33,12 @@ fns=200
 types=1
 runs=3
 release=0
+instructions=0
 keep=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --release) release=1 ;;
+        --instructions) instructions=1 ;;
         --fns) fns="$2"; shift ;;
         --types) types="$2"; shift ;;
         --runs) runs="$2"; shift ;;
@@ -174,6 +182,21 @@ best_cpu() {
     echo "$best"
 }
 
+# instructions CRATE [cargo flags…]: instructions executed by rustc (not the linker it runs)
+# for CRATE alone, under valgrind.
+instructions() {
+    local crate="$1"; shift
+    local cmd
+    touch "$crate/src/main.rs"
+    # The exact rustc command cargo runs (paths relative to this workspace).
+    cmd=$(cargo build -v -p "$crate" "$@" 2>&1 | sed -n "s/^ *Running \`\(.*rustc --crate-name $crate .*\)\`$/\1/p" |
+        sed 's/--error-format=json --json=[^ ]*//')
+    [[ -n $cmd ]] || { echo "could not find the rustc command of $crate" >&2; exit 1; }
+    bash -c "valgrind --tool=cachegrind --cache-sim=no --trace-children=yes \
+        --cachegrind-out-file=/dev/null $cmd" 2>&1 |
+        awk '/I *refs:/ { gsub(",", "", $NF); n += $NF } END { printf "%.0f", n }'
+}
+
 measure() {
     local label="$1"; shift
     # Dependencies (and a first build of both crates) outside the measurement.
@@ -188,6 +211,15 @@ measure() {
         printf "%-7s %d fns, %d request type(s): with #[idempotent] %.2f s CPU, without %.2f s CPU, ratio %.2fx (+%.0f%%)\n",
             l, n, t, w, wo, w / wo, (w / wo - 1) * 100
     }'
+    if [[ $instructions -eq 1 ]]; then
+        command -v valgrind >/dev/null || { echo "--instructions needs valgrind" >&2; exit 1; }
+        with=$(instructions with_attr "$@")
+        without=$(instructions without_attr "$@")
+        awk -v l="$label" -v w="$with" -v wo="$without" 'BEGIN {
+            printf "%-7s instructions: with #[idempotent] %.2fG, without %.2fG, ratio %.2fx (+%.0f%%)\n",
+                l, w / 1e9, wo / 1e9, w / wo, (w / wo - 1) * 100
+        }'
+    fi
 }
 
 measure debug
