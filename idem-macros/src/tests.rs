@@ -39,10 +39,13 @@ fn expansion_of_derive() {
         struct Charge<T> { zeta: u64, alpha: T, #[idem(exclude)] at: SystemTime, #[idem(rename = "beta")] b: String }
     });
     let text = show("derive", &out);
-    let alpha = text.find("\"alpha\"").unwrap();
-    let beta = text.find("\"beta\"").unwrap();
-    let zeta = text.find("\"zeta\"").unwrap();
+    // The fixed-struct form: the values in name order ("alpha", "beta" for `b`, "zeta").
+    assert!(text.contains("begin_fixed_struct (3)"), "three fields written");
+    let alpha = text.find("self . alpha").unwrap();
+    let beta = text.find("self . b)").unwrap();
+    let zeta = text.find("self . zeta").unwrap();
     assert!(alpha < beta && beta < zeta, "fields are sorted by name");
+    assert!(!text.contains("self . at"), "excluded fields are not written");
     assert!(text.contains("T : :: idem_runtime :: __private :: IdempotencyKey"));
 }
 
