@@ -40,12 +40,18 @@ fn expansion_of_derive() {
     });
     let text = show("derive", &out);
     // The fixed-struct form: the values in name order ("alpha", "beta" for `b`, "zeta").
-    assert!(text.contains("begin_fixed_struct (3)"), "three fields written");
+    assert!(
+        text.contains("begin_fixed_struct (3)"),
+        "three fields written"
+    );
     let alpha = text.find("self . alpha").unwrap();
     let beta = text.find("self . b)").unwrap();
     let zeta = text.find("self . zeta").unwrap();
     assert!(alpha < beta && beta < zeta, "fields are sorted by name");
-    assert!(!text.contains("self . at"), "excluded fields are not written");
+    assert!(
+        !text.contains("self . at"),
+        "excluded fields are not written"
+    );
     assert!(text.contains("T : :: idem_runtime :: __private :: IdempotencyKey"));
 }
 

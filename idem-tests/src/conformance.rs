@@ -592,3 +592,57 @@ macro_rules! conformance_suite {
         )*
     };
 }
+
+/// The bounds of a remote store's local cache (`local_cache(_, max_age)`): a replayed record
+/// is still answered after the backend lost it (`lose_all` deletes every record of the store
+/// behind its back), until `max_age`; `remove` through the store forgets it at once; an entry
+/// never outlives its record's TTL.
+pub async fn local_cache_bounds(store: &dyn Store, max_age: Duration, lose_all: impl AsyncFn()) {
+    let (fp, lease) = (fp(5), Duration::from_secs(30));
+    let value = idem_runtime::record::encode("cache", &"cached").expect("encodable");
+    let complete = async |ttl: Duration| {
+        let key = unique_key("local-cache");
+        let token = Token::generate();
+        assert_eq!(
+            store.claim(&key, &fp, token, lease).await.unwrap(),
+            Claim::Acquired
+        );
+        assert!(
+            store
+                .complete(&key, token, value.clone(), ttl)
+                .await
+                .unwrap()
+        );
+        key
+    };
+    let replayed = Claim::Completed {
+        fingerprint: fp,
+        value: value.clone(),
+    };
+    let claim = async |key: Key| {
+        store
+            .claim(&key, &fp, Token::generate(), lease)
+            .await
+            .unwrap()
+    };
+
+    // Cached by the first replay; served from memory after the backend lost it, until `max_age`.
+    let key = complete(Duration::from_secs(60)).await;
+    assert_eq!(claim(key).await, replayed);
+    lose_all().await;
+    assert_eq!(claim(key).await, replayed, "answered by the cache");
+    tokio::time::sleep(max_age + Duration::from_millis(100)).await;
+    assert_eq!(claim(key).await, Claim::Acquired, "entry aged out");
+
+    // `remove` through the store forgets at once.
+    let key = complete(Duration::from_secs(60)).await;
+    assert_eq!(claim(key).await, replayed);
+    assert!(store.remove(&key).await.unwrap());
+    assert_eq!(claim(key).await, Claim::Acquired);
+
+    // An entry never outlives its record's TTL (shorter than `max_age` here).
+    let key = complete(Duration::from_millis(150)).await;
+    assert_eq!(claim(key).await, replayed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(claim(key).await, Claim::Acquired, "expired with the record");
+}

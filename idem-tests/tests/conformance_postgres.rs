@@ -190,53 +190,12 @@ async fn local_cache_serves_replays_within_its_bounds() {
     let fixture =
         PgFixture::with_builder(PostgresStore::builder().local_cache(100, max_age), 4).await;
     let store = fixture.postgres();
-    let (fp, lease) = (Fingerprint::from_bytes([5; 32]), Duration::from_secs(30));
-    let value = idem_runtime::record::encode("cache", &"cached").unwrap();
-    let complete = |ttl: Duration| {
-        let value = value.clone();
-        async move {
-            let key = unique_key("pg-cache");
-            let token = Token::generate();
-            assert_eq!(
-                store.claim(&key, &fp, token, lease).await.unwrap(),
-                Claim::Acquired
-            );
-            assert!(store.complete(&key, token, value, ttl).await.unwrap());
-            key
-        }
-    };
-    let replayed = Claim::Completed {
-        fingerprint: fp,
-        value: value.clone(),
-    };
-    let claim = |key| async move {
-        store
-            .claim(&key, &fp, Token::generate(), lease)
-            .await
-            .unwrap()
-    };
-
-    // Cached by the first replay; served from memory after the row is gone, until `max_age`.
-    let key = complete(Duration::from_secs(60)).await;
-    assert_eq!(claim(key).await, replayed);
     let delete = format!("DELETE FROM {}", store.qualified_table());
-    sqlx::query(AssertSqlSafe(delete))
-        .execute(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(claim(key).await, replayed, "answered by the cache");
-    tokio::time::sleep(max_age + Duration::from_millis(100)).await;
-    assert_eq!(claim(key).await, Claim::Acquired, "entry aged out");
-
-    // `remove` through the store forgets at once.
-    let key = complete(Duration::from_secs(60)).await;
-    assert_eq!(claim(key).await, replayed);
-    assert!(store.remove(&key).await.unwrap());
-    assert_eq!(claim(key).await, Claim::Acquired);
-
-    // An entry never outlives its record's TTL (shorter than `max_age` here).
-    let key = complete(Duration::from_millis(150)).await;
-    assert_eq!(claim(key).await, replayed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(claim(key).await, Claim::Acquired, "expired with the record");
+    idem_tests::conformance::local_cache_bounds(store, max_age, async || {
+        sqlx::query(AssertSqlSafe(delete.clone()))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    })
+    .await;
 }

@@ -27,58 +27,15 @@ mod local_cache {
 async fn local_cache_serves_replays_within_its_bounds() {
     use std::time::Duration;
 
-    use idem_runtime::store::{Claim, RedisStore, Store};
-    use idem_runtime::{Fingerprint, Token};
-    use idem_tests::conformance::unique_key;
+    use idem_runtime::store::RedisStore;
     use idem_tests::servers::delete_redis_keys;
 
     let max_age = Duration::from_millis(300);
     let fixture = RedisFixture::with_builder(RedisStore::builder().local_cache(100, max_age)).await;
-    let store = fixture.redis();
-    let (fp, lease) = (Fingerprint::from_bytes([5; 32]), Duration::from_secs(30));
-    let value = idem_runtime::record::encode("cache", &"cached").unwrap();
-    let complete = |ttl: Duration| {
-        let value = value.clone();
-        async move {
-            let key = unique_key("redis-cache");
-            let token = Token::generate();
-            assert_eq!(
-                store.claim(&key, &fp, token, lease).await.unwrap(),
-                Claim::Acquired
-            );
-            assert!(store.complete(&key, token, value, ttl).await.unwrap());
-            key
-        }
-    };
-    let replayed = Claim::Completed {
-        fingerprint: fp,
-        value: value.clone(),
-    };
-    let claim = |key| async move {
-        store
-            .claim(&key, &fp, Token::generate(), lease)
-            .await
-            .unwrap()
-    };
-
-    // Cached by the first replay; served from memory after Redis lost it, until `max_age`.
-    let key = complete(Duration::from_secs(60)).await;
-    assert_eq!(claim(key).await, replayed);
     let url = idem_tests::servers::redis_url();
-    delete_redis_keys(&url, &format!("{}*", fixture.prefix())).unwrap();
-    assert_eq!(claim(key).await, replayed, "answered by the cache");
-    tokio::time::sleep(max_age + Duration::from_millis(100)).await;
-    assert_eq!(claim(key).await, Claim::Acquired, "entry aged out");
-
-    // `remove` through the store forgets at once.
-    let key = complete(Duration::from_secs(60)).await;
-    assert_eq!(claim(key).await, replayed);
-    assert!(store.remove(&key).await.unwrap());
-    assert_eq!(claim(key).await, Claim::Acquired);
-
-    // An entry never outlives its record's TTL (shorter than `max_age` here).
-    let key = complete(Duration::from_millis(150)).await;
-    assert_eq!(claim(key).await, replayed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(claim(key).await, Claim::Acquired, "expired with the record");
+    let pattern = format!("{}*", fixture.prefix());
+    idem_tests::conformance::local_cache_bounds(fixture.redis(), max_age, async || {
+        delete_redis_keys(&url, &pattern).unwrap();
+    })
+    .await;
 }
