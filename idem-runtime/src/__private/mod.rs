@@ -133,7 +133,7 @@ pub fn store<S: IntoStore>(store: S) -> Option<Arc<dyn Store>> {
 /// and passes it here by reference, so that nothing but this small function and the [`Run`]
 /// wrapper is instantiated per annotated fn: the body's type is erased behind
 /// `dyn Future<Output = R>` at once, and everything else (probe, registry, engine) is
-/// instantiated once per return type `R`, in [`run_erased`]. That is most of the compile time
+/// instantiated once per return type `R`, in `run_erased`. That is most of the compile time
 /// of `#[idempotent]`: an `async fn` generic over the body would be compiled once per fn.
 ///
 /// The bounds are the compile-time checks of the return type `R` (turbofished by the macro,
@@ -165,7 +165,7 @@ where
 
 /// The future of one call: the engine's future (one type per return type) tied to the body's
 /// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
-/// when the body is `Send` (see [`Erased`]); it costs one trivial `poll` per annotated fn.
+/// when the body is `Send` (see `Erased`); it costs one trivial `poll` per annotated fn.
 ///
 /// ```
 /// # use idem_runtime::__private::{Operation, pin, run};
@@ -255,7 +255,7 @@ where
 /// Picks the replay cache of an `#[idempotent]` fn's value type (see
 /// [`Call::run_cached`](crate::Call::run_cached)): `CacheProbe::<R>::new().replay_cache()` is
 /// `Some` when the value of the return type `R` is `Clone + Send + Sync + 'static`, else `None`
-/// (autoderef specialization on the concrete type, like [`dispatch`]; it never fails to
+/// (autoderef specialization on the concrete type, like `dispatch`; it never fails to
 /// compile, so a bad return type gets only the errors of `run`'s own bounds).
 pub struct CacheProbe<R>(NoCache<R>);
 
