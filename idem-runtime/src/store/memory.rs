@@ -36,6 +36,11 @@ const DEFAULT_SHARDS: usize = 16;
 /// - **Waiting**: waiters are woken by a notification when the record is completed, released,
 ///   removed or taken over; no polling.
 ///
+/// - **Replay cache**: a record replayed through [`Call::run_cached`](crate::Call::run_cached)
+///   (or `#[idempotent]` with a `Clone` value) also keeps the value its first replay decoded,
+///   so later replays clone it instead of decoding; that copy roughly doubles the record's
+///   memory and leaves with the record (expiry, removal, eviction, a new completion).
+///
 /// Records last as long as the process. Several processes need a shared store.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
