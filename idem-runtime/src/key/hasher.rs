@@ -256,12 +256,7 @@ impl KeyHasher {
     ) -> Result<Key, crate::Error> {
         let mut h = Self::with_stage(Stage::NeedScope, hash_key);
         write(&mut h);
-        debug_assert_eq!(
-            h.stage,
-            Stage::Key,
-            "key_in_place: write a scope marker first"
-        );
-        h.finish_raw().map(Key::from_bytes)
+        h.finish_key_in_place()
     }
 
     /// [`finish_key`](Self::finish_key) through a reference, for generated code that must not
@@ -271,7 +266,7 @@ impl KeyHasher {
         debug_assert_eq!(
             self.stage,
             Stage::Key,
-            "finish_key: write a scope marker first"
+            "KeyHasher::finish_key: start with for_key() followed by unscoped() or scoped()"
         );
         self.finish_raw().map(Key::from_bytes)
     }
@@ -282,7 +277,7 @@ impl KeyHasher {
         debug_assert_eq!(
             self.stage,
             Stage::Fingerprint,
-            "finish_fingerprint: not a fingerprint"
+            "KeyHasher::finish_fingerprint: start with for_fingerprint()"
         );
         self.finish_raw().map(Fingerprint::from_bytes)
     }
@@ -295,7 +290,7 @@ impl KeyHasher {
     ) -> Result<Fingerprint, crate::Error> {
         let mut h = Self::with_stage(Stage::Fingerprint, hash_key);
         write(&mut h);
-        h.finish_raw().map(Fingerprint::from_bytes)
+        h.finish_fingerprint_in_place()
     }
 
     /// Writes the scope marker `0x00`: this key has no scope; the material follows.
@@ -325,23 +320,13 @@ impl KeyHasher {
     /// `Serialize` impl written through [`write_serde`](Self::write_serde) returned an error.
     #[inline(always)]
     pub fn finish_key(mut self) -> Result<Key, crate::Error> {
-        debug_assert_eq!(
-            self.stage,
-            Stage::Key,
-            "KeyHasher::finish_key: start with for_key() followed by unscoped() or scoped()"
-        );
-        self.finish_raw().map(Key::from_bytes)
+        self.finish_key_in_place()
     }
 
     /// Ends a fingerprint. Fails like [`finish_key`](Self::finish_key).
     #[inline(always)]
     pub fn finish_fingerprint(mut self) -> Result<Fingerprint, crate::Error> {
-        debug_assert_eq!(
-            self.stage,
-            Stage::Fingerprint,
-            "KeyHasher::finish_fingerprint: start with for_fingerprint()"
-        );
-        self.finish_raw().map(Fingerprint::from_bytes)
+        self.finish_fingerprint_in_place()
     }
 
     #[inline(always)]
