@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use super::digest::{Fingerprint, Key};
+use super::one_chunk;
 
 /// Types that can be written as idempotency key material.
 ///
@@ -31,6 +32,8 @@ pub trait IdempotencyKey {
 /// Size of the buffer that holds the stream until it outgrows it. A stream that fits (the usual
 /// case: a scope marker plus a few fields) is hashed in one blake3 call at the end.
 const BUF: usize = 512;
+// A buffered stream is hashed as one chunk.
+const _: () = assert!(BUF <= one_chunk::CHUNK_LEN);
 
 /// Streaming hashers kept per thread for streams that outgrow the buffer.
 const SPARE_HASHERS: usize = 4;
@@ -135,7 +138,7 @@ enum Stage {
 /// [`Fingerprint`].
 ///
 /// Writes land in an inline buffer; a stream that fits in it (512 bytes: a scope marker and a
-/// typical argument list) is hashed with a single `blake3::keyed_hash` call when finished. A longer
+/// typical argument list) is hashed with a single call of our one-chunk BLAKE3 when finished. A longer
 /// stream continues in a streaming `blake3::Hasher` taken from a small per-thread pool (so it is
 /// allocated once per thread, not per key). Apart from that, hashing allocates nothing except
 /// for maps and sets of more than 8 entries, which allocate one vector of 32-byte entry digests.
@@ -341,8 +344,8 @@ impl KeyHasher {
     #[inline]
     fn digest(&mut self) -> [u8; 32] {
         match &mut self.tree {
-            None if self.stage == Stage::Bare => *blake3::hash(self.filled()).as_bytes(),
-            None => *blake3::keyed_hash(&self.hash_key, self.filled()).as_bytes(),
+            None if self.stage == Stage::Bare => one_chunk::plain_hash(self.filled()),
+            None => one_chunk::keyed_hash(&self.hash_key, self.filled()),
             Some(tree) => {
                 tree.update(filled(&self.buf, self.len));
                 self.len = 0;

@@ -180,6 +180,7 @@
 mod digest;
 mod hasher;
 mod impls;
+mod one_chunk;
 mod serde_bridge;
 
 pub use digest::{Fingerprint, Key, ParseDigestError};
