@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::context::{self, Frame};
 use crate::operation::{Call, OnConflict, Operation};
-use crate::store::memory::{Replay, ReplayValue};
+use crate::store::memory::{CloneOut, Replay, ReplayValue};
 use crate::store::{Claim, MemoryStore, Record, Store};
 use crate::{Error, Fingerprint, Key, Token, record};
 
@@ -75,15 +75,13 @@ impl Call<'_> {
         T: Serialize + DeserializeOwned,
         E: From<Error>,
     {
-        // Performance notes (see `benches/engine.rs`): every byte of this future is copied each
-        // time a caller moves or awaits it, so it is one flat function that holds the body at
-        // most twice (the argument and the running `Drive`; nested `async fn`s would each keep
-        // another copy), the rare path (waiting for another caller) is boxed, and the renewal
-        // timer is only created for bodies that do not finish in their first poll. On the memory
-        // store the claim is a synchronous call, and the clock is read once per call plus once in
-        // `complete`.
+        // Performance notes (see `benches/engine_paired.rs`): this future is what every call
+        // creates, moves and polls, so it holds only the replay path: the call, the body and,
+        // for first calls and remote stores, a boxed `claim_and_run`. A replay on the memory
+        // store is answered in the first poll without a token, guard or claim; a first call pays
+        // one allocation for the box, and its future never has to be moved again.
         let resolved = self.resolve_store()?;
-        let store = resolved.get();
+        let store = &*resolved;
         let op = self.operation;
         let key = self.key;
         if context::is_running(&key) {
@@ -93,12 +91,11 @@ impl Call<'_> {
             }
             .into());
         }
-        let backend = Backend::of(store);
         // Taken before the claim, so the lease renewal is never scheduled later than a third of
         // the lease after the store started it.
         let claimed_at = Instant::now();
-        if let Backend::Memory(memory) = backend
-            && let Some(replay) = memory.replay_at(&key, claimed_at)
+        if let Some(memory) = store.as_memory()
+            && let Some(replay) = memory.replay_at(&key, claimed_at, cache.map(|c| c.clone_out))
         {
             // The common duplicate: answered from the recorded value, with no token, guard or
             // claim (a completed record only changes by expiring or being removed).
@@ -106,94 +103,118 @@ impl Call<'_> {
             tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
             return Ok(replay_from_memory(op, memory, &key, replay, cache)?);
         }
-        let token = Token::generate();
-        // Armed before the claim is sent: if this future is dropped while a remote claim is in
-        // flight, the claim may have been recorded, and the token is all it takes to release it.
-        let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
-        // The body moves into its driver before the first `.await`, so no other copy of it stays
-        // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
-        // its claim is released.
-        let mut drive = pin!(Drive::new(body, store, op.lease()));
-        let claim = match backend {
-            Backend::Memory(m) => {
-                m.claim_at(&key, &self.fingerprint, token, op.lease(), claimed_at)
-            }
-            Backend::Dyn(s) => s.claim(&key, &self.fingerprint, token, op.lease()).await,
-        };
-        let claim = claim?;
-        let recorded = match claim {
-            Claim::Acquired => None,
-            Claim::Completed { fingerprint, value } => Some((fingerprint, value)),
-            Claim::InProgress {
-                fingerprint: running,
-                remaining,
-            } => {
-                guard.disarm();
-                check_fingerprint(op, &key, &running, &self.fingerprint)?;
-                return match op.on_conflict() {
-                    OnConflict::Reject => {
-                        tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: rejected");
-                        Err(in_flight(op, key, remaining).into())
-                    }
-                    OnConflict::Wait => {
-                        // Boxed: waiting is rare and slow anyway.
-                        let wait = Box::pin(wait_for_owner(
-                            op,
-                            backend,
-                            key,
-                            &self.fingerprint,
-                            remaining,
-                        ));
-                        Ok(wait.await?)
-                    }
-                };
-            }
-        };
-        if let Some((recorded, value)) = recorded {
-            guard.disarm();
-            check_fingerprint(op, &key, &recorded, &self.fingerprint)?;
-            tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
-            return Ok(record::decode(op.name(), &value)?);
-        }
+        Box::pin(claim_and_run(
+            op,
+            key,
+            self.fingerprint,
+            store,
+            body,
+            claimed_at,
+        ))
+        .await
+    }
+}
 
-        // Claimed: run the body in its call frame, then record its value.
-        tracing::debug!(target: "idem", operation = op.name(), %key, "claimed; running the body");
-        let frame = Frame::enter(op.name(), key, token);
-        drive.as_mut().start(frame.clone(), claimed_at);
-        let outcome = drive.await;
-        let value = match outcome {
-            Ok(value) => value,
-            Err(error) => {
-                guard.release_quietly().await;
-                tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
-                return Err(error);
-            }
-        };
-        let bytes = match record::encode(op.name(), &value) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                guard.release_quietly().await;
-                return Err(error.into());
-            }
-        };
-        // A failed `complete` leaves the guard armed: it releases the claim when dropped.
-        let completed = match backend {
-            Backend::Memory(m) => m.complete_now(&key, token, bytes, op.ttl()),
-            Backend::Dyn(s) => s.complete(&key, token, bytes, op.ttl()).await,
-        };
-        if completed? {
+/// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then
+/// records the body's `Ok` value: [`Call::run_with`] past the memory store's replay path.
+async fn claim_and_run<T, E, F>(
+    op: &Operation,
+    key: Key,
+    fingerprint: Fingerprint,
+    store: &Arc<dyn Store>,
+    body: F,
+    claimed_at: Instant,
+) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    T: Serialize + DeserializeOwned,
+    E: From<Error>,
+{
+    // Every byte of this future is written once (it is boxed): it holds the body at most twice
+    // (the argument and the running `Drive`), the rare path (waiting for another caller) is
+    // boxed again, and the renewal timer is only created for bodies that do not finish in their
+    // first poll. On the memory store the claim is a synchronous call, and the clock is read
+    // once here (`claimed_at`) plus once in `complete`.
+    let backend = Backend::of(store);
+    let token = Token::generate();
+    // Armed before the claim is sent: if this future is dropped while a remote claim is in
+    // flight, the claim may have been recorded, and the token is all it takes to release it.
+    let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
+    // The body moves into its driver before the first `.await`, so no other copy of it stays
+    // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
+    // its claim is released.
+    let mut drive = pin!(Drive::new(body, store, op.lease()));
+    let claim = match backend {
+        Backend::Memory(m) => m.claim_at(&key, &fingerprint, token, op.lease(), claimed_at),
+        Backend::Dyn(s) => s.claim(&key, &fingerprint, token, op.lease()).await,
+    };
+    let claim = claim?;
+    let recorded = match claim {
+        Claim::Acquired => None,
+        Claim::Completed { fingerprint, value } => Some((fingerprint, value)),
+        Claim::InProgress {
+            fingerprint: running,
+            remaining,
+        } => {
             guard.disarm();
-            Ok(value)
-        } else {
-            guard.disarm();
-            frame.lease_lost.store(true, Ordering::Release);
-            tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
-            Err(Error::LeaseLost {
-                operation: op.name(),
-                key,
-            }
-            .into())
+            check_fingerprint(op, &key, &running, &fingerprint)?;
+            return match op.on_conflict() {
+                OnConflict::Reject => {
+                    tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: rejected");
+                    Err(in_flight(op, key, remaining).into())
+                }
+                OnConflict::Wait => {
+                    // Boxed: waiting is rare and slow anyway.
+                    let wait = Box::pin(wait_for_owner(op, backend, key, &fingerprint, remaining));
+                    Ok(wait.await?)
+                }
+            };
         }
+    };
+    if let Some((recorded, value)) = recorded {
+        guard.disarm();
+        check_fingerprint(op, &key, &recorded, &fingerprint)?;
+        tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
+        return Ok(record::decode(op.name(), &value)?);
+    }
+
+    // Claimed: run the body in its call frame, then record its value.
+    tracing::debug!(target: "idem", operation = op.name(), %key, "claimed; running the body");
+    let frame = Frame::enter(op.name(), key, token);
+    drive.as_mut().start(frame.clone(), claimed_at);
+    let outcome = drive.await;
+    let value = match outcome {
+        Ok(value) => value,
+        Err(error) => {
+            guard.release_quietly().await;
+            tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
+            return Err(error);
+        }
+    };
+    let bytes = match record::encode(op.name(), &value) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            guard.release_quietly().await;
+            return Err(error.into());
+        }
+    };
+    // A failed `complete` leaves the guard armed: it releases the claim when dropped.
+    let completed = match backend {
+        Backend::Memory(m) => m.complete_now(&key, token, bytes, op.ttl()),
+        Backend::Dyn(s) => s.complete(&key, token, bytes, op.ttl()).await,
+    };
+    if completed? {
+        guard.disarm();
+        Ok(value)
+    } else {
+        guard.disarm();
+        frame.lease_lost.store(true, Ordering::Release);
+        tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
+        Err(Error::LeaseLost {
+            operation: op.name(),
+            key,
+        }
+        .into())
     }
 }
 
@@ -381,16 +402,16 @@ async fn wait_for_owner<T: DeserializeOwned>(
 pub struct ReplayCache<T> {
     /// A clone of the kept value, if it is a `T` (a record is only ever replayed as the value
     /// type of its operation, but a type check costs nothing and keeps this safe regardless).
-    clone_out: fn(&(dyn Any + Send + Sync)) -> Option<T>,
+    clone_out: CloneOut<T>,
     /// A copy of a freshly decoded value, to keep.
-    keep: fn(&T) -> Arc<dyn Any + Send + Sync>,
+    keep: fn(&T) -> Box<dyn Any + Send + Sync>,
 }
 
 impl<T: Clone + Send + Sync + 'static> ReplayCache<T> {
     /// The cache of a cloneable value type.
     pub const FOR_CLONE: Self = ReplayCache {
         clone_out: |kept| kept.downcast_ref::<T>().cloned(),
-        keep: |value| Arc::new(value.clone()),
+        keep: |value| Box::new(value.clone()),
     };
 }
 
@@ -414,29 +435,12 @@ fn replay_from_memory<T: DeserializeOwned>(
     op: &Operation,
     memory: &MemoryStore,
     key: &Key,
-    replay: Replay,
+    replay: Replay<T>,
     cache: Option<ReplayCache<T>>,
 ) -> Result<T, Error> {
     let (bytes, seq) = match replay.value {
+        ReplayValue::Decoded(value) => return Ok(value),
         ReplayValue::Encoded { bytes, seq } => (bytes, seq),
-        ReplayValue::Decoded(kept) => {
-            if let Some(value) = cache.and_then(|cache| (cache.clone_out)(&*kept)) {
-                return Ok(value);
-            }
-            // Kept as another type (only if two value types share one operation's key): decode.
-            match memory.replay_with(key, Instant::now(), false) {
-                Some(Replay {
-                    value: ReplayValue::Encoded { bytes, seq },
-                    ..
-                }) => (bytes, seq),
-                _ => {
-                    return Err(Error::OwnerFailed {
-                        operation: op.name(),
-                        key: *key,
-                    });
-                }
-            }
-        }
     };
     let value: T = record::decode(op.name(), &bytes)?;
     if let Some(cache) = cache {

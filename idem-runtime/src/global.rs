@@ -1,5 +1,6 @@
 //! The process-wide store, its installation, and per-task overrides.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -84,27 +85,14 @@ pub async fn with_store<F: Future>(store: Arc<dyn Store>, future: F) -> F::Outpu
     OVERRIDE.scope(store, future).await
 }
 
-/// The store a call made now would use. Resolved once per call.
-pub(crate) enum Resolved {
-    Global(&'static Arc<dyn Store>),
-    Scoped(Arc<dyn Store>),
-}
-
-impl Resolved {
-    pub(crate) fn get(&self) -> &Arc<dyn Store> {
-        match self {
-            Resolved::Global(store) => store,
-            Resolved::Scoped(store) => store,
-        }
-    }
-}
-
-pub(crate) fn resolve() -> Result<Resolved, Error> {
+/// The store a call made now would use: the task's scoped store, else the installed (or
+/// default) one, borrowed. Resolved once per call.
+pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
     if let Ok(store) = OVERRIDE.try_with(Arc::clone) {
-        return Ok(Resolved::Scoped(store));
+        return Ok(Cow::Owned(store));
     }
     if let Some(store) = GLOBAL.get() {
-        return Ok(Resolved::Global(store));
+        return Ok(Cow::Borrowed(store));
     }
     if strict() {
         return Err(Error::Config(
@@ -122,10 +110,10 @@ pub(crate) fn resolve() -> Result<Resolved, Error> {
         );
         Arc::new(MemoryStore::new())
     });
-    Ok(Resolved::Global(store))
+    Ok(Cow::Borrowed(store))
 }
 
 /// The name of the store a call made now would use (after resolving the default).
 pub fn store_name() -> Result<&'static str, Error> {
-    resolve().map(|r| r.get().name())
+    resolve().map(|r| r.name())
 }

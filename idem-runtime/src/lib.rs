@@ -82,7 +82,8 @@ pub use idem_macros::IdempotencyKey;
 pub use idem_macros::idempotent;
 pub use key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
 pub use operation::{
-    Call, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT_TIMEOUT, Location, OnConflict, Operation,
+    Call, DEFAULT_LEASE, DEFAULT_TTL, DEFAULT_WAIT_TIMEOUT, IntoCallStore, Location, OnConflict,
+    Operation,
 };
 pub use output::IdempotentOutput;
 pub use registry::{check_operations, forget_call, key_of, operation, operations};

@@ -1,10 +1,11 @@
 //! Operations: the static description of one idempotent function, and the calls made with it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::global::{self, Resolved};
+use crate::global;
 use crate::key::{IdempotencyKey, KeyHasher};
 use crate::store::Store;
 use crate::{Error, Fingerprint, Key};
@@ -280,7 +281,7 @@ impl Operation {
     /// runs the body again (a manual retry). `Ok(true)` if a live record was removed.
     pub async fn forget(&self, key: &Key) -> Result<bool, Error> {
         let resolved = global::resolve()?;
-        let removed = resolved.get().remove(key).await?;
+        let removed = resolved.remove(key).await?;
         tracing::debug!(target: "idem", operation = self.name, %key, removed, "forget");
         Ok(removed)
     }
@@ -292,10 +293,10 @@ pub struct Call<'a> {
     pub(crate) operation: &'a Operation,
     pub(crate) key: Key,
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) store: Option<Cow<'a, Arc<dyn Store>>>,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     /// The payload fingerprint to store with the claim; a later call with the same key and a
     /// different fingerprint gets [`Error::PayloadMismatch`]. Default: [`Fingerprint::NONE`].
     pub fn fingerprint(mut self, fingerprint: Fingerprint) -> Self {
@@ -303,16 +304,67 @@ impl Call<'_> {
         self
     }
 
-    /// Uses `store` instead of the task's or the process-wide store.
-    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.store = Some(store);
-        self
+    /// Uses `store` instead of the task's or the process-wide store: an `Arc` of any store,
+    /// or a reference to an `Arc<dyn Store>`, which the call borrows (sparing the two atomic
+    /// reference-count updates of a clone).
+    pub fn store<'b>(self, store: impl IntoCallStore<'b>) -> Call<'b>
+    where
+        'a: 'b,
+    {
+        Call {
+            operation: self.operation,
+            key: self.key,
+            fingerprint: self.fingerprint,
+            store: Some(store.into_call_store()),
+        }
     }
 
-    pub(crate) fn resolve_store(&mut self) -> Result<Resolved, Error> {
+    pub(crate) fn resolve_store(&mut self) -> Result<Cow<'a, Arc<dyn Store>>, Error> {
         match self.store.take() {
-            Some(store) => Ok(Resolved::Scoped(store)),
+            Some(store) => Ok(store),
             None => global::resolve(),
         }
+    }
+}
+
+/// What [`Call::store`] (and `#[idempotent(store = …)]`) accepts: an `Arc` of a store
+/// (`Arc<dyn Store>`, `Arc<MemoryStore>`, …), shared by the call, or a reference to one.
+/// A reference to an `Arc<dyn Store>` is borrowed for the call; a reference to an `Arc` of a
+/// concrete store is cloned.
+#[diagnostic::on_unimplemented(
+    message = "`store = …` (or `Call::store`) needs an `Arc` of an idempotency store, or a reference to one; `{Self}` is not",
+    label = "expected `Arc<dyn Store>`, `Arc<S: Store>`, or `&Arc<…>`",
+    note = "wrap the store in an `Arc` (e.g. `Arc::new(MemoryStore::new())`) and pass it or a reference to it"
+)]
+pub trait IntoCallStore<'a> {
+    /// The store, owned or borrowed.
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>>;
+}
+
+impl<'a, S: Store> IntoCallStore<'a> for Arc<S> {
+    #[inline]
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>> {
+        Cow::Owned(self as Arc<dyn Store>)
+    }
+}
+
+impl<'a> IntoCallStore<'a> for Arc<dyn Store> {
+    #[inline]
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>> {
+        Cow::Owned(self)
+    }
+}
+
+impl<'a, S: Store> IntoCallStore<'a> for &Arc<S> {
+    #[inline]
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>> {
+        Cow::Owned(self.clone() as Arc<dyn Store>)
+    }
+}
+
+impl<'a> IntoCallStore<'a> for &'a Arc<dyn Store> {
+    #[inline]
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>> {
+        Cow::Borrowed(self)
     }
 }

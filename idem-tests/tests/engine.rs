@@ -37,6 +37,31 @@ async fn same_key_twice_runs_once_and_replays() {
 }
 
 #[tokio::test]
+async fn a_borrowed_store_serves_the_call_without_being_cloned() {
+    static OP: Operation = Operation::new("engine.borrowed_store");
+    let (store, runs) = (store(), counter());
+    let key = OP.key(&"order-2").unwrap();
+    for _ in 0..2 {
+        let out: Result<usize, Error> = OP
+            .call(key)
+            .store(&store)
+            .run(async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                // Borrowed, not cloned: the test holds the only reference.
+                Ok(Arc::strong_count(&store))
+            })
+            .await;
+        assert_eq!(out.unwrap(), 1);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the second call replays");
+    // The record is in the borrowed store, not in the process-wide default.
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::Completed { .. })
+    ));
+}
+
+#[tokio::test]
 async fn failure_releases_and_the_retry_runs_again() {
     static OP: Operation = Operation::new("engine.retry");
     let (store, runs) = (store(), counter());

@@ -225,7 +225,7 @@ impl Contenders {
         let key = OP.key(c).unwrap();
         let out: Result<Receipt, idem_runtime::Error> = OP
             .call(key)
-            .store(self.store.clone())
+            .store(&self.store)
             .run(async { Ok(receipt(c)) })
             .await;
         out.unwrap()
@@ -237,7 +237,7 @@ impl Contenders {
         let key = OP.key(c).unwrap();
         let out: Result<Receipt, idem_runtime::Error> = OP
             .call(key)
-            .store(self.store.clone())
+            .store(&self.store)
             .run_cached(async { Ok(receipt(c)) })
             .await;
         out.unwrap()

@@ -3,6 +3,7 @@
 //! `#[idempotent]` and `#[derive(IdempotencyKey)]` reach the runtime only through this module,
 //! with absolute paths (`::idem_runtime::__private::…`, or the `crate = "…"` path).
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ pub use inventory;
 pub use crate::Error;
 pub use crate::engine::ReplayCache;
 pub use crate::key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
-pub use crate::operation::{Location, OnConflict, Operation};
+pub use crate::operation::{IntoCallStore, Location, OnConflict, Operation};
 pub use crate::output::IdempotentOutput;
 pub use crate::registry::Registration;
 
@@ -74,45 +75,6 @@ pub trait FromIdemError: From<Error> {}
 
 impl<E: From<Error>> FromIdemError for E {}
 
-/// What `store = <expr>` may evaluate to: an `Arc` of a store (`Arc<dyn Store>`,
-/// `Arc<MemoryStore>`, …) or a reference to one.
-#[diagnostic::on_unimplemented(
-    message = "`store = …` must be an `Arc` of an idempotency store, or a reference to one; `{Self}` is not",
-    label = "expected `Arc<dyn Store>`, `Arc<S: Store>`, or `&Arc<…>`"
-)]
-pub trait IntoStore {
-    /// The store, shared.
-    fn into_store(self) -> Arc<dyn Store>;
-}
-
-impl<S: Store> IntoStore for Arc<S> {
-    #[inline]
-    fn into_store(self) -> Arc<dyn Store> {
-        self
-    }
-}
-
-impl IntoStore for Arc<dyn Store> {
-    #[inline]
-    fn into_store(self) -> Arc<dyn Store> {
-        self
-    }
-}
-
-impl<S: Store> IntoStore for &Arc<S> {
-    #[inline]
-    fn into_store(self) -> Arc<dyn Store> {
-        self.clone()
-    }
-}
-
-impl IntoStore for &Arc<dyn Store> {
-    #[inline]
-    fn into_store(self) -> Arc<dyn Store> {
-        self.clone()
-    }
-}
-
 /// `Box::pin` for `#[async_trait]` methods (a function, so that no prelude path appears in
 /// code spanned on user tokens, which `unused_qualifications` would flag).
 #[inline]
@@ -120,10 +82,11 @@ pub fn pin_box<F: Future>(future: F) -> Pin<Box<F>> {
     Box::pin(future)
 }
 
-/// `store = <expr>`: the store of one call.
+/// `store = <expr>`: the store of one call (borrowed when the expression is a
+/// `&Arc<dyn Store>`).
 #[inline]
-pub fn store<S: IntoStore>(store: S) -> Option<Arc<dyn Store>> {
-    Some(store.into_store())
+pub fn store<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'a, Arc<dyn Store>>> {
+    Some(store.into_call_store())
 }
 
 /// One call of an `#[idempotent]` fn: checks the registry (cached), answers a
@@ -145,7 +108,7 @@ pub fn run<'a, R, T, E, B>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
-    store: Option<Arc<dyn Store>>,
+    store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: Option<ReplayCache<T>>,
     body: Pin<&'a mut B>,
 ) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B>, B>
@@ -212,7 +175,7 @@ async fn run_erased<R>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
-    store: Option<Arc<dyn Store>>,
+    store: Option<Cow<'_, Arc<dyn Store>>>,
     cache: Option<ReplayCache<R::Ok>>,
     body: Erased<'_, R>,
 ) -> R
@@ -227,7 +190,7 @@ async fn run_engine<R>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
-    store: Option<Arc<dyn Store>>,
+    store: Option<Cow<'_, Arc<dyn Store>>>,
     cache: Option<ReplayCache<R::Ok>>,
     body: Erased<'_, R>,
 ) -> Result<R::Ok, R::Err>
@@ -235,7 +198,7 @@ where
     R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
 {
     crate::registry::check_unique(op)?;
-    let key = match probe::offer(op, key, store.as_ref()) {
+    let key = match probe::offer(op, key, store.as_deref()) {
         probe::Offer::Taken(refusal) => return Err(refusal.into()),
         probe::Offer::NotProbed(key) => key,
     };

@@ -143,7 +143,7 @@ where
         let store = match &config.store {
             Some(store) => store.clone(),
             None => match global::resolve() {
-                Ok(resolved) => resolved.get().clone(),
+                Ok(resolved) => resolved.into_owned(),
                 Err(error) => {
                     return ResponseFuture::ready(internal(config, Kind::NoStore, &error));
                 }

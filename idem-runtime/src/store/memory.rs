@@ -84,23 +84,27 @@ enum State {
         seq: u64,
         /// The value decoded by the first replay of a `Clone` type (see
         /// [`MemoryStore::replay_at`]): later replays clone it instead of decoding again.
-        decoded: Option<Arc<dyn Any + Send + Sync>>,
+        decoded: Option<Box<dyn Any + Send + Sync>>,
     },
 }
 
 /// A completed record found by [`MemoryStore::replay_at`].
-pub(crate) struct Replay {
+pub(crate) struct Replay<T> {
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) value: ReplayValue,
+    pub(crate) value: ReplayValue<T>,
 }
 
 /// The value of a completed record, as kept.
-pub(crate) enum ReplayValue {
-    /// What an earlier replay decoded and kept (see [`MemoryStore::keep_decoded`]).
-    Decoded(Arc<dyn Any + Send + Sync>),
+pub(crate) enum ReplayValue<T> {
+    /// A clone of what an earlier replay decoded and kept (see
+    /// [`MemoryStore::keep_decoded`]).
+    Decoded(T),
     /// The encoded value, and the completion it belongs to.
     Encoded { bytes: Bytes, seq: u64 },
 }
+
+/// Clones a kept decoded value out, if it is a `T`.
+pub(crate) type CloneOut<T> = fn(&(dyn Any + Send + Sync)) -> Option<T>;
 
 impl Entry {
     fn is_expired(&self, now: Instant) -> bool {
@@ -321,13 +325,17 @@ impl MemoryStore {
     /// path, which needs no token, guard or claim when the answer is already recorded (a
     /// completed record cannot change until it expires or is removed, so reading it first and
     /// claiming only when it is absent keeps every claim atomic).
+    ///
+    /// With `clone_out`, a decoded value kept by an earlier replay is cloned out under the
+    /// shard's lock (cheaper than sharing it, which costs two atomic operations per replay);
+    /// otherwise, or if the kept value is not a `T`, the answer is the encoded value.
     #[inline]
-    pub(crate) fn replay_at(&self, key: &Key, now: Instant) -> Option<Replay> {
-        self.replay_with(key, now, true)
-    }
-
-    /// [`replay_at`](Self::replay_at), but always with the encoded value (`use_decoded` false).
-    pub(crate) fn replay_with(&self, key: &Key, now: Instant, use_decoded: bool) -> Option<Replay> {
+    pub(crate) fn replay_at<T>(
+        &self,
+        key: &Key,
+        now: Instant,
+        clone_out: Option<CloneOut<T>>,
+    ) -> Option<Replay<T>> {
         let shard = self.shard(key).lock();
         match shard.map.get(key) {
             Some(Entry {
@@ -341,8 +349,14 @@ impl MemoryStore {
                     },
             }) if *expires_at > now => Some(Replay {
                 fingerprint: *fingerprint,
-                value: match decoded {
-                    Some(decoded) if use_decoded => ReplayValue::Decoded(decoded.clone()),
+                value: match (decoded, clone_out) {
+                    (Some(kept), Some(clone_out)) => match clone_out(&**kept) {
+                        Some(value) => ReplayValue::Decoded(value),
+                        None => ReplayValue::Encoded {
+                            bytes: value.clone(),
+                            seq: *seq,
+                        },
+                    },
                     _ => ReplayValue::Encoded {
                         bytes: value.clone(),
                         seq: *seq,
@@ -355,7 +369,7 @@ impl MemoryStore {
 
     /// Keeps `decoded` (the value of completion `seq` of `key`, decoded) for later replays,
     /// unless the record changed meanwhile.
-    pub(crate) fn keep_decoded(&self, key: &Key, seq: u64, decoded: Arc<dyn Any + Send + Sync>) {
+    pub(crate) fn keep_decoded(&self, key: &Key, seq: u64, decoded: Box<dyn Any + Send + Sync>) {
         let mut shard = self.shard(key).lock();
         if let Some(Entry {
             state:
