@@ -171,48 +171,80 @@ impl<G: Future, B: ?Sized> Future for Run<'_, G, B> {
 }
 
 /// Everything after the body's type is erased: instantiated once per return type.
-async fn run_erased<R>(
+///
+/// Not an `async fn`: the registry check, the probe and the key's errors are settled here, when
+/// the annotated fn's own future first runs (it calls [`run`] in its first poll), so the future
+/// it then awaits is the engine's alone, not nested in more state machines that would each
+/// keep a copy of the call.
+fn run_erased<'a, R>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
-    store: Option<Cow<'_, Arc<dyn Store>>>,
+    store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: Option<ReplayCache<R::Ok>>,
-    body: Erased<'_, R>,
-) -> R
+    body: Erased<'a, R>,
+) -> Engine<impl Future<Output = Result<R::Ok, R::Err>> + 'a, R>
 where
-    R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
+    R: IdempotentOutput<Ok: Recordable, Err: FromIdemError> + 'a,
 {
-    R::from_result(run_engine(op, key, fingerprint, store, cache, body).await)
+    match prepare(op, key, fingerprint, store) {
+        Ok(call) => Engine::Running(call.run_with(body, cache)),
+        Err(error) => Engine::Stopped(Some(R::from_result(Err(error.into())))),
+    }
 }
 
-/// The engine part of [`run_erased`], with `?` on idempotency errors.
-async fn run_engine<R>(
+/// The call to run, or why it cannot: a duplicate operation name, a [`key_of`](crate::key_of)
+/// probe that took the key, or key material that could not be hashed.
+fn prepare<'a>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
-    store: Option<Cow<'_, Arc<dyn Store>>>,
-    cache: Option<ReplayCache<R::Ok>>,
-    body: Erased<'_, R>,
-) -> Result<R::Ok, R::Err>
-where
-    R: IdempotentOutput<Ok: Recordable, Err: FromIdemError>,
-{
+    store: Option<Cow<'a, Arc<dyn Store>>>,
+) -> Result<crate::operation::Call<'a>, Error> {
     crate::registry::check_unique(op)?;
     let key = match probe::offer(op, key, store.as_deref()) {
-        probe::Offer::Taken(refusal) => return Err(refusal.into()),
-        probe::Offer::NotProbed(key) => key,
+        probe::Offer::Taken(refusal) => return Err(refusal),
+        probe::Offer::NotProbed(key) => key?,
     };
     // Built in one piece: each builder step would copy the call (two 32-byte digests) again.
-    let call = crate::operation::Call {
+    Ok(crate::operation::Call {
         operation: op,
-        key: key?,
+        key,
         fingerprint: match fingerprint {
             Some(fingerprint) => fingerprint?,
             None => Fingerprint::NONE,
         },
         store,
-    };
-    call.run_with(body, cache).await
+    })
+}
+
+/// The engine's future, or the outcome of a call that stopped before it (see [`prepare`]).
+enum Engine<F, R> {
+    Running(F),
+    Stopped(Option<R>),
+}
+
+impl<F, R> Future for Engine<F, R>
+where
+    R: IdempotentOutput,
+    F: Future<Output = Result<R::Ok, R::Err>>,
+{
+    type Output = R;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        // SAFETY: structural pinning of `Running`'s future: `Engine` has no `Drop`, never moves
+        // the future out or replaces the variant; `Stopped`'s value is not pinned.
+        match unsafe { self.get_unchecked_mut() } {
+            Engine::Running(engine) => unsafe { Pin::new_unchecked(engine) }
+                .poll(cx)
+                .map(R::from_result),
+            Engine::Stopped(outcome) => match outcome.take() {
+                Some(outcome) => Poll::Ready(outcome),
+                None => panic!("an `#[idempotent]` call's future was polled after it completed"),
+            },
+        }
+    }
 }
 
 /// Picks the replay cache of an `#[idempotent]` fn's value type (see
