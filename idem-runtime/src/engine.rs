@@ -84,13 +84,6 @@ impl Call<'_> {
         let store = &*resolved;
         let op = self.operation;
         let key = self.key;
-        if context::is_running(&key) {
-            return Err(Error::Reentrant {
-                operation: op.name(),
-                key,
-            }
-            .into());
-        }
         // Taken before the claim, so the lease renewal is never scheduled later than a third of
         // the lease after the store started it.
         let claimed_at = Instant::now();
@@ -98,10 +91,18 @@ impl Call<'_> {
             && let Some(replay) = memory.replay_at(&key, claimed_at, cache.map(|c| c.clone_out))
         {
             // The common duplicate: answered from the recorded value, with no token, guard or
-            // claim (a completed record only changes by expiring or being removed).
+            // claim (a completed record only changes by expiring or being removed). No
+            // re-entrancy check is needed first: while a body runs, its record is in progress.
             check_fingerprint(op, &key, &replay.fingerprint, &self.fingerprint)?;
             tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
             return Ok(replay_from_memory(op, memory, &key, replay, cache)?);
+        }
+        if context::is_running(&key) {
+            return Err(Error::Reentrant {
+                operation: op.name(),
+                key,
+            }
+            .into());
         }
         Box::pin(claim_and_run(
             op,
@@ -449,6 +450,7 @@ fn replay_from_memory<T: DeserializeOwned>(
     Ok(value)
 }
 
+#[inline]
 fn check_fingerprint(
     op: &Operation,
     key: &Key,
@@ -458,11 +460,16 @@ fn check_fingerprint(
     if recorded == ours {
         Ok(())
     } else {
-        tracing::debug!(target: "idem", operation = op.name(), %key, "payload mismatch");
-        Err(Error::PayloadMismatch {
-            operation: op.name(),
-            key: *key,
-        })
+        Err(payload_mismatch(op, key))
+    }
+}
+
+#[cold]
+fn payload_mismatch(op: &Operation, key: &Key) -> Error {
+    tracing::debug!(target: "idem", operation = op.name(), %key, "payload mismatch");
+    Error::PayloadMismatch {
+        operation: op.name(),
+        key: *key,
     }
 }
 
