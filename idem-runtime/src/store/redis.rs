@@ -329,6 +329,8 @@ pub struct RedisStore {
     legacy_claim: Arc<AtomicBool>,
     /// Completed records seen by this process (opt-in, [`RedisStoreBuilder::local_cache`]).
     cache: Option<Arc<LocalCache>>,
+    /// [`RedisStoreBuilder::read_first`]: a claim starts with a plain `GET`.
+    read_first: bool,
 }
 
 #[derive(Clone)]
@@ -348,6 +350,7 @@ pub struct RedisStoreBuilder {
     reconnect_retries: usize,
     script_claim: bool,
     local_cache: (usize, Duration),
+    read_first: bool,
 }
 
 impl Default for RedisStoreBuilder {
@@ -361,6 +364,7 @@ impl Default for RedisStoreBuilder {
             reconnect_retries: 2,
             script_claim: false,
             local_cache: (0, Duration::ZERO),
+            read_first: false,
         }
     }
 }
@@ -420,6 +424,18 @@ impl RedisStoreBuilder {
     /// pipelines a `PTTL` (same round trip) to learn how long the record lives.
     pub fn local_cache(mut self, max_entries: usize, max_age: Duration) -> Self {
         self.local_cache = (max_entries, max_age);
+        self
+    }
+
+    /// Starts every claim with a plain `GET` of the record, and sends the atomic claim
+    /// (`SET … NX GET`) only when that finds no completed record. Off by default.
+    ///
+    /// A replay then costs the server a `GET` (about half the work of the claim command), but
+    /// a first call costs **three** round trips instead of two (`GET`, claim, complete). It
+    /// pays off when most calls are replays. Atomicity is unchanged: the `GET` only reads;
+    /// every claim is still the single `SET … NX GET`.
+    pub fn read_first(mut self, read_first: bool) -> Self {
+        self.read_first = read_first;
         self
     }
 
@@ -484,6 +500,7 @@ impl RedisStoreBuilder {
             replicas: self.replicas,
             legacy_claim: Arc::new(AtomicBool::new(self.script_claim)),
             cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
+            read_first: self.read_first,
         }
     }
 }
@@ -657,6 +674,39 @@ impl RedisStore {
         Ok((claim, left))
     }
 
+    /// The read-first step of a claim: `GET` (with the local cache, and `PTTL` in the same
+    /// round trip); answers the replay if the record is completed, else `None` (the caller
+    /// then claims: an in-progress record is answered by the claim, with its lease).
+    async fn read_completed(&self, key: &Key, rkey: RecordKey<'_>) -> Result<Option<Claim>, Error> {
+        let mut cmd = Cmd::with_capacity(2, 3 + rkey.len());
+        cmd.arg("GET").arg(rkey);
+        let sent = self
+            .cache
+            .as_ref()
+            .map(|cache| (cache, std::time::Instant::now(), cache.epoch()));
+        let (record, left) = if sent.is_some() {
+            let (record, left) = Box::pin(self.query_with_pttl(cmd, rkey))
+                .await
+                .map_err(store_error)?;
+            (record, Some(left))
+        } else {
+            (self.query(&cmd).await.map_err(store_error)?, None)
+        };
+        match record {
+            Value::BulkString(bytes) => match parse_record(bytes)? {
+                Stored::Completed { fingerprint, value } => {
+                    if let (Some((cache, sent_at, epoch)), Some(left)) = (sent, left) {
+                        cache.insert(key, fingerprint, &value, sent_at, epoch, pttl(&left)?);
+                    }
+                    Ok(Some(Claim::Completed { fingerprint, value }))
+                }
+                Stored::InProgress { .. } => Ok(None),
+            },
+            Value::Nil => Ok(None),
+            _ => Err(malformed("unexpected read answer")),
+        }
+    }
+
     /// `cmd` and `PTTL rkey` in one pipeline; answers both replies (errors as errors).
     async fn query_with_pttl(
         &self,
@@ -791,6 +841,11 @@ impl Store for RedisStore {
         }
         Box::pin(async move {
             let rkey = self.record_key(key);
+            if self.read_first
+                && let Some(replay) = self.read_completed(key, rkey).await?
+            {
+                return Ok(replay);
+            }
             let lease_ms = millis(lease);
             let record = in_progress_record(fingerprint, token, lease_ms);
             // Before sending: the cached entry then never outlives the record on the server.
