@@ -21,7 +21,17 @@
 //!   records (`local_cache(4096, 60 s)`), warm: no round trip;
 //! - Redis only, in the paired rounds: `raw SET NX PX GET`, the claim command alone (plain
 //!   client, same records, same decode): the ceiling for a replay that keeps the single-command
-//!   claim. `replay / raw SET NX PX GET` is then idem's own overhead on Redis.
+//!   claim. `replay / raw SET NX PX GET` is then idem's own overhead on Redis;
+//! - Redis only: `raw GET, record key`, a plain `GET` of idem's own record (same key and bytes,
+//!   same decode): the floor of a replay that reads first; and `replay, read-first` /
+//!   `first call, read-first` on a store with `read_first(true)` (`GET`, then the claim only
+//!   when no completed record is found: 1 round trip per replay, 3 per first call).
+//!
+//! Each paired run also prints the CPU time per call of this process and (Redis) of the
+//! server, summed over all rounds: steadier than the rates on a shared machine.
+//! `IDEM_BENCH_STORES=redis` (or `postgres`) runs one backend, `IDEM_BENCH_ROUNDS` and
+//! `IDEM_BENCH_SCALE` lengthen the run, and `IDEM_BENCH_COUNT=<contender>` runs one contender
+//! alone for `valgrind --tool=callgrind` (see [`paired`]).
 //!
 //! First, `paired` rounds run every contender back to back, many times, and print each one's
 //! median throughput and its median per-round ratio to `raw` (see [`paired`]); the ratios are
@@ -131,7 +141,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("idem-bench:{}:", std::process::id());
     let run: Arc<str> = Arc::from(prefix.as_str());
-    let (store, cached, conn, record_keys) = rt.block_on(async {
+    let (store, cached, conn, record_keys, read_first) = rt.block_on(async {
         let store = RedisStore::builder()
             .key_prefix(&prefix)
             .connect(&url)
@@ -165,7 +175,15 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 .unwrap();
         }
         let cached: Arc<dyn Store> = Arc::new(cached);
-        (store, cached, conn, record_keys)
+        let read_first: Arc<dyn Store> = Arc::new(
+            RedisStore::builder()
+                .key_prefix(&prefix)
+                .read_first(true)
+                .connect(&url)
+                .await
+                .unwrap(),
+        );
+        (store, cached, conn, record_keys, read_first)
     });
 
     let raw: Op = {
@@ -187,6 +205,25 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     // The claim command alone, without idem, on the same (completed) records: what a replay
     // costs at least with one `SET … NX GET` round trip. The keys exist, so it never writes
     // (and the 1 ms expiry would remove anything it wrote at once).
+    // A plain `GET` of idem's own record (same key, same bytes, same decode): the floor of a
+    // replay that reads before it claims.
+    let raw_record: Op = {
+        let conn = conn.clone();
+        let keys = record_keys.clone();
+        Arc::new(move |i| {
+            let mut conn = conn.clone();
+            let keys = keys.clone();
+            Box::pin(async move {
+                let record: Vec<u8> = redis::cmd("GET")
+                    .arg(&keys[(i % REPLAY_KEYS) as usize][..])
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let receipt: Receipt = serde_json::from_slice(&record[39..]).unwrap();
+                std::hint::black_box(receipt);
+            })
+        })
+    };
     let raw_claim: Op = {
         let conn = conn.clone();
         Arc::new(move |i| {
@@ -209,6 +246,20 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             })
         })
     };
+    // The server's CPU time (`INFO cpu`: getrusage of the server, µs resolution).
+    let server_cpu = {
+        let conn = conn.clone();
+        move || {
+            let info: String = rt
+                .block_on(redis::cmd("INFO").arg("cpu").query_async(&mut conn.clone()))
+                .ok()?;
+            let field = |name: &str| -> Option<f64> {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+            };
+            Some(field("used_cpu_sys")? + field("used_cpu_user")?)
+        }
+    };
     paired(
         rt,
         "redis",
@@ -218,8 +269,16 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
             ("first call", &first_call_op(&store, &run), 3_000),
             ("replay, local cache", &replay_op(&cached, &run), 50_000),
             ("raw SET NX PX GET", &raw_claim, 10_000),
+            ("raw GET, record key", &raw_record, 10_000),
+            ("replay, read-first", &replay_op(&read_first, &run), 10_000),
+            (
+                "first call, read-first",
+                &first_call_op(&read_first, &run),
+                3_000,
+            ),
         ],
-        &[(1, 4)],
+        &[(1, 4), (1, 5), (6, 5), (7, 2)],
+        Some(&server_cpu),
     );
     let mut group = c.benchmark_group("stores/redis");
     group.throughput(Throughput::Elements(1));
@@ -339,6 +398,7 @@ fn postgres(c: &mut Criterion, rt: &Runtime) {
             ("replay, local cache", &replay_op(&cached, &run), 50_000),
         ],
         &[],
+        None,
     );
     let mut group = c.benchmark_group("stores/postgres");
     group.throughput(Throughput::Elements(1));
@@ -395,6 +455,20 @@ fn bench_engine(
     bench_op(group, rt, "first_call", &first_call_op(store, run));
 }
 
+/// CPU time this process has used so far (every thread, from `/proc/self/task/*/schedstat`), in
+/// seconds; `None` where `/proc` is not readable.
+fn client_cpu() -> Option<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total as f64 / 1e9)
+}
+
+/// Reads a server's CPU time so far, in seconds (between rounds, never timed).
+type ServerCpu<'a> = &'a dyn Fn() -> Option<f64>;
+
 /// Runs rounds of every contender back to back (the order rotates each round, so that a change
 /// of machine load mid-round does not favour one of them) and prints each contender's median
 /// throughput and the median of its per-round ratio to the first contender (`raw`). Per-round
@@ -402,21 +476,77 @@ fn bench_engine(
 /// machine shared with other work; the spread (min–max of the per-round ratios) says how noisy
 /// the run was.
 /// `also`: further `(contender, baseline)` pairs to print the per-round ratio of.
-fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)], also: &[(usize, usize)]) {
+///
+/// It also sums the CPU time each contender used over all its rounds, in this process (every
+/// thread) and, with `server`, in the server: µs per call. On a saturated machine throughput
+/// follows the CPU per call, and these sums move much less with other load than the rates do;
+/// `cpu ratio` is the first contender's total CPU per call divided by this one's.
+///
+/// `IDEM_BENCH_COUNT=<contender>` (with `IDEM_BENCH_CALLS`, default 10000) instead runs that
+/// contender alone, `IDEM_BENCH_CALLS` calls from `CALLERS` tasks, and exits: for
+/// `valgrind --tool=callgrind`, where the difference between two call counts is the
+/// instruction count of that many calls.
+fn paired(
+    rt: &Runtime,
+    backend: &str,
+    contenders: &[(&str, &Op, u64)],
+    also: &[(usize, usize)],
+    server: Option<ServerCpu<'_>>,
+) {
+    if let Ok(name) = std::env::var("IDEM_BENCH_COUNT") {
+        let Some((_, op, _)) = contenders.iter().find(|(n, _, _)| *n == name) else {
+            return;
+        };
+        let calls: u64 = std::env::var("IDEM_BENCH_CALLS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(10_000);
+        // `IDEM_BENCH_SEQUENTIAL=1`: one call at a time instead of `CALLERS` at once.
+        if std::env::var_os("IDEM_BENCH_SEQUENTIAL").is_some() {
+            rt.block_on(async {
+                for i in 0..calls {
+                    op(i).await;
+                }
+            });
+        } else {
+            let op = (*op).clone();
+            rt.block_on(concurrently(calls, move |i| op(i)));
+        }
+        std::process::exit(0);
+    }
     // `IDEM_BENCH_ROUNDS`: more rounds narrow the medians on a busy machine.
     let rounds: usize = std::env::var("IDEM_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(21)
         .max(2);
+    // `IDEM_BENCH_SCALE`: multiplies the calls per round (longer rounds, less timer noise).
+    let scale: f64 = std::env::var("IDEM_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
     let mut rates = vec![Vec::new(); contenders.len()];
+    // Per contender: calls, client CPU, server CPU (seconds), all rounds but the first.
+    let mut cpu = vec![(0u64, 0.0f64, 0.0f64); contenders.len()];
+    let server_cpu = || server.and_then(|s| s()).unwrap_or(0.0);
     for round in 0..rounds {
         for offset in 0..contenders.len() {
             let index = (round + offset) % contenders.len();
             let (_, op, per_round) = contenders[index];
+            let per_round = ((per_round as f64 * scale) as u64).max(CALLERS);
             let op = op.clone();
+            let (client0, server0) = (client_cpu().unwrap_or(0.0), server_cpu());
             let elapsed = rt.block_on(concurrently(per_round, move |i| op(i)));
+            let (client1, server1) = (client_cpu().unwrap_or(0.0), server_cpu());
             rates[index].push(per_round as f64 / elapsed.as_secs_f64());
+            if round > 0 {
+                let c = &mut cpu[index];
+                *c = (
+                    c.0 + per_round,
+                    c.1 + client1 - client0,
+                    c.2 + server1 - server0,
+                );
+            }
         }
     }
     let median = |mut values: Vec<f64>| {
@@ -440,12 +570,26 @@ fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)], also: &[
             .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
         format!("{:.2}x ({lo:.2}-{hi:.2})", median(ratios))
     };
+    let per_call = |index: usize| {
+        let (calls, client, server) = cpu[index];
+        (client / calls as f64 * 1e6, server / calls as f64 * 1e6)
+    };
     for (index, (name, _, _)) in contenders.iter().enumerate() {
         let rate = median(rates[index].clone());
         line.push_str(&format!("\n  {name:<24} {rate:>9.0}/s"));
         if index > 0 {
             line.push_str(&format!("  {} {}", ratio(index, 0), contenders[0].0));
         }
+    }
+    line.push_str("\n  CPU per call (µs): client + server = total, cpu ratio to the first");
+    let (base_client, base_server) = per_call(0);
+    for (index, (name, _, _)) in contenders.iter().enumerate() {
+        let (client, server) = per_call(index);
+        line.push_str(&format!(
+            "\n  {name:<24} {client:>6.2} + {server:>5.2} = {:>6.2}  {:.2}x",
+            client + server,
+            (base_client + base_server) / (client + server)
+        ));
     }
     for &(this, base) in also {
         line.push_str(&format!(
@@ -459,13 +603,19 @@ fn paired(rt: &Runtime, backend: &str, contenders: &[(&str, &Op, u64)], also: &[
 }
 
 fn benches(c: &mut Criterion) {
+    // `IDEM_BENCH_STORES`: a comma-separated subset of `redis,postgres` (default both).
+    let stores = std::env::var("IDEM_BENCH_STORES").unwrap_or_else(|_| "redis,postgres".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    redis(c, &rt);
-    postgres(c, &rt);
+    if stores.split(',').any(|s| s == "redis") {
+        redis(c, &rt);
+    }
+    if stores.split(',').any(|s| s == "postgres") {
+        postgres(c, &rt);
+    }
 }
 
 criterion_group! {

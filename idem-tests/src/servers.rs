@@ -133,6 +133,12 @@ impl RedisFixture {
         Self::with_builder(RedisStore::builder().local_cache(1000, Duration::from_secs(60))).await
     }
 
+    /// Like [`new`](Self::new), reading each record before claiming it
+    /// ([`RedisStoreBuilder::read_first`](idem_runtime::store::RedisStoreBuilder::read_first)).
+    pub async fn with_read_first() -> Self {
+        Self::with_builder(RedisStore::builder().read_first(true)).await
+    }
+
     /// Connects a store configured by `builder` (its key prefix is replaced by the fixture's).
     pub async fn with_builder(builder: idem_runtime::store::RedisStoreBuilder) -> Self {
         let prefix = format!("idem-test:{}:", unique_suffix());
@@ -532,10 +538,20 @@ pub struct RedisClusterFixture {
 impl RedisClusterFixture {
     /// Starts (or joins) the test cluster and connects a store to it.
     pub async fn new() -> Self {
+        Self::with_builder(RedisStore::builder()).await
+    }
+
+    /// Like [`new`](Self::new), reading each record before claiming it.
+    pub async fn with_read_first() -> Self {
+        Self::with_builder(RedisStore::builder().read_first(true)).await
+    }
+
+    /// Connects a store configured by `builder` (its key prefix is replaced by the fixture's).
+    pub async fn with_builder(builder: idem_runtime::store::RedisStoreBuilder) -> Self {
         let cluster = tokio::task::spawn_blocking(RedisCluster::shared)
             .await
             .expect("cluster start-up panicked");
-        let store = RedisStore::builder()
+        let store = builder
             .key_prefix(format!("idem-test:{}:", unique_suffix()))
             .connect_cluster(cluster.urls())
             .await

@@ -20,6 +20,27 @@ mod local_cache {
     idem_tests::conformance_suite!(RedisFixture::with_local_cache());
 }
 
+/// The same suite reading each record before claiming it (`read_first`).
+mod read_first {
+    use idem_tests::servers::RedisFixture;
+
+    idem_tests::conformance_suite!(RedisFixture::with_read_first());
+}
+
+/// `read_first` together with the local cache (the read pipelines its `PTTL`).
+mod read_first_local_cache {
+    use std::time::Duration;
+
+    use idem_runtime::store::RedisStore;
+    use idem_tests::servers::RedisFixture;
+
+    idem_tests::conformance_suite!(RedisFixture::with_builder(
+        RedisStore::builder()
+            .read_first(true)
+            .local_cache(1000, Duration::from_secs(60))
+    ));
+}
+
 /// The local cache answers replays without Redis (a record deleted behind the store's back is
 /// still replayed until the entry's maximum age), forgets on `remove` at once, and never
 /// outlives the record's TTL.

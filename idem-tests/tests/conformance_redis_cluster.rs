@@ -6,3 +6,10 @@
 use idem_tests::servers::RedisClusterFixture;
 
 idem_tests::conformance_suite!(RedisClusterFixture::new());
+
+/// The same suite reading each record before claiming it (`read_first`).
+mod read_first {
+    use idem_tests::servers::RedisClusterFixture;
+
+    idem_tests::conformance_suite!(RedisClusterFixture::with_read_first());
+}
