@@ -175,6 +175,8 @@ fn pieces(c: &mut Criterion) {
         })
     });
     group.bench_function("chrono_utc_now", |b| b.iter(chrono::Utc::now));
+    // The memory store's clock, read once per replay for the expiry check.
+    group.bench_function("tokio_instant_now", |b| b.iter(tokio::time::Instant::now));
     group.finish();
 }
 
