@@ -23,9 +23,12 @@
 //!   client, same records, same decode): the ceiling for a replay that keeps the single-command
 //!   claim. `replay / raw SET NX PX GET` is then idem's own overhead on Redis;
 //! - Redis only: `raw GET, record key`, a plain `GET` of idem's own record (same key and bytes,
-//!   same decode): the floor of a replay that reads first; and `replay, read-first` /
-//!   `first call, read-first` on a store with `read_first(true)` (`GET`, then the claim only
-//!   when no completed record is found: 1 round trip per replay, 3 per first call).
+//!   same decode): the floor of a replay that reads first; `replay, read-first` /
+//!   `first call, read-first` on a store with `ClaimOrder::ReadFirst` (`GET`, then the claim
+//!   only when no completed record is found: 1 round trip per replay, 3 per first call); and
+//!   `replay, claim-first` / `first call, claim-first` with `ClaimOrder::ClaimFirst`. `replay`
+//!   and `first call` use the default `ClaimOrder::Adaptive` on one store: it reads first once
+//!   ~770 replays in a row have passed, and claims first again after 13 first calls.
 //!
 //! Each paired run also prints the CPU time per call of this process and (Redis) of the
 //! server, summed over all rounds: steadier than the rates on a shared machine.
@@ -47,7 +50,7 @@ use std::pin::Pin;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
-use idem_runtime::store::{PostgresStore, RedisStore};
+use idem_runtime::store::{ClaimOrder, PostgresStore, RedisStore};
 use idem_runtime::{Error, Key, Operation, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
@@ -141,7 +144,7 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
     let url = std::env::var("IDEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("idem-bench:{}:", std::process::id());
     let run: Arc<str> = Arc::from(prefix.as_str());
-    let (store, cached, conn, record_keys, read_first) = rt.block_on(async {
+    let (store, cached, conn, record_keys, read_first, claim_first) = rt.block_on(async {
         let store = RedisStore::builder()
             .key_prefix(&prefix)
             .connect(&url)
@@ -175,15 +178,16 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 .unwrap();
         }
         let cached: Arc<dyn Store> = Arc::new(cached);
-        let read_first: Arc<dyn Store> = Arc::new(
+        let with_order = |order| {
             RedisStore::builder()
                 .key_prefix(&prefix)
-                .read_first(true)
+                .claim_order(order)
                 .connect(&url)
-                .await
-                .unwrap(),
-        );
-        (store, cached, conn, record_keys, read_first)
+        };
+        let read_first: Arc<dyn Store> = Arc::new(with_order(ClaimOrder::ReadFirst).await.unwrap());
+        let claim_first: Arc<dyn Store> =
+            Arc::new(with_order(ClaimOrder::ClaimFirst).await.unwrap());
+        (store, cached, conn, record_keys, read_first, claim_first)
     });
 
     let raw: Op = {
@@ -276,8 +280,18 @@ fn redis(c: &mut Criterion, rt: &Runtime) {
                 &first_call_op(&read_first, &run),
                 3_000,
             ),
+            (
+                "replay, claim-first",
+                &replay_op(&claim_first, &run),
+                10_000,
+            ),
+            (
+                "first call, claim-first",
+                &first_call_op(&claim_first, &run),
+                3_000,
+            ),
         ],
-        &[(1, 4), (1, 5), (6, 5), (7, 2)],
+        &[(1, 4), (1, 5), (6, 5), (7, 9), (1, 8), (2, 9)],
         Some(&server_cpu),
     );
     let mut group = c.benchmark_group("stores/redis");

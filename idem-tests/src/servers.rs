@@ -134,9 +134,12 @@ impl RedisFixture {
     }
 
     /// Like [`new`](Self::new), reading each record before claiming it
-    /// ([`RedisStoreBuilder::read_first`](idem_runtime::store::RedisStoreBuilder::read_first)).
+    /// ([`ClaimOrder::ReadFirst`](idem_runtime::store::ClaimOrder::ReadFirst)).
     pub async fn with_read_first() -> Self {
-        Self::with_builder(RedisStore::builder().read_first(true)).await
+        Self::with_builder(
+            RedisStore::builder().claim_order(idem_runtime::store::ClaimOrder::ReadFirst),
+        )
+        .await
     }
 
     /// Connects a store configured by `builder` (its key prefix is replaced by the fixture's).
@@ -543,7 +546,10 @@ impl RedisClusterFixture {
 
     /// Like [`new`](Self::new), reading each record before claiming it.
     pub async fn with_read_first() -> Self {
-        Self::with_builder(RedisStore::builder().read_first(true)).await
+        Self::with_builder(
+            RedisStore::builder().claim_order(idem_runtime::store::ClaimOrder::ReadFirst),
+        )
+        .await
     }
 
     /// Connects a store configured by `builder` (its key prefix is replaced by the fixture's).

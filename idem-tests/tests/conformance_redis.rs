@@ -36,7 +36,7 @@ mod read_first_local_cache {
 
     idem_tests::conformance_suite!(RedisFixture::with_builder(
         RedisStore::builder()
-            .read_first(true)
+            .claim_order(idem_runtime::store::ClaimOrder::ReadFirst)
             .local_cache(1000, Duration::from_secs(60))
     ));
 }
@@ -59,4 +59,47 @@ async fn local_cache_serves_replays_within_its_bounds() {
         delete_redis_keys(&url, &pattern).unwrap();
     })
     .await;
+}
+
+/// The default claim order reads first during a run of replays and claims first again once
+/// first calls return (the thresholds are unit-tested in `claim_order.rs`); every body still
+/// runs once and every replay returns the recorded value, in both orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_claim_order_follows_the_share_of_replays() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use idem_runtime::{Error, Operation};
+
+    static OP: Operation = Operation::new("redis.adaptive_order");
+    let fixture = RedisFixture::new().await;
+    let store = idem_tests::conformance::Fixture::store(&fixture);
+    let runs = AtomicUsize::new(0);
+    let call = |n: u64| {
+        let (store, runs) = (&store, &runs);
+        async move {
+            let out: Result<u64, Error> = OP
+                .call(OP.key(&n).unwrap())
+                .store(store)
+                .run(async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(n * 2)
+                })
+                .await;
+            out.unwrap()
+        }
+    };
+    assert!(!fixture.redis().reads_first(), "a new store claims first");
+    assert_eq!(call(21).await, 42);
+    for _ in 0..800 {
+        assert_eq!(call(21).await, 42);
+    }
+    assert!(fixture.redis().reads_first(), "800 replays in a row: reads first");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    for n in 1..=13 {
+        assert_eq!(call(n).await, n * 2);
+    }
+    assert!(!fixture.redis().reads_first(), "13 first calls: claims first again");
+    assert_eq!(call(21).await, 42);
+    assert_eq!(call(7).await, 14);
+    assert_eq!(runs.load(Ordering::SeqCst), 14);
 }

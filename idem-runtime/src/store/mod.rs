@@ -10,6 +10,8 @@
 //! statically by the engine, so its replay path allocates nothing.
 
 /// The opt-in cache of completed records in front of the remote stores.
+#[cfg(feature = "redis")]
+mod claim_order;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod local_cache;
 pub(crate) mod memory;
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+#[cfg(feature = "redis")]
+pub use claim_order::ClaimOrder;
 pub use memory::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_VALUE_BYTES, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};

@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, RedisError, RedisWrite, ToRedisArgs, Value};
 
+use super::claim_order::{ClaimOrder, ReplayShare};
 use super::{Claim, Record, Store, StoreFuture, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
@@ -258,8 +259,9 @@ fn hex(key: &Key) -> [u8; 64] {
 ///   (Redis looks the key up twice and parses seven arguments; callgrind: 10.8k vs 5.3k per
 ///   command, unpipelined), which `redis-benchmark` sees as 5–10 % fewer commands per second. Servers older than Redis
 ///   7.0 refuse `NX` with `GET`; the store then switches to an equivalent Lua script.
-///   With [`RedisStoreBuilder::read_first`] a plain `GET` comes first and answers completed
-///   records (replays) by itself; the claim command follows only when it found none.
+///   When the store reads first ([`RedisStoreBuilder::claim_order`]: by default only while
+///   nearly all recent claims were replays), a plain `GET` comes first and answers completed
+///   records by itself; the claim command follows only when it found none.
 /// - **complete**, **release**, **renew** (and `get`) are Lua scripts: each compares the
 ///   caller's token with the record's (fencing) and then rewrites (`SET … PX ttl`), deletes or
 ///   re-expires (`PEXPIRE`) the key; a completed record has no token, an expired one is gone.
@@ -278,9 +280,9 @@ fn hex(key: &Key) -> [u8; 64] {
 ///
 /// | path | round trips |
 /// |---|---|
-/// | replay (record completed) | 1 (`SET … NX GET` returns the value; `GET` with [`RedisStoreBuilder::read_first`]) |
+/// | replay (record completed) | 1 (`SET … NX GET` returns the value, or a `GET` when reading first: [`RedisStoreBuilder::claim_order`]) |
 /// | replay with [`RedisStoreBuilder::local_cache`], record seen before by this process | 0 |
-/// | first call | 2 (`SET … NX GET`, then `EVALSHA complete`; +1 `WAIT` with [`RedisStoreBuilder::wait_for_replicas`]; +1 `GET` with `read_first`) |
+/// | first call | 2 (`SET … NX GET`, then `EVALSHA complete`; +1 `WAIT` with [`RedisStoreBuilder::wait_for_replicas`]; +1 `GET` when reading first, which the default [`ClaimOrder::Adaptive`] does only while ≥ 95 % of recent claims were replays) |
 /// | first call whose body fails | 2 (claim, `EVALSHA release`) |
 /// | duplicate while running | 2 (claim, `PTTL`; 1 with the local cache on, which pipelines the `PTTL`), then polls (below), then 1 read |
 /// | script unknown to the server | +1 once per script and server (`EVAL` after `NOSCRIPT`) |
@@ -331,8 +333,10 @@ pub struct RedisStore {
     legacy_claim: Arc<AtomicBool>,
     /// Completed records seen by this process (opt-in, [`RedisStoreBuilder::local_cache`]).
     cache: Option<Arc<LocalCache>>,
-    /// [`RedisStoreBuilder::read_first`]: a claim starts with a plain `GET`.
-    read_first: bool,
+    /// [`RedisStoreBuilder::claim_order`].
+    order: ClaimOrder,
+    /// What [`ClaimOrder::Adaptive`] follows (shared by clones, like the connection).
+    replay_share: Arc<ReplayShare>,
 }
 
 #[derive(Clone)]
@@ -352,7 +356,7 @@ pub struct RedisStoreBuilder {
     reconnect_retries: usize,
     script_claim: bool,
     local_cache: (usize, Duration),
-    read_first: bool,
+    order: ClaimOrder,
 }
 
 impl Default for RedisStoreBuilder {
@@ -366,7 +370,7 @@ impl Default for RedisStoreBuilder {
             reconnect_retries: 2,
             script_claim: false,
             local_cache: (0, Duration::ZERO),
-            read_first: false,
+            order: ClaimOrder::Adaptive,
         }
     }
 }
@@ -429,17 +433,18 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Starts every claim with a plain `GET` of the record, and sends the atomic claim
-    /// (`SET … NX GET`) only when that finds no completed record. Off by default.
+    /// Whether a claim starts with a plain `GET` of the record, sending the atomic claim
+    /// (`SET … NX GET`) only when that finds no completed record: always
+    /// ([`ClaimOrder::ReadFirst`]), never ([`ClaimOrder::ClaimFirst`]), or while nearly all
+    /// recent claims were replays ([`ClaimOrder::Adaptive`], the default).
     ///
-    /// A replay then costs the server a `GET` (about half the work of the claim command), but
-    /// a first call costs **three** round trips instead of two (`GET`, claim, complete).
-    /// Measured at 32 callers (README, Performance): replays 0.87–0.97× a raw `GET` instead of
-    /// 0.77–0.93×, first calls 14–24 % slower; it pays off only when nearly all calls are
-    /// replays. Atomicity is unchanged: the `GET` only reads; every claim is still the single
-    /// `SET … NX GET`.
-    pub fn read_first(mut self, read_first: bool) -> Self {
-        self.read_first = read_first;
+    /// Reading first, a replay costs the server a `GET` (about half the work of the claim
+    /// command), but a first call costs **three** round trips instead of two (`GET`, claim,
+    /// complete). Measured at 32 callers (README, Performance): replays 0.87–0.99× a raw `GET`
+    /// instead of 0.77–0.93×, first calls 14–24 % slower. Atomicity is the same in every
+    /// order: the `GET` only reads; every claim is the single `SET … NX GET`.
+    pub fn claim_order(mut self, order: ClaimOrder) -> Self {
+        self.order = order;
         self
     }
 
@@ -504,7 +509,8 @@ impl RedisStoreBuilder {
             replicas: self.replicas,
             legacy_claim: Arc::new(AtomicBool::new(self.script_claim)),
             cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
-            read_first: self.read_first,
+            order: self.order,
+            replay_share: Arc::default(),
         }
     }
 }
@@ -599,6 +605,26 @@ impl RedisStore {
     /// The configured bound on one value.
     pub fn max_value_bytes(&self) -> usize {
         self.max_value_bytes
+    }
+
+    /// Whether this store's next claim starts with a `GET` (see
+    /// [`RedisStoreBuilder::claim_order`]): always with [`ClaimOrder::ReadFirst`], never with
+    /// [`ClaimOrder::ClaimFirst`], and with [`ClaimOrder::Adaptive`] while at least 95 % of the
+    /// recent claims of this store and its clones found a completed record.
+    pub fn reads_first(&self) -> bool {
+        match self.order {
+            ClaimOrder::ClaimFirst => false,
+            ClaimOrder::ReadFirst => true,
+            ClaimOrder::Adaptive => self.replay_share.mostly_replays(),
+        }
+    }
+
+    /// Counts a claim that reached Redis (local-cache answers do not: they cost the server
+    /// nothing either way) for [`ClaimOrder::Adaptive`].
+    fn note_claim(&self, replay: bool) {
+        if self.order == ClaimOrder::Adaptive {
+            self.replay_share.note(replay);
+        }
     }
 
     /// The Redis key holding the record of `key`: the prefix, then the key in lowercase hex.
@@ -845,9 +871,10 @@ impl Store for RedisStore {
         }
         Box::pin(async move {
             let rkey = self.record_key(key);
-            if self.read_first
+            if self.reads_first()
                 && let Some(replay) = self.read_completed(key, rkey).await?
             {
+                self.note_claim(true);
                 return Ok(replay);
             }
             let lease_ms = millis(lease);
@@ -861,15 +888,20 @@ impl Store for RedisStore {
                 .set_nx_get(rkey, &record, lease_ms, sent.is_some())
                 .await?;
             match previous {
-                Value::Nil => Ok(Claim::Acquired),
+                Value::Nil => {
+                    self.note_claim(false);
+                    Ok(Claim::Acquired)
+                }
                 Value::BulkString(bytes) => match parse_record(bytes)? {
                     Stored::Completed { fingerprint, value } => {
+                        self.note_claim(true);
                         if let (Some((cache, sent_at, epoch)), Some(left)) = (sent, left) {
                             cache.insert(key, fingerprint, &value, sent_at, epoch, pttl(&left)?);
                         }
                         Ok(Claim::Completed { fingerprint, value })
                     }
                     Stored::InProgress { fingerprint, lease } => {
+                        self.note_claim(false);
                         let left = match left {
                             Some(left) => left,
                             None => {
