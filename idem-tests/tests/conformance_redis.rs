@@ -93,12 +93,18 @@ async fn adaptive_claim_order_follows_the_share_of_replays() {
     for _ in 0..800 {
         assert_eq!(call(21).await, 42);
     }
-    assert!(fixture.redis().reads_first(), "800 replays in a row: reads first");
+    assert!(
+        fixture.redis().reads_first(),
+        "800 replays in a row: reads first"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     for n in 1..=13 {
         assert_eq!(call(n).await, n * 2);
     }
-    assert!(!fixture.redis().reads_first(), "13 first calls: claims first again");
+    assert!(
+        !fixture.redis().reads_first(),
+        "13 first calls: claims first again"
+    );
     assert_eq!(call(21).await, 42);
     assert_eq!(call(7).await, 14);
     assert_eq!(runs.load(Ordering::SeqCst), 14);
