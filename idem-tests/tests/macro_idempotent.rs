@@ -717,3 +717,36 @@ async fn replays_of_clone_values_clone_the_kept_decoded_copy() {
     })
     .await;
 }
+
+/// Key material whose `Serialize` impl fails at run time.
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be serialized",
+        ))
+    }
+}
+
+static UNHASHABLE_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[idempotent(name = "tests.unhashable_at_run_time")]
+async fn unhashable_at_run_time(_value: Unserializable) -> Result<u32, Error> {
+    UNHASHABLE_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(1)
+}
+
+#[tokio::test]
+async fn key_material_that_fails_to_hash_is_an_error_and_the_body_does_not_run() {
+    with_store(store(), async {
+        match unhashable_at_run_time(Unserializable).await {
+            Err(Error::KeyMaterial { reason }) => {
+                assert!(reason.contains("refuses to be serialized"), "{reason}");
+            }
+            other => panic!("expected Error::KeyMaterial, got {other:?}"),
+        }
+        assert_eq!(UNHASHABLE_RUNS.load(Ordering::SeqCst), 0);
+    })
+    .await;
+}
