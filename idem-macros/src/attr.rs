@@ -44,6 +44,13 @@ pub fn option_name(
     Ok(Some(name))
 }
 
+/// The span of the option's name, for errors and for the `(value, span)` pairs of flags.
+pub fn name_span(meta: &ParseNestedMeta) -> Span {
+    meta.path
+        .get_ident()
+        .map_or_else(Span::call_site, proc_macro2::Ident::span)
+}
+
 fn path_name(path: &Path) -> String {
     path.segments
         .iter()

@@ -170,10 +170,7 @@ fn field(cx: &mut Ctxt, index: usize, f: syn::Field) -> Field {
         else {
             return Ok(());
         };
-        let span = meta
-            .path
-            .get_ident()
-            .map_or_else(Span::call_site, Ident::span);
+        let span = attr::name_span(meta);
         match name.as_str() {
             "exclude" => {
                 attr::flag(meta, &name)?;

@@ -192,10 +192,7 @@ pub fn param_opts(cx: &mut Ctxt, attrs: &mut Vec<Attribute>) -> ParamOpts {
             else {
                 return Ok(());
             };
-            let span = meta
-                .path
-                .get_ident()
-                .map_or_else(Span::call_site, Ident::span);
+            let span = attr::name_span(&meta);
             attr::flag(&meta, &name)?;
             match name.as_str() {
                 "exclude" => opts.exclude = Some(span),
