@@ -53,6 +53,28 @@ impl Backend {
     }
 }
 
+/// `<exe> <mode> --backend … --url … --namespace …`: the start of every worker command line
+/// (the tests pass `env!("CARGO_BIN_EXE_idem_worker")`, which only they can see).
+pub fn command(
+    exe: &str,
+    mode: &str,
+    backend: Backend,
+    url: &str,
+    namespace: &str,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(exe);
+    command.args([
+        mode,
+        "--backend",
+        backend.as_arg(),
+        "--url",
+        url,
+        "--namespace",
+        namespace,
+    ]);
+    command
+}
+
 /// The parsed command line.
 #[derive(Debug, Clone)]
 pub struct Args {

@@ -4,11 +4,11 @@
 //! saw the same result for every key.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idem_tests::servers::{PgFixture, RedisFixture, database_url, redis_url};
-use idem_tests::worker::Backend;
+use idem_tests::worker::{self, Backend};
 
 const PROCESSES: u32 = 4;
 const KEYS: u64 = 200;
@@ -19,22 +19,19 @@ async fn run_workers(backend: Backend, url: &str, namespace: &str) -> Vec<BTreeM
         SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + Duration::from_millis(1500);
     let children: Vec<_> = (0..PROCESSES)
         .map(|worker| {
-            Command::new(env!("CARGO_BIN_EXE_idem_worker"))
-                .args([
-                    "run",
-                    "--backend",
-                    backend.as_arg(),
-                    "--url",
-                    url,
-                    "--namespace",
-                    namespace,
-                ])
-                .args(["--worker", &worker.to_string(), "--keys", &KEYS.to_string()])
-                .args(["--start-at-ms", &start_at.as_millis().to_string()])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn idem_worker")
+            worker::command(
+                env!("CARGO_BIN_EXE_idem_worker"),
+                "run",
+                backend,
+                url,
+                namespace,
+            )
+            .args(["--worker", &worker.to_string(), "--keys", &KEYS.to_string()])
+            .args(["--start-at-ms", &start_at.as_millis().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn idem_worker")
         })
         .collect();
     let outputs: Vec<Output> = tokio::task::spawn_blocking(move || {

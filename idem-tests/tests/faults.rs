@@ -9,7 +9,7 @@
 //! - a value the caller received is already in the store (acknowledged / committed).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -80,21 +80,18 @@ where
 
 /// Spawns `idem_worker hold` on key 0 and returns it with the token it printed.
 fn spawn_holder(backend: Backend, url: &str, namespace: &str, lease_ms: u64) -> (Child, Token) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idem_worker"))
-        .args([
-            "hold",
-            "--backend",
-            backend.as_arg(),
-            "--url",
-            url,
-            "--namespace",
-            namespace,
-        ])
-        .args(["--first-key", "0", "--lease-ms", &lease_ms.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn idem_worker");
+    let mut child = worker::command(
+        env!("CARGO_BIN_EXE_idem_worker"),
+        "hold",
+        backend,
+        url,
+        namespace,
+    )
+    .args(["--first-key", "0", "--lease-ms", &lease_ms.to_string()])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("spawn idem_worker");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -126,19 +123,16 @@ async fn sigkill_takeover(backend: Backend, url: &str, namespace: &str, store: A
     let output = tokio::task::spawn_blocking({
         let (url, namespace) = (url.to_owned(), namespace.to_owned());
         move || {
-            Command::new(env!("CARGO_BIN_EXE_idem_worker"))
-                .args([
-                    "run",
-                    "--backend",
-                    backend.as_arg(),
-                    "--url",
-                    &url,
-                    "--namespace",
-                    &namespace,
-                ])
-                .args(["--worker", "7", "--first-key", "0", "--keys", "1"])
-                .output()
-                .expect("run idem_worker")
+            worker::command(
+                env!("CARGO_BIN_EXE_idem_worker"),
+                "run",
+                backend,
+                &url,
+                &namespace,
+            )
+            .args(["--worker", "7", "--first-key", "0", "--keys", "1"])
+            .output()
+            .expect("run idem_worker")
         }
     })
     .await
