@@ -349,14 +349,10 @@ impl MemoryStore {
                     },
             }) if *expires_at > now => Some(Replay {
                 fingerprint: *fingerprint,
-                value: match (decoded, clone_out) {
-                    (Some(kept), Some(clone_out)) => match clone_out(&**kept) {
-                        Some(value) => ReplayValue::Decoded(value),
-                        None => ReplayValue::Encoded {
-                            bytes: value.clone(),
-                            seq: *seq,
-                        },
-                    },
+                value: match decoded.as_deref().zip(clone_out) {
+                    Some((kept, clone_out)) if let Some(value) = clone_out(kept) => {
+                        ReplayValue::Decoded(value)
+                    }
                     _ => ReplayValue::Encoded {
                         bytes: value.clone(),
                         seq: *seq,
