@@ -167,7 +167,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
     {
         self.operation
             .call(key)
-            .store(self.store.clone())
+            .store(&self.store)
             .run(work())
             .await
     }
