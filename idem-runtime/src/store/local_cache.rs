@@ -216,52 +216,28 @@ mod tests {
     #[test]
     fn bounded_oldest_first_and_large_values_skipped() {
         let cache = LocalCache::new(SHARDS * 2, Duration::from_secs(60)).unwrap();
-        let (fp, value) = (Fingerprint::NONE, Bytes::from_static(b"v"));
         let now = Instant::now();
+        // Inserts as a replay sent just now would, with a record lifetime of a minute.
+        let put = |n: u8, value: &Bytes| {
+            let ttl = Duration::from_secs(60);
+            cache.insert(&key(n), Fingerprint::NONE, value, now, cache.epoch(), ttl);
+        };
+        let value = Bytes::from_static(b"v");
         for n in 1..=3 {
-            cache.insert(
-                &key(n),
-                fp,
-                &value,
-                now,
-                cache.epoch(),
-                Duration::from_secs(60),
-            );
+            put(n, &value);
         }
         assert_eq!(cache.get(&key(1)), None, "the oldest was evicted");
         assert!(cache.get(&key(2)).is_some() && cache.get(&key(3)).is_some());
         // Re-inserting a cached key does not duplicate it in the eviction order.
-        cache.insert(
-            &key(3),
-            fp,
-            &value,
-            now,
-            cache.epoch(),
-            Duration::from_secs(60),
-        );
+        put(3, &value);
         cache.remove(&key(2));
-        cache.insert(
-            &key(4),
-            fp,
-            &value,
-            now,
-            cache.epoch(),
-            Duration::from_secs(60),
-        );
+        put(4, &value);
         assert!(cache.get(&key(3)).is_some() && cache.get(&key(4)).is_some());
         let shard = cache.shard(&key(3)).lock();
         assert_eq!(shard.entries.len(), shard.order.len());
         drop(shard);
 
-        let big = Bytes::from(vec![0; MAX_CACHED_VALUE_BYTES + 1]);
-        cache.insert(
-            &key(5),
-            fp,
-            &big,
-            now,
-            cache.epoch(),
-            Duration::from_secs(60),
-        );
+        put(5, &Bytes::from(vec![0; MAX_CACHED_VALUE_BYTES + 1]));
         assert_eq!(cache.get(&key(5)), None);
     }
 }
