@@ -5,6 +5,11 @@
 //! benchmark after the other lets load drift between contenders.
 //!
 //! `cargo bench -p idem-runtime --bench engine_paired` (`-- --rounds 40 --calls 20000`).
+//!
+//! `-- --only <contender> --calls N` runs only that contender's replays (N of them, after the
+//! recording call), for an instruction count per replay under
+//! `valgrind --tool=callgrind`: the difference between two call counts, divided by the
+//! difference in calls.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -146,11 +151,30 @@ fn report(title: &str, times: &[Vec<f64>]) {
     }
 }
 
+/// The value following `name` on the command line, if any.
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
+}
+
 fn main() {
     let rounds = arg("--rounds", 30);
     let calls = arg("--calls", 20_000);
     let rt = runtime();
     let n = CONTENDERS.len();
+
+    if let Some(only) = text_arg("--only") {
+        let Some(which) = CONTENDERS.iter().position(|c| *c == only) else {
+            eprintln!("--only: unknown contender `{only}`; one of {CONTENDERS:?}");
+            std::process::exit(2);
+        };
+        let mut s = Contenders::new();
+        replay_round(&rt, &mut s, which, 1);
+        let ns = replay_round(&rt, &mut s, which, calls);
+        println!("{only}: {calls} replays, {ns:.0} ns per call");
+        return;
+    }
 
     let mut replay = vec![Vec::new(); n];
     let mut s = Contenders::new();
