@@ -27,12 +27,16 @@ const CONTENDERS: [&str; 5] = [
 ];
 
 fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
+    text_arg(name)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The value following `name` on the command line, if any.
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1).cloned()
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -149,13 +153,6 @@ fn report(title: &str, times: &[Vec<f64>]) {
             by_hand
         );
     }
-}
-
-/// The value following `name` on the command line, if any.
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1).cloned()
 }
 
 fn main() {
