@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
+use idem_runtime::key::AsBytes;
 use idem_runtime::record;
 
 #[path = "support/contenders.rs"]
@@ -152,6 +153,16 @@ fn pieces(c: &mut Criterion) {
     group.bench_function("format_key", |b| b.iter(|| string_key(black_box(&input))));
     group.bench_function("idem_key_hash", |b| {
         b.iter(|| OP.key(black_box(&input)).unwrap())
+    });
+    // The kernel against the blake3 crate: a 47-byte stream (the size of the `Charge` key's),
+    // through a key (the bytes form adds 3 bytes of framing) and through the crate alone.
+    let stream: [u8; 47] = std::array::from_fn(|i| i as u8);
+    group.bench_function("idem_key_47_bytes", |b| {
+        b.iter(|| OP.key(&AsBytes(black_box(&stream))).unwrap())
+    });
+    group.bench_function("blake3_crate_keyed_47_bytes", |b| {
+        let hash_key = [7u8; 32];
+        b.iter(|| blake3::keyed_hash(&hash_key, black_box(&stream)))
     });
     group.bench_function("idem_decode", |b| {
         b.iter(|| record::decode::<Receipt>(OP.name(), black_box(&encoded)).unwrap())
