@@ -6,6 +6,8 @@
 //!
 //! `cargo bench -p idem-runtime --bench engine_paired` (`-- --rounds 40 --calls 20000`).
 //!
+//! `-- --per-round` also prints every round's time per call, to see how the load moved.
+//!
 //! `-- --only <contender> --calls N` runs only that contender's replays (N of them, after the
 //! recording call), for an instruction count per replay under
 //! `valgrind --tool=callgrind`: the difference between two call counts, divided by the
@@ -18,13 +20,22 @@ use std::time::Instant;
 mod contenders;
 use contenders::*;
 
-const CONTENDERS: [&str; 5] = [
+const CONTENDERS: [&str; 6] = [
     "naive_handler",
     "hashmap_floor",
+    "moka_get_with",
     "idem_engine",
     "idem_engine_cached",
     "idem_macro",
 ];
+
+// Indices into `CONTENDERS`.
+const NAIVE: usize = 0;
+const FLOOR: usize = 1;
+const MOKA: usize = 2;
+const ENGINE: usize = 3;
+const CACHED: usize = 4;
+const MACRO: usize = 5;
 
 fn arg(name: &str, default: usize) -> usize {
     text_arg(name)
@@ -55,22 +66,27 @@ fn replay_round(
     let derived = DerivedCharge::from(input.clone());
     let start = Instant::now();
     match which {
-        0 => rt.block_on(async {
+        NAIVE => rt.block_on(async {
             for _ in 0..calls {
                 black_box(s.naive(black_box(&input)).await);
             }
         }),
-        1 => {
+        FLOOR => {
             for _ in 0..calls {
                 black_box(s.floor(black_box(&input)));
             }
         }
-        2 => rt.block_on(async {
+        MOKA => rt.block_on(async {
+            for _ in 0..calls {
+                black_box(s.moka(black_box(&input)).await);
+            }
+        }),
+        ENGINE => rt.block_on(async {
             for _ in 0..calls {
                 black_box(s.idem(black_box(&input)).await);
             }
         }),
-        3 => rt.block_on(async {
+        CACHED => rt.block_on(async {
             for _ in 0..calls {
                 black_box(s.idem_cached(black_box(&input)).await);
             }
@@ -92,22 +108,27 @@ fn first_call_round(rt: &tokio::runtime::Runtime, which: usize, calls: usize, ba
     let derived: Vec<DerivedCharge> = inputs.iter().cloned().map(DerivedCharge::from).collect();
     let start = Instant::now();
     match which {
-        0 => rt.block_on(async {
+        NAIVE => rt.block_on(async {
             for c in &inputs {
                 black_box(s.naive(c).await);
             }
         }),
-        1 => {
+        FLOOR => {
             for c in &inputs {
                 black_box(s.floor(c));
             }
         }
-        2 => rt.block_on(async {
+        MOKA => rt.block_on(async {
+            for c in &inputs {
+                black_box(s.moka(c).await);
+            }
+        }),
+        ENGINE => rt.block_on(async {
             for c in &inputs {
                 black_box(s.idem(c).await);
             }
         }),
-        3 => rt.block_on(async {
+        CACHED => rt.block_on(async {
             for c in &inputs {
                 black_box(s.idem_cached(c).await);
             }
@@ -124,6 +145,13 @@ fn first_call_round(rt: &tokio::runtime::Runtime, which: usize, calls: usize, ba
 }
 
 fn report(title: &str, times: &[Vec<f64>]) {
+    if std::env::args().any(|a| a == "--per-round") {
+        println!("\n{title}: ns per call, round by round");
+        for (name, rounds) in CONTENDERS.iter().zip(times) {
+            let rounds: Vec<String> = rounds.iter().map(|t| format!("{t:.0}")).collect();
+            println!("{name:<20} {}", rounds.join(" "));
+        }
+    }
     println!("\n{title}: median ns per call, and the median of per-round ratios");
     println!(
         "{:<20} {:>10} {:>10} {:>12}",
@@ -140,8 +168,8 @@ fn report(title: &str, times: &[Vec<f64>]) {
             )
         };
         // The macro is compared with the engine by hand on the same replay path (cached).
-        let by_hand = if i == 4 {
-            format!("{:.2}×", ratio(3))
+        let by_hand = if i == MACRO {
+            format!("{:.2}×", ratio(CACHED))
         } else {
             String::new()
         };
@@ -149,7 +177,7 @@ fn report(title: &str, times: &[Vec<f64>]) {
             "{:<20} {:>10.0} {:>9.2}× {:>12}",
             name,
             median(times[i].clone()),
-            ratio(0),
+            ratio(NAIVE),
             by_hand
         );
     }

@@ -26,7 +26,7 @@ pub(super) fn available() -> bool {
 
 /// Per round, the message word of each lane, in the order the round uses them: the column
 /// step's first and second words, then the diagonal step's. The diagonal step keeps row `b` in
-/// place and rotates rows `a`, `c` and `d` (see [`diagonalize`]), so its lane `j` computes the
+/// place and rotates rows `a`, `c` and `d` (`State::diagonalize`), so its lane `j` computes the
 /// G function of state word `4 + j`: lane 0 takes the words of the fourth diagonal G.
 static ROUND_WORDS: [[u32; 16]; 7] = round_words();
 
