@@ -53,8 +53,8 @@ pub fn operations() -> Vec<&'static Operation> {
 /// The `#[idempotent]` operation named `name`, if exactly one is registered.
 ///
 /// With it, code that did not make a call can still compute that call's key and
-/// [`forget`](Operation::forget) it (see also [`key_of`](crate::key_of) and
-/// [`forget_call`](crate::forget_call), which need no knowledge of the key encoding).
+/// [`forget`](Operation::forget) it (see also [`key_of`] and
+/// [`forget_call`], which need no knowledge of the key encoding).
 pub fn operation(name: &str) -> Option<&'static Operation> {
     let mut found = inventory::iter::<Registration>
         .into_iter()

@@ -1,4 +1,4 @@
-//! How a recorded response is laid out inside a [record](crate::record).
+//! How a recorded response is laid out inside a [record].
 //!
 //! The value of a completed record is a version-1 record (`idm`, format 1, JSON codec, kind
 //! *value*) whose JSON payload is:
