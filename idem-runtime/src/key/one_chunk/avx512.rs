@@ -14,7 +14,7 @@ use std::arch::x86_64::{
     _mm512_permutexvar_epi32,
 };
 
-use super::{BLOCK_LEN, CHUNK_END, CHUNK_LEN, CHUNK_START, IV, ROOT, SCHEDULE};
+use super::{BLOCK_LEN, IV, SCHEDULE, for_each_block};
 
 /// Whether this CPU runs the kernel. std caches the detection: a few relaxed loads.
 #[inline]
@@ -52,23 +52,11 @@ const fn round_words() -> [[u32; 16]; 7] {
 /// The CPU must have AVX-512F, AVX-512VL and AVX-512BW ([`available`]).
 #[target_feature(enable = "avx512f,avx512vl,avx512bw")]
 pub(super) unsafe fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
-    debug_assert!(input.len() <= CHUNK_LEN);
     let mut cv = [row(&key, 0), row(&key, 4)];
-    let mut flags = mode | CHUNK_START;
-    let mut rest = input;
-    while rest.len() > BLOCK_LEN {
-        let (block, tail) = rest.split_at(BLOCK_LEN);
-        // SAFETY: `block` holds exactly the 64 bytes read.
-        let words = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
-        cv = compress(cv, words, BLOCK_LEN as u32, flags);
-        flags = mode;
-        rest = tail;
-    }
-    // Bytes past the end of `rest` are masked out: not read, and zero in the register.
-    let present = u64::MAX.checked_shr(BLOCK_LEN as u32 - rest.len() as u32);
-    // SAFETY: the mask covers exactly the `rest.len()` bytes of `rest` (at most 64).
-    let words = unsafe { _mm512_maskz_loadu_epi8(present.unwrap_or(0), rest.as_ptr().cast()) };
-    let [lo, hi] = compress(cv, words, rest.len() as u32, flags | CHUNK_END | ROOT);
+    for_each_block(input, mode, |block, flags| {
+        cv = compress(cv, load_block(block), block.len() as u32, flags);
+    });
+    let [lo, hi] = cv;
     let mut out = [0u8; 32];
     // SAFETY: `out` has room for the two 16-byte stores.
     unsafe {
@@ -76,6 +64,15 @@ pub(super) unsafe fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
         _mm_storeu_si128(out.as_mut_ptr().add(16).cast(), hi);
     }
     out
+}
+
+/// The block's bytes, zero-padded to 64. Bytes past its end are masked out: never read.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn load_block(block: &[u8]) -> __m512i {
+    let present = u64::MAX.checked_shr(BLOCK_LEN as u32 - block.len() as u32);
+    // SAFETY: the mask covers exactly the `block.len()` (at most 64) bytes of `block`.
+    unsafe { _mm512_maskz_loadu_epi8(present.unwrap_or(0), block.as_ptr().cast()) }
 }
 
 #[inline]

@@ -74,6 +74,24 @@ fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
     portable::hash(key, mode, input)
 }
 
+/// Runs `compress(block, flags)` over the blocks of the one-chunk `input`, in order, with
+/// BLAKE3's flags: every block but the last is 64 bytes, the last one holds the rest (possibly
+/// nothing; the kernels zero-pad it), `CHUNK_START` marks the first and `CHUNK_END | ROOT` the
+/// last. The one place of the chunk's framing, shared by the kernels.
+#[inline(always)]
+fn for_each_block(input: &[u8], mode: u32, mut compress: impl FnMut(&[u8], u32)) {
+    debug_assert!(input.len() <= CHUNK_LEN);
+    let mut flags = mode | CHUNK_START;
+    let mut rest = input;
+    while rest.len() > BLOCK_LEN {
+        let (block, tail) = rest.split_at(BLOCK_LEN);
+        compress(block, flags);
+        flags = mode;
+        rest = tail;
+    }
+    compress(rest, flags | CHUNK_END | ROOT);
+}
+
 fn words(key: &[u8; 32]) -> [u32; 8] {
     std::array::from_fn(|i| {
         u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])

@@ -1,26 +1,13 @@
 //! The portable kernel: the BLAKE3 compression function in scalar code.
 
-use super::{BLOCK_LEN, CHUNK_END, CHUNK_LEN, CHUNK_START, IV, ROOT, SCHEDULE};
+use super::{BLOCK_LEN, IV, SCHEDULE, for_each_block};
 
 /// The root output of the single chunk `input` (chunk counter 0) under `key` and `mode`.
 pub(super) fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
-    debug_assert!(input.len() <= CHUNK_LEN);
     let mut cv = key;
-    let mut flags = mode | CHUNK_START;
-    let mut rest = input;
-    // Every block but the last is full; the last (possibly empty) one is zero-padded.
-    while rest.len() > BLOCK_LEN {
-        let (block, tail) = rest.split_at(BLOCK_LEN);
-        compress(&mut cv, block_words(block), BLOCK_LEN as u32, flags);
-        flags = mode;
-        rest = tail;
-    }
-    compress(
-        &mut cv,
-        block_words(rest),
-        rest.len() as u32,
-        flags | CHUNK_END | ROOT,
-    );
+    for_each_block(input, mode, |block, flags| {
+        compress(&mut cv, block_words(block), block.len() as u32, flags);
+    });
     let mut out = [0u8; 32];
     for (bytes, word) in out.chunks_exact_mut(4).zip(cv) {
         bytes.copy_from_slice(&word.to_le_bytes());
