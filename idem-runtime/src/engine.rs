@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::context::{self, Frame};
 use crate::operation::{Call, OnConflict, Operation};
-use crate::store::memory::{CloneOut, Replay, ReplayValue};
+use crate::store::memory::{Replay, ReplayValue};
 use crate::store::{Claim, MemoryStore, Record, Store};
 use crate::{Error, Fingerprint, Key, Token, record};
 
@@ -43,7 +43,7 @@ impl Call<'_> {
         T: Serialize + DeserializeOwned,
         E: From<Error>,
     {
-        self.run_with(body, None)
+        self.run_with(body, DecodeEachReplay)
     }
 
     /// Like [`run`](Self::run), for values that are cheap to clone: on the memory store, the
@@ -61,19 +61,16 @@ impl Call<'_> {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: From<Error>,
     {
-        self.run_with(body, Some(ReplayCache::<T>::FOR_CLONE))
+        self.run_with(body, KeepDecoded)
     }
 
-    /// [`run`](Self::run), with the replay cache of `T` when it has one.
-    pub(crate) async fn run_with<T, E, F>(
-        mut self,
-        body: F,
-        cache: Option<ReplayCache<T>>,
-    ) -> Result<T, E>
+    /// [`run`](Self::run), with replays on the memory store answered as `C` says.
+    pub(crate) async fn run_with<T, E, F, C>(mut self, body: F, _cache: C) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         T: Serialize + DeserializeOwned,
         E: From<Error>,
+        C: ReplayCache<T>,
     {
         // Performance notes (see `benches/engine_paired.rs`): this future is what every call
         // creates, moves and polls, so it holds only the replay path: the call, the body and,
@@ -88,14 +85,14 @@ impl Call<'_> {
         // the lease after the store started it.
         let claimed_at = Instant::now();
         if let Some(memory) = store.as_memory()
-            && let Some(replay) = memory.replay_at(&key, claimed_at, cache.map(|c| c.clone_out))
+            && let Some(replay) = memory.replay_at(&key, claimed_at, C::clone_out)
         {
             // The common duplicate: answered from the recorded value, with no token, guard or
             // claim (a completed record only changes by expiring or being removed). No
             // re-entrancy check is needed first: while a body runs, its record is in progress.
             check_fingerprint(op, &key, &replay.fingerprint, &self.fingerprint)?;
             tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
-            return Ok(replay_from_memory(op, memory, &key, replay, cache)?);
+            return Ok(replay_from_memory::<T, C>(op, memory, &key, replay)?);
         }
         if context::is_running(&key) {
             return Err(Error::Reentrant {
@@ -398,54 +395,69 @@ async fn wait_for_owner<T: DeserializeOwned>(
     }
 }
 
-/// Lets a replay on the memory store reuse the value an earlier replay decoded (see
-/// [`Call::run_cached`]): exists only for `Clone + Send + Sync + 'static` values.
-pub struct ReplayCache<T> {
-    /// A clone of the kept value, if it is a `T` (a record is only ever replayed as the value
-    /// type of its operation, but a type check costs nothing and keeps this safe regardless).
-    clone_out: CloneOut<T>,
-    /// A copy of a freshly decoded value, to keep.
-    keep: fn(&T) -> Box<dyn Any + Send + Sync>,
+/// How a replay on the memory store gets its value: by decoding the recorded bytes
+/// ([`DecodeEachReplay`], [`Call::run`]) or by cloning a copy that an earlier replay decoded
+/// and kept next to the record ([`KeepDecoded`], [`Call::run_cached`]).
+///
+/// A type rather than a value (such as a pair of function pointers), so the replay path calls
+/// the clone directly and the compiler can inline it.
+pub trait ReplayCache<T> {
+    /// A clone of `kept`, if this cache keeps values and `kept` is a `T` (a record is only ever
+    /// replayed as the value type of its operation, but a type check costs nothing and keeps
+    /// this safe regardless).
+    fn clone_out(kept: &(dyn Any + Send + Sync)) -> Option<T>;
+
+    /// A copy of the freshly decoded `value` to keep, if this cache keeps values.
+    fn keep(value: &T) -> Option<Box<dyn Any + Send + Sync>>;
 }
 
-impl<T: Clone + Send + Sync + 'static> ReplayCache<T> {
-    /// The cache of a cloneable value type.
-    pub const FOR_CLONE: Self = ReplayCache {
-        clone_out: |kept| kept.downcast_ref::<T>().cloned(),
-        keep: |value| Box::new(value.clone()),
-    };
-}
+/// Every replay decodes the recorded bytes ([`Call::run`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeEachReplay;
 
-impl<T> Clone for ReplayCache<T> {
-    fn clone(&self) -> Self {
-        *self
+impl<T> ReplayCache<T> for DecodeEachReplay {
+    #[inline(always)]
+    fn clone_out(_: &(dyn Any + Send + Sync)) -> Option<T> {
+        None
+    }
+
+    #[inline(always)]
+    fn keep(_: &T) -> Option<Box<dyn Any + Send + Sync>> {
+        None
     }
 }
 
-impl<T> Copy for ReplayCache<T> {}
+/// The first replay keeps the value it decoded, later ones clone it ([`Call::run_cached`]):
+/// for `Clone + Send + Sync + 'static` values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeepDecoded;
 
-impl<T> std::fmt::Debug for ReplayCache<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReplayCache")
+impl<T: Clone + Send + Sync + 'static> ReplayCache<T> for KeepDecoded {
+    #[inline(always)]
+    fn clone_out(kept: &(dyn Any + Send + Sync)) -> Option<T> {
+        kept.downcast_ref::<T>().cloned()
+    }
+
+    fn keep(value: &T) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(value.clone()))
     }
 }
 
 /// The value of a completed record of the memory store: a clone of the kept decoded value, or
 /// a decode (kept for the next replay when `T` has a cache).
-fn replay_from_memory<T: DeserializeOwned>(
+fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
     op: &Operation,
     memory: &MemoryStore,
     key: &Key,
     replay: Replay<T>,
-    cache: Option<ReplayCache<T>>,
 ) -> Result<T, Error> {
     let (bytes, seq) = match replay.value {
         ReplayValue::Decoded(value) => return Ok(value),
         ReplayValue::Encoded { bytes, seq } => (bytes, seq),
     };
     let value: T = record::decode(op.name(), &bytes)?;
-    if let Some(cache) = cache {
-        memory.keep_decoded(key, seq, (cache.keep)(&value));
+    if let Some(kept) = C::keep(&value) {
+        memory.keep_decoded(key, seq, kept);
     }
     Ok(value)
 }

@@ -5,7 +5,7 @@
 //!     static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
 //!     inventory::submit! { Registration::new(&__IDEM_OP) }
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run::<R, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, cache, pin!(async move { body })).await
+//!     run::<R, _, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, cache, pin!(async move { body })).await
 //! }
 //! ```
 
@@ -113,7 +113,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let output = &plan.output;
     let out_span = output.span();
     // Spanned on the return type: the checks of `run`'s bounds are reported there.
-    let run = respan(quote!(#k::__private::run::<#output, _, _, _>), out_span);
+    let run = respan(quote!(#k::__private::run::<#output, _, _, _, _>), out_span);
     let destructure = plan
         .destructure
         .iter()

@@ -17,7 +17,7 @@ pub use ::std::time::Duration;
 pub use inventory;
 
 pub use crate::Error;
-pub use crate::engine::ReplayCache;
+pub use crate::engine::{DecodeEachReplay, KeepDecoded, ReplayCache};
 pub use crate::key::{Fingerprint, IdempotencyKey, Key, KeyHasher};
 pub use crate::operation::{IntoCallStore, Location, OnConflict, Operation};
 pub use crate::output::IdempotentOutput;
@@ -104,20 +104,21 @@ pub fn store<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'a, Arc<dyn Store
 /// [`Recordable`], its error [`FromIdemError`]. Each is a bound of its own, so a failing one
 /// is reported with its own message.
 #[inline]
-pub fn run<'a, R, T, E, B>(
+pub fn run<'a, R, T, E, B, C>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
-    cache: Option<ReplayCache<T>>,
+    cache: C,
     body: Pin<&'a mut B>,
-) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B>, B>
+) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B, C>, B>
 where
     R: IdempotentOutput<Ok = T, Err = E>,
     T: Recordable,
     E: FromIdemError,
     B: Future<Output = R> + 'a,
     R: 'a,
+    C: ReplayCache<T> + 'a,
 {
     let body: Pin<&'a mut (dyn Future<Output = R> + 'a)> = body;
     Run {
@@ -131,18 +132,18 @@ where
 /// when the body is `Send` (see `Erased`); it costs one trivial `poll` per annotated fn.
 ///
 /// ```
-/// # use idem_runtime::__private::{Operation, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, pin, run};
 /// static OP: Operation = Operation::new("docs.run_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// let body = pin!(async { Ok::<u32, idem_runtime::Error>(1) });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, None, body));
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _, _>(&OP, OP.key(&1), None, None, DecodeEachReplay, body));
 /// ```
 ///
 /// A body that is not `Send` makes the call's future not `Send`, although the engine only sees
 /// the erased body:
 ///
 /// ```compile_fail
-/// # use idem_runtime::__private::{Operation, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, pin, run};
 /// static OP: Operation = Operation::new("docs.run_not_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// let body = pin!(async {
@@ -150,7 +151,7 @@ where
 ///     std::future::ready(()).await;
 ///     Ok::<u32, idem_runtime::Error>(*local)
 /// });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _>(&OP, OP.key(&1), None, None, None, body));
+/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _, _>(&OP, OP.key(&1), None, None, DecodeEachReplay, body));
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Run<'a, G, B: ?Sized> {
@@ -176,16 +177,17 @@ impl<G: Future, B: ?Sized> Future for Run<'_, G, B> {
 /// the annotated fn's own future first runs (it calls [`run`] in its first poll), so the future
 /// it then awaits is the engine's alone, not nested in more state machines that would each
 /// keep a copy of the call.
-fn run_erased<'a, R>(
+fn run_erased<'a, R, C>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
-    cache: Option<ReplayCache<R::Ok>>,
+    cache: C,
     body: Erased<'a, R>,
 ) -> Engine<impl Future<Output = Result<R::Ok, R::Err>> + 'a, R>
 where
     R: IdempotentOutput<Ok: Recordable, Err: FromIdemError> + 'a,
+    C: ReplayCache<R::Ok> + 'a,
 {
     match prepare(op, key, fingerprint, store) {
         Ok(call) => Engine::Running(call.run_with(body, cache)),
@@ -249,9 +251,9 @@ where
 
 /// Picks the replay cache of an `#[idempotent]` fn's value type (see
 /// [`Call::run_cached`](crate::Call::run_cached)): `CacheProbe::<R>::new().replay_cache()` is
-/// `Some` when the value of the return type `R` is `Clone + Send + Sync + 'static`, else `None`
-/// (autoderef specialization on the concrete type, like `dispatch`; it never fails to
-/// compile, so a bad return type gets only the errors of `run`'s own bounds).
+/// [`KeepDecoded`] when the value of the return type `R` is `Clone + Send + Sync + 'static`,
+/// else [`DecodeEachReplay`] (autoderef specialization on the concrete type, like `dispatch`;
+/// it never fails to compile, so a bad return type gets only the errors of `run`'s own bounds).
 pub struct CacheProbe<R>(NoCache<R>);
 
 /// The fallback of [`CacheProbe`]: no cache.
@@ -285,16 +287,16 @@ where
 {
     /// The value type is `Clone`: replays on the memory store clone a kept decoded copy.
     #[inline(always)]
-    pub fn replay_cache(&self) -> Option<ReplayCache<R::Ok>> {
-        Some(ReplayCache::<R::Ok>::FOR_CLONE)
+    pub fn replay_cache(&self) -> KeepDecoded {
+        KeepDecoded
     }
 }
 
 impl<R> NoCache<R> {
     /// Any other value type: every replay decodes.
     #[inline(always)]
-    pub fn replay_cache<T>(&self) -> Option<ReplayCache<T>> {
-        None
+    pub fn replay_cache(&self) -> DecodeEachReplay {
+        DecodeEachReplay
     }
 }
 

@@ -103,9 +103,6 @@ pub(crate) enum ReplayValue<T> {
     Encoded { bytes: Bytes, seq: u64 },
 }
 
-/// Clones a kept decoded value out, if it is a `T`.
-pub(crate) type CloneOut<T> = fn(&(dyn Any + Send + Sync)) -> Option<T>;
-
 impl Entry {
     fn is_expired(&self, now: Instant) -> bool {
         match &self.state {
@@ -326,15 +323,16 @@ impl MemoryStore {
     /// completed record cannot change until it expires or is removed, so reading it first and
     /// claiming only when it is absent keeps every claim atomic).
     ///
-    /// With `clone_out`, a decoded value kept by an earlier replay is cloned out under the
-    /// shard's lock (cheaper than sharing it, which costs two atomic operations per replay);
-    /// otherwise, or if the kept value is not a `T`, the answer is the encoded value.
+    /// A decoded value kept by an earlier replay is cloned out by `clone_out` under the shard's
+    /// lock (cheaper than sharing it, which costs two atomic operations per replay); if there
+    /// is none, or `clone_out` gives none (not a `T`, or a caller that decodes every replay),
+    /// the answer is the encoded value.
     #[inline]
     pub(crate) fn replay_at<T>(
         &self,
         key: &Key,
         now: Instant,
-        clone_out: Option<CloneOut<T>>,
+        clone_out: impl FnOnce(&(dyn Any + Send + Sync)) -> Option<T>,
     ) -> Option<Replay<T>> {
         let shard = self.shard(key).lock();
         match shard.map.get(key) {
@@ -349,10 +347,8 @@ impl MemoryStore {
                     },
             }) if *expires_at > now => Some(Replay {
                 fingerprint: *fingerprint,
-                value: match decoded.as_deref().zip(clone_out) {
-                    Some((kept, clone_out)) if let Some(value) = clone_out(kept) => {
-                        ReplayValue::Decoded(value)
-                    }
+                value: match decoded.as_deref().and_then(clone_out) {
+                    Some(value) => ReplayValue::Decoded(value),
                     _ => ReplayValue::Encoded {
                         bytes: value.clone(),
                         seq: *seq,
