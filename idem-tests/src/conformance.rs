@@ -184,20 +184,20 @@ pub async fn lease_expiry_allows_takeover(store: Arc<dyn Store>) {
 }
 
 /// Renewal keeps a claim alive past its original lease.
+///
+/// Each renewal comes a third of a lease after the previous one, as the engine's renewals do,
+/// so a round trip delayed by up to two thirds of a lease (a loaded CI machine, a slow
+/// database) still renews in time; four of them outlast the first lease.
 pub async fn renew_extends_the_lease(store: Arc<dyn Store>) {
+    const RENEW_LEASE: Duration = Duration::from_millis(900);
     let key = unique_key("renew");
     let token = Token::generate();
-    store
-        .claim(&key, &fp(1), token, Duration::from_millis(200))
-        .await
-        .unwrap();
+    store.claim(&key, &fp(1), token, RENEW_LEASE).await.unwrap();
     for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(RENEW_LEASE / 3).await;
         assert!(
-            store
-                .renew(&key, token, Duration::from_millis(200))
-                .await
-                .unwrap()
+            store.renew(&key, token, RENEW_LEASE).await.unwrap(),
+            "a renewal a third of a lease after the previous one must succeed"
         );
     }
     assert!(matches!(
@@ -640,9 +640,10 @@ pub async fn local_cache_bounds(store: &dyn Store, max_age: Duration, lose_all: 
     assert!(store.remove(&key).await.unwrap());
     assert_eq!(claim(key).await, Claim::Acquired);
 
-    // An entry never outlives its record's TTL (shorter than `max_age` here).
-    let key = complete(Duration::from_millis(150)).await;
+    // An entry never outlives its record's TTL (shorter than `max_age` here): looked up after
+    // the TTL but before `max_age`, the entry is gone with its record.
+    let key = complete(max_age * 2 / 5).await;
     assert_eq!(claim(key).await, replayed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(max_age * 3 / 5).await;
     assert_eq!(claim(key).await, Claim::Acquired, "expired with the record");
 }

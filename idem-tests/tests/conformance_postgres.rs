@@ -186,7 +186,7 @@ async fn migrate_upgrades_a_version_1_table() {
 async fn local_cache_serves_replays_within_its_bounds() {
     use idem_runtime::store::PostgresStore;
 
-    let max_age = Duration::from_millis(300);
+    let max_age = Duration::from_secs(1);
     let fixture =
         PgFixture::with_builder(PostgresStore::builder().local_cache(100, max_age), 4).await;
     let store = fixture.postgres();

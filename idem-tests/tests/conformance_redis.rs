@@ -51,7 +51,7 @@ async fn local_cache_serves_replays_within_its_bounds() {
     use idem_runtime::store::RedisStore;
     use idem_tests::servers::delete_redis_keys;
 
-    let max_age = Duration::from_millis(300);
+    let max_age = Duration::from_secs(1);
     let fixture = RedisFixture::with_builder(RedisStore::builder().local_cache(100, max_age)).await;
     let url = idem_tests::servers::redis_url();
     let pattern = format!("{}*", fixture.prefix());

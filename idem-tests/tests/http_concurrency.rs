@@ -174,7 +174,7 @@ async fn client_disconnect_mid_handler_then_retry_gets_the_recorded_response() {
 async fn long_handlers_keep_their_lease() {
     let layer = scoped("lease")
         .store(memory())
-        .lease(Duration::from_millis(600))
+        .lease(Duration::from_millis(900))
         .build();
     let server = serve(layer).await;
     let request = post("/payments")
@@ -193,7 +193,7 @@ async fn long_handlers_keep_their_lease() {
         );
         tokio::spawn(async move { request.send(addr).await })
     };
-    // Well past the 600 ms lease: without renewal a duplicate would take the key over.
+    // Well past the 900 ms lease: without renewal a duplicate would take the key over.
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         request
