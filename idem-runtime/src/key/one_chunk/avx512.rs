@@ -1,28 +1,28 @@
 //! The AVX-512 kernel: one 128-bit vector per row of the BLAKE3 state.
 //!
-//! The four G functions of a step run side by side, one per lane. A rotate instruction
-//! (`vprord`) takes 2 cycles on AMD Zen 4, so each "xor then rotate" on the chain is written as
-//! `ror(x ^ y) = ror(x) ^ (y >> n) ^ (y << (32 - n))`: `ror(x)` is ready before the late input `y`,
-//! the two shifts run in parallel, and one `vpternlogd` does the three-way xor, 2 cycles in all.
-//! Additions of message words are done before the late addend arrives, so a quarter step costs
-//! 3 cycles and a block about 170.
+//! The four G functions of a step run side by side, one per lane. Message additions are done
+//! before the late addend arrives, so each quarter step's chain is one addition and one "xor
+//! then rotate". That last one comes in two forms, chosen per CPU ([`Rotate`]):
+//!
+//! - `xor` then `vprord`: 2 operations, 2 cycles where a rotate takes 1 (Intel);
+//! - `ror(x ^ y) = ror(x) ^ (y >> n) ^ (y << (32 - n))`: `ror(x)` is ready before the late
+//!   input `y`, the two shifts run in parallel and one `vpternlogd` does the three-way xor, so
+//!   2 cycles where a rotate takes 2 (AMD Zen 4), at the price of twice the operations, which
+//!   slows a core with fewer vector ports (Intel: 65 against 41 ns per block).
+//!
+//! Only 128- and 256-bit instructions: on Intel cores a 512-bit one shuts a vector port while it
+//! is in flight (72 against 65 ns per block, measured with the three-way xor form).
 
 use std::arch::x86_64::{
-    __m128i, __m512i, _mm_add_epi32, _mm_ror_epi32, _mm_setr_epi32, _mm_shuffle_epi32,
+    __cpuid, __m128i, __m256i, _mm_add_epi32, _mm_ror_epi32, _mm_setr_epi32, _mm_shuffle_epi32,
     _mm_slli_epi32, _mm_srli_epi32, _mm_storeu_si128, _mm_ternarylogic_epi32, _mm_xor_si128,
-    _mm512_castsi512_si128, _mm512_extracti32x4_epi32, _mm512_loadu_si512, _mm512_maskz_loadu_epi8,
-    _mm512_permutexvar_epi32,
+    _mm256_castsi256_si128, _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_maskz_loadu_epi8,
+    _mm256_permutex2var_epi32,
 };
 
-use super::{BLOCK_LEN, IV, SCHEDULE, for_each_block};
+use std::sync::OnceLock;
 
-/// Whether this CPU runs the kernel. std caches the detection: a few relaxed loads.
-#[inline]
-pub(super) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512vl")
-        && std::is_x86_feature_detected!("avx512bw")
-}
+use super::{BLOCK_LEN, IV, SCHEDULE, for_each_block};
 
 /// Per round, the message word of each lane, in the order the round uses them: the column
 /// step's first and second words, then the diagonal step's. The diagonal step keeps row `b` in
@@ -45,16 +45,54 @@ const fn round_words() -> [[u32; 16]; 7] {
     out
 }
 
-/// The root output of the single chunk `input` (chunk counter 0) under `key` and `mode`.
+/// How the kernel writes "xor then rotate right".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rotate {
+    /// `vpxord` then `vprord`.
+    Instruction,
+    /// Two shifts and a three-way xor (`vpternlogd`), off the rotate instruction.
+    ThreeWayXor,
+}
+
+/// Whether this CPU runs the kernel (it has AVX-512F, AVX-512VL and AVX-512BW) and, if so, the
+/// faster form of "xor then rotate" on it: the three-way xor on AMD, whose rotate instruction
+/// (Zen 4) has a 2-cycle latency; the rotate instruction elsewhere. Detected once (`cpuid` is
+/// slow in a virtual machine); then one atomic load.
+#[inline]
+pub(super) fn kernel() -> Option<Rotate> {
+    static KERNEL: OnceLock<Option<Rotate>> = OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let runs = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512bw");
+        let vendor = __cpuid(0);
+        let amd = [vendor.ebx, vendor.edx, vendor.ecx] == AUTHENTIC_AMD;
+        runs.then_some(if amd {
+            Rotate::ThreeWayXor
+        } else {
+            Rotate::Instruction
+        })
+    })
+}
+
+/// "AuthenticAMD" as `cpuid` leaf 0 returns it in `ebx`, `edx`, `ecx`.
+const AUTHENTIC_AMD: [u32; 3] = [
+    u32::from_le_bytes(*b"Auth"),
+    u32::from_le_bytes(*b"enti"),
+    u32::from_le_bytes(*b"cAMD"),
+];
+
+/// The root output of the single chunk `input` (chunk counter 0) under `key` and `mode`, with
+/// "xor then rotate" written as `TERNLOG` says (`true`: [`Rotate::ThreeWayXor`]).
 ///
 /// # Safety
 ///
-/// The CPU must have AVX-512F, AVX-512VL and AVX-512BW ([`available`]).
+/// The CPU must have AVX-512F, AVX-512VL and AVX-512BW ([`kernel`] is `Some`).
 #[target_feature(enable = "avx512f,avx512vl,avx512bw")]
-pub(super) unsafe fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
+pub(super) unsafe fn hash<const TERNLOG: bool>(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
     let mut cv = [row(&key, 0), row(&key, 4)];
     for_each_block(input, mode, |block, flags| {
-        cv = compress(cv, load_block(block), block.len() as u32, flags);
+        cv = compress::<TERNLOG>(cv, load_block(block), block.len() as u32, flags);
     });
     let [lo, hi] = cv;
     let mut out = [0u8; 32];
@@ -66,13 +104,30 @@ pub(super) unsafe fn hash(key: [u32; 8], mode: u32, input: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The block's bytes, zero-padded to 64. Bytes past its end are masked out: never read.
+/// The block's bytes, zero-padded to 64, as two halves. Bytes past its end are masked out:
+/// never read.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
-fn load_block(block: &[u8]) -> __m512i {
-    let present = u64::MAX.checked_shr(BLOCK_LEN as u32 - block.len() as u32);
-    // SAFETY: the mask covers exactly the `block.len()` (at most 64) bytes of `block`.
-    unsafe { _mm512_maskz_loadu_epi8(present.unwrap_or(0), block.as_ptr().cast()) }
+#[target_feature(enable = "avx512f,avx512vl,avx512bw")]
+fn load_block(block: &[u8]) -> [__m256i; 2] {
+    const HALF: usize = BLOCK_LEN / 2;
+    let mask = |len: usize| {
+        u32::MAX
+            .checked_shr((HALF - len.min(HALF)) as u32)
+            .unwrap_or(0)
+    };
+    let ptr = block.as_ptr();
+    // SAFETY: each mask covers only bytes of `block` (at most 64): the first half's its first
+    // `min(len, 32)`, the second half's the rest, at offset 32 (`wrapping_add`: the address is
+    // not dereferenced where the mask is empty).
+    unsafe {
+        [
+            _mm256_maskz_loadu_epi8(mask(block.len()), ptr.cast()),
+            _mm256_maskz_loadu_epi8(
+                mask(block.len().saturating_sub(HALF)),
+                ptr.wrapping_add(HALF).cast(),
+            ),
+        ]
+    }
 }
 
 #[inline]
@@ -89,22 +144,37 @@ fn row(words: &[u32; 8], at: usize) -> __m128i {
 
 /// The compression function, truncated to the new chaining value (counter 0: one chunk).
 #[target_feature(enable = "avx512f,avx512vl,avx512bw")]
-fn compress(cv: [__m128i; 2], block: __m512i, block_len: u32, flags: u32) -> [__m128i; 2] {
+fn compress<const TERNLOG: bool>(
+    cv: [__m128i; 2],
+    block: [__m256i; 2],
+    block_len: u32,
+    flags: u32,
+) -> [__m128i; 2] {
     let mut s = State {
         a: cv[0],
         b: cv[1],
         c: row(&IV, 0),
         d: _mm_setr_epi32(0, 0, block_len as i32, flags as i32),
     };
+    let [lo, hi] = block;
     for words in &ROUND_WORDS {
-        // SAFETY: a `[u32; 16]` is 64 readable bytes.
-        let order = unsafe { _mm512_loadu_si512(words.as_ptr().cast()) };
-        let m = _mm512_permutexvar_epi32(order, block);
-        s.step(_mm512_castsi512_si128(m), _mm512_extracti32x4_epi32::<1>(m));
+        // SAFETY: a `[u32; 16]` is 64 readable bytes, two 32-byte halves.
+        let [columns, diagonals] = unsafe {
+            [
+                _mm256_loadu_si256(words.as_ptr().cast()),
+                _mm256_loadu_si256(words.as_ptr().add(8).cast()),
+            ]
+        };
+        let columns = _mm256_permutex2var_epi32(lo, columns, hi);
+        let diagonals = _mm256_permutex2var_epi32(lo, diagonals, hi);
+        s.step::<TERNLOG>(
+            _mm256_castsi256_si128(columns),
+            _mm256_extracti128_si256::<1>(columns),
+        );
         s.diagonalize();
-        s.step(
-            _mm512_extracti32x4_epi32::<2>(m),
-            _mm512_extracti32x4_epi32::<3>(m),
+        s.step::<TERNLOG>(
+            _mm256_castsi256_si128(diagonals),
+            _mm256_extracti128_si256::<1>(diagonals),
         );
         s.undiagonalize();
     }
@@ -123,15 +193,15 @@ impl State {
     /// added first: `a` is ready long before `b`, the end of the previous step's chain.
     #[inline]
     #[target_feature(enable = "avx512f,avx512vl")]
-    fn step(&mut self, x: __m128i, y: __m128i) {
+    fn step<const TERNLOG: bool>(&mut self, x: __m128i, y: __m128i) {
         self.a = _mm_add_epi32(_mm_add_epi32(self.a, x), self.b);
-        self.d = xor_ror::<16, 16>(self.d, self.a);
+        self.d = xor_ror::<TERNLOG, 16, 16>(self.d, self.a);
         self.c = _mm_add_epi32(self.c, self.d);
-        self.b = xor_ror::<12, 20>(self.b, self.c);
+        self.b = xor_ror::<TERNLOG, 12, 20>(self.b, self.c);
         self.a = _mm_add_epi32(_mm_add_epi32(self.a, y), self.b);
-        self.d = xor_ror::<8, 24>(self.d, self.a);
+        self.d = xor_ror::<TERNLOG, 8, 24>(self.d, self.a);
         self.c = _mm_add_epi32(self.c, self.d);
-        self.b = xor_ror::<7, 25>(self.b, self.c);
+        self.b = xor_ror::<TERNLOG, 7, 25>(self.b, self.c);
     }
 
     /// Moves the diagonals into the lanes of row `b`, which stays in place: the step ends by
@@ -153,13 +223,18 @@ impl State {
     }
 }
 
-/// `(x ^ y).rotate_right(N)` for each lane, where `L = 32 - N` and `y` arrives last.
+/// `(x ^ y).rotate_right(N)` for each lane, where `L = 32 - N` and `y` arrives last, in the
+/// form `TERNLOG` picks ([`Rotate`]).
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl")]
-fn xor_ror<const N: i32, const L: i32>(x: __m128i, y: __m128i) -> __m128i {
-    _mm_ternarylogic_epi32::<0x96>(
-        _mm_ror_epi32::<N>(x),
-        _mm_srli_epi32::<N>(y),
-        _mm_slli_epi32::<L>(y),
-    )
+fn xor_ror<const TERNLOG: bool, const N: i32, const L: i32>(x: __m128i, y: __m128i) -> __m128i {
+    if TERNLOG {
+        _mm_ternarylogic_epi32::<0x96>(
+            _mm_ror_epi32::<N>(x),
+            _mm_srli_epi32::<N>(y),
+            _mm_slli_epi32::<L>(y),
+        )
+    } else {
+        _mm_ror_epi32::<N>(_mm_xor_si128(x, y))
+    }
 }
