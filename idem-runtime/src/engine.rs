@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use crate::context::{self, Frame};
 use crate::operation::{Call, OnConflict, Operation};
 use crate::store::memory::{Replay, ReplayValue};
-use crate::store::{Claim, MemoryStore, Record, Store};
+use crate::store::{Claim, MemoryStore, Record, Store, deadline};
 use crate::{Error, Fingerprint, Key, Token, record};
 
 impl Call<'_> {
@@ -133,6 +133,7 @@ where
     // boxed again, and the renewal timer is only created for bodies that do not finish in their
     // first poll. On the memory store the claim is a synchronous call, and the clock is read
     // once here (`claimed_at`) plus once in `complete`.
+    check_lease(op)?;
     let backend = Backend::of(store);
     let token = Token::generate();
     // Armed before the claim is sent: if this future is dropped while a remote claim is in
@@ -279,7 +280,10 @@ impl<F: Future> Future for Drive<'_, F> {
         if this.renewer.is_none() {
             let lease = this.lease;
             let timer = this.first_renewal.get_or_insert_with(|| {
-                Box::pin(tokio::time::sleep_until(claimed_at + renewal_period(lease)))
+                Box::pin(tokio::time::sleep_until(deadline(
+                    claimed_at,
+                    renewal_period(lease),
+                )))
             });
             if timer.as_mut().poll(cx).is_ready() {
                 this.first_renewal = None;
@@ -310,7 +314,23 @@ impl<F> Drop for Drive<'_, F> {
     }
 }
 
-fn renewal_period(lease: Duration) -> Duration {
+/// A claim with a lease under a millisecond would lapse before the body could finish (and the
+/// remote stores count in milliseconds). `#[idempotent]` refuses such a lease at compile time;
+/// this catches an [`Operation`] built by hand.
+pub(crate) fn check_lease(op: &Operation) -> Result<(), Error> {
+    if op.lease() < Duration::from_millis(1) {
+        return Err(Error::Config(format!(
+            "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
+             finish; give it a lease of at least 1 ms (e.g. `Operation::with_lease`), longer \
+             than a third of the body's slowest run",
+            op.name(),
+            op.lease()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn renewal_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
 
@@ -359,14 +379,14 @@ async fn wait_for_owner<T: DeserializeOwned>(
     mut remaining: Duration,
 ) -> Result<T, Error> {
     tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: waiting for the running call");
-    let deadline = Instant::now() + op.wait_timeout();
+    let give_up_at = deadline(Instant::now(), op.wait_timeout());
     loop {
         let now = Instant::now();
-        if now >= deadline {
+        if now >= give_up_at {
             return Err(in_flight(op, key, remaining));
         }
         // Wake up at the latest when the owner's lease would lapse, to notice a crashed owner.
-        let max = (deadline - now).min(remaining.max(Duration::from_millis(1)));
+        let max = (give_up_at - now).min(remaining.max(Duration::from_millis(1)));
         backend.wait_for_change(&key, max).await?;
         match backend.get(&key).await? {
             Some(Record::Completed {
@@ -576,12 +596,15 @@ impl<'a> ClaimGuard<'a> {
 
     /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
     /// more (lease lapsed or record removed).
+    /// Stays armed until the store has answered, so a caller dropped while the release is in
+    /// flight still releases (from `Drop`) instead of leaving the key in progress for a lease.
     pub(crate) async fn release(&mut self) -> Result<bool, Error> {
-        self.armed = false;
-        match Backend::of(&self.store) {
+        let released = match Backend::of(&self.store) {
             Backend::Memory(m) => Ok(m.release_now(&self.key, self.token)),
             Backend::Dyn(s) => s.release(&self.key, self.token).await,
-        }
+        };
+        self.armed = false;
+        released
     }
 
     /// [`release`](Self::release) on the engine's error paths, where the caller's own error

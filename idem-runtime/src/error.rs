@@ -58,10 +58,14 @@ pub enum Error {
 
     /// This call's claim on the key is gone (its lease lapsed and another caller took over, or the
     /// record was removed), so its result was not recorded. Fencing keeps a stale owner from
-    /// overwriting the new owner's record. Make the lease longer than the body's worst-case run.
+    /// overwriting the new owner's record. The engine renews the lease every third of it while
+    /// the body runs, so this means renewals failed or could not run, or the record was removed.
     #[error(
-        "lease on key {key} of operation `{operation}` was lost before the result could be recorded; \
-         the lease is shorter than the body's run time (raise `lease`) or the record was removed"
+        "lease on key {key} of operation `{operation}` was lost before the result could be recorded: \
+         another caller took the key over after the lease lapsed, or the record was removed \
+         (`forget`/`remove`); the lease lapses when renewals fail (store unreachable) or cannot \
+         run (a blocked executor), or when an explicit claim (`Idempotency::start`) is held longer \
+         than the lease"
     )]
     LeaseLost {
         /// Operation name.
@@ -110,14 +114,20 @@ pub enum Error {
         key: Key,
     },
 
-    /// The memory store is full of in-progress records and cannot take a new claim.
+    /// The memory store has no room for a new claim: the shard of its key is full of
+    /// in-progress records (the bound is split evenly over the shards; completed and expired
+    /// records would have been evicted).
     #[error(
-        "the memory store is full ({max_entries} entries, all in progress); raise \
-         `MemoryStore::builder().max_entries(..)` or use a shared store"
+        "the memory store is full: the shard of this key holds {shard_capacity} records, all in \
+         progress ({max_entries} in all, split over the shards); raise \
+         `MemoryStore::builder().max_entries(..)`, shorten the `lease` so abandoned claims lapse \
+         sooner, or use a shared store"
     )]
     Capacity {
-        /// The configured bound.
+        /// The configured bound of the whole store.
         max_entries: usize,
+        /// The bound of one shard, which was reached.
+        shard_capacity: usize,
     },
 
     /// A value exceeded the store's size limit; nothing was written.

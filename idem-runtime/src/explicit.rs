@@ -11,11 +11,14 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::{Backend, ClaimGuard};
+use crate::context::Frame;
+use crate::engine::{AbortOnDrop, Backend, ClaimGuard, check_lease, renew_lease, renewal_period};
 use crate::key::IdempotencyKey;
 use crate::store::{Claim, Record, Store};
 use crate::{Error, Fingerprint, Key, Operation, Token, record};
@@ -67,11 +70,35 @@ pub enum Start<T> {
 
 /// An owned claim on a key. Dropping it without [`complete`](Self::complete) or
 /// [`fail`](Self::fail) releases the claim, so a later call runs again.
+///
+/// While it is held, a task renews its lease every third of the lease, as the engine does for
+/// a running body, so a claim held longer than the lease is not taken over. If a renewal finds
+/// the claim gone (another caller took the key over after renewals failed, or the record was
+/// removed), [`lease_lost`](Self::lease_lost) turns true and `complete` returns
+/// [`Error::LeaseLost`]. Renewal needs a tokio runtime; a claim made outside one is not
+/// renewed and lapses after its lease.
 pub struct Claimed<T> {
+    // Dropped first: renewal stops before the guard releases the claim.
+    renewer: Option<AbortOnDrop>,
+    frame: Arc<Frame>,
     guard: ClaimGuard<'static>,
-    operation: &'static str,
     ttl: std::time::Duration,
     _output: PhantomData<fn(&T)>,
+}
+
+/// Renews the claim of `frame` every third of `lease`, starting a third of a lease from now.
+fn spawn_renewal(
+    store: &Arc<dyn Store>,
+    frame: &Arc<Frame>,
+    lease: Duration,
+) -> Option<AbortOnDrop> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let period = renewal_period(lease);
+    let task = renew_lease(store.clone(), frame.clone(), lease, period);
+    Some(AbortOnDrop(runtime.spawn(async move {
+        tokio::time::sleep(period).await;
+        task.await;
+    })))
 }
 
 impl<T: Serialize + DeserializeOwned> Idempotency<T> {
@@ -114,6 +141,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
     /// was used with another one).
     pub async fn start_with(&self, key: Key, fingerprint: Fingerprint) -> Result<Start<T>, Error> {
         let op = &self.operation;
+        check_lease(op)?;
         let token = Token::generate();
         let mut guard = ClaimGuard::new(Cow::Owned(self.store.clone()), key, token);
         let claim = Backend::of(&self.store)
@@ -124,12 +152,17 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
             key,
         };
         match claim {
-            Claim::Acquired => Ok(Start::New(Claimed {
-                guard,
-                operation: op.name(),
-                ttl: op.ttl(),
-                _output: PhantomData,
-            })),
+            Claim::Acquired => {
+                let frame = Frame::enter(op.name(), key, token);
+                let renewer = spawn_renewal(&self.store, &frame, op.lease());
+                Ok(Start::New(Claimed {
+                    renewer,
+                    frame,
+                    guard,
+                    ttl: op.ttl(),
+                    _output: PhantomData,
+                }))
+            }
             Claim::Completed {
                 fingerprint: recorded,
                 value,
@@ -194,10 +227,18 @@ impl<T: Serialize> Claimed<T> {
         self.guard.token
     }
 
+    /// Whether a renewal found this claim gone: another caller may own the key now, and
+    /// `complete` will return [`Error::LeaseLost`]. Work that has not started yet can stop.
+    pub fn lease_lost(&self) -> bool {
+        self.frame.lease_lost.load(Ordering::Acquire)
+    }
+
     /// Records `value` as the result. [`Error::LeaseLost`] if the claim lapsed and someone else
     /// took the key over; then nothing was written.
     pub async fn complete(mut self, value: &T) -> Result<(), Error> {
-        let bytes = record::encode(self.operation, value)?;
+        let operation = self.frame.operation;
+        let bytes = record::encode(operation, value)?;
+        self.renewer = None;
         let (key, token) = (self.guard.key, self.guard.token);
         let written = Backend::of(&self.guard.store)
             .complete(&key, token, bytes, self.ttl)
@@ -206,16 +247,14 @@ impl<T: Serialize> Claimed<T> {
         if written {
             Ok(())
         } else {
-            Err(Error::LeaseLost {
-                operation: self.operation,
-                key,
-            })
+            Err(Error::LeaseLost { operation, key })
         }
     }
 
     /// Gives the key back without a result, so a later call runs again.
     /// `Ok(false)` if the claim had already lapsed or been removed.
     pub async fn fail(mut self) -> Result<bool, Error> {
+        self.renewer = None;
         self.guard.release().await
     }
 }
@@ -223,7 +262,7 @@ impl<T: Serialize> Claimed<T> {
 impl<T> std::fmt::Debug for Claimed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Claimed")
-            .field("operation", &self.operation)
+            .field("operation", &self.frame.operation)
             .field("key", &self.guard.key)
             .finish_non_exhaustive()
     }

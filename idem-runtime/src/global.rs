@@ -9,6 +9,8 @@ use crate::store::{MemoryStore, Store};
 
 static GLOBAL: OnceLock<Arc<dyn Store>> = OnceLock::new();
 static STRICT: AtomicBool = AtomicBool::new(false);
+/// Whether `GLOBAL` holds the implicit memory default (set before it is published).
+static DEFAULTED: AtomicBool = AtomicBool::new(false);
 
 tokio::task_local! {
     static OVERRIDE: Arc<dyn Store>;
@@ -46,7 +48,8 @@ pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
 }
 
 /// Refuses the implicit memory default from now on: every call without an installed (or
-/// task-scoped) store fails with [`Error::Config`].
+/// task-scoped) store fails with [`Error::Config`], also when earlier calls already used the
+/// memory default (those records stay in that store, which strict calls no longer reach).
 ///
 /// Multi-instance deployments should turn this on, so that forgetting to install Redis or
 /// PostgreSQL fails loudly instead of deduplicating per process only. Setting the environment
@@ -91,7 +94,9 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
     if let Ok(store) = OVERRIDE.try_with(Arc::clone) {
         return Ok(Cow::Owned(store));
     }
-    if let Some(store) = GLOBAL.get() {
+    if let Some(store) = GLOBAL.get()
+        && !(DEFAULTED.load(Ordering::Relaxed) && strict())
+    {
         return Ok(Cow::Borrowed(store));
     }
     if strict() {
@@ -102,6 +107,7 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
         ));
     }
     let store = GLOBAL.get_or_init(|| {
+        DEFAULTED.store(true, Ordering::Relaxed);
         tracing::info!(
             target: "idem",
             "idem: no store installed; using the in-process memory store (records are not shared \

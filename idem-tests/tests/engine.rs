@@ -697,3 +697,108 @@ async fn with_store_scopes_the_store_to_a_task() {
     );
     assert!(a.get(&key).await.unwrap().is_none());
 }
+
+/// `Duration::MAX` as TTL, lease or wait timeout means "practically never": no overflow panic.
+#[tokio::test]
+async fn duration_max_settings_keep_records_and_wait_without_overflow() {
+    static OP: Operation = Operation::new("engine.duration_max")
+        .with_ttl(Duration::MAX)
+        .with_lease(Duration::MAX)
+        .with_wait_timeout(Duration::MAX);
+    let store = store();
+    let key = OP.key(&1u8).unwrap();
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let owner = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let out: Result<u8, Error> = OP
+                .call(key)
+                .store(store)
+                .run(async move {
+                    started_tx.send(()).unwrap();
+                    release_rx.await.unwrap();
+                    Ok(7)
+                })
+                .await;
+            out
+        }
+    });
+    started_rx.await.unwrap();
+    let Some(Record::InProgress { remaining, .. }) = store.get(&key).await.unwrap() else {
+        panic!("in progress")
+    };
+    assert!(
+        remaining > Duration::from_secs(10 * 365 * 24 * 3600),
+        "{remaining:?}"
+    );
+    let waiter = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let out: Result<u8, Error> = OP.call(key).store(store).run(async { Ok(8) }).await;
+            out
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    release_tx.send(()).unwrap();
+    assert_eq!(owner.await.unwrap().unwrap(), 7);
+    assert_eq!(
+        waiter.await.unwrap().unwrap(),
+        7,
+        "the waiter got the owner's value"
+    );
+    let again: Result<u8, Error> = OP.call(key).store(store).run(async { Ok(9) }).await;
+    assert_eq!(again.unwrap(), 7, "kept with a TTL of Duration::MAX");
+}
+
+/// An operation built by hand with a lease under a millisecond is refused before any claim.
+#[tokio::test]
+async fn a_lease_under_a_millisecond_is_a_config_error() {
+    static OP: Operation = Operation::new("engine.zero_lease").with_lease(Duration::ZERO);
+    let store = store();
+    let key = OP.key(&1u8).unwrap();
+    let ran = counter();
+    let out: Result<u8, Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run({
+            let ran = ran.clone();
+            async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(1)
+            }
+        })
+        .await;
+    let err = out.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("lease") && m.contains("engine.zero_lease")),
+        "{err}"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert!(store.get(&key).await.unwrap().is_none());
+}
+
+/// The body failed and the engine is releasing the claim on a remote-style store; the caller's
+/// future is dropped during that release. The claim must still be released (from the guard's
+/// `Drop`), not left in progress for a whole lease.
+#[tokio::test]
+async fn a_call_dropped_while_its_release_is_in_flight_still_releases() {
+    static OP: Operation =
+        Operation::new("engine.cancel_release").with_on_conflict(OnConflict::Reject);
+    let slow = Arc::new(idem_tests::slow_release::SlowRelease::new(
+        Duration::from_millis(200),
+    ));
+    let store: Arc<dyn Store> = slow.clone();
+    let key = OP.key(&1u8).unwrap();
+    let call = OP
+        .call(key)
+        .store(store.clone())
+        .run(async { Err::<u8, Error>(Error::Config("the body failed".into())) });
+    // Dropped 20 ms in: the body has failed, its release is in flight.
+    let dropped = tokio::time::timeout(Duration::from_millis(20), call).await;
+    assert!(dropped.is_err(), "still releasing when dropped");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
+    let retry: Result<u8, Error> = OP.call(key).store(store).run(async { Ok(2) }).await;
+    assert_eq!(retry.unwrap(), 2);
+}

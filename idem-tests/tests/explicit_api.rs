@@ -67,7 +67,8 @@ async fn a_stale_claim_cannot_complete() {
     let Start::New(stale) = jobs.start(key).await.unwrap() else {
         panic!()
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A blocked executor: the holder's renewal task cannot run, so its lease lapses.
+    std::thread::sleep(Duration::from_millis(100));
     let Start::New(fresh) = jobs.start(key).await.unwrap() else {
         panic!("lapsed lease is taken over")
     };
@@ -115,4 +116,80 @@ async fn cleanup_counts_expired_records() {
     assert_eq!(short.cleanup().await.unwrap(), 0);
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(short.cleanup().await.unwrap(), 3);
+}
+
+/// A `Claimed` held longer than its lease is renewed in the background, like a running body,
+/// so a second `start` is refused instead of taking the key over.
+#[tokio::test(start_paused = true)]
+async fn a_held_claim_is_renewed_and_not_taken_over() {
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.renewed").with_lease(Duration::from_secs(3)),
+        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(first) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    // Paused time: the runtime jumps from timer to timer, so renewals run on schedule.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let second = idem.start(key).await.unwrap_err();
+    assert!(matches!(second, Error::InFlight { .. }), "{second}");
+    assert!(!first.lease_lost());
+    first.complete(&1).await.unwrap();
+    assert_eq!(idem.check(&key).await.unwrap(), Check::Duplicate(1));
+}
+
+/// A renewal that finds the claim gone (the record was removed) flags it, and `complete` is
+/// `LeaseLost`.
+#[tokio::test(start_paused = true)]
+async fn a_removed_claim_is_seen_as_lost() {
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.lost").with_lease(Duration::from_secs(3)),
+        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    assert!(idem.forget(&key).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(claim.lease_lost());
+    let err = claim.complete(&1).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+}
+
+/// `fail` dropped while its (remote) release is in flight still releases the claim.
+#[tokio::test]
+async fn a_fail_dropped_mid_release_still_releases() {
+    let slow = Arc::new(idem_tests::slow_release::SlowRelease::new(
+        Duration::from_millis(200),
+    ));
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.fail_dropped"),
+        slow.clone() as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    let dropped = tokio::time::timeout(Duration::from_millis(20), claim.fail()).await;
+    assert!(dropped.is_err(), "still releasing when dropped");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
+    assert!(matches!(idem.start(key).await.unwrap(), Start::New(_)));
+}
+
+/// A hand-built operation whose lease is zero is refused before the claim.
+#[tokio::test]
+async fn start_refuses_a_zero_lease() {
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.zero_lease").with_lease(Duration::ZERO),
+        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let err = idem.start(key).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("lease")),
+        "{err}"
+    );
 }

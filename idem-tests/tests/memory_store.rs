@@ -41,7 +41,16 @@ async fn capacity_is_never_exceeded_and_in_progress_is_never_evicted() {
         .claim(&key(99), &Fingerprint::NONE, Token::generate(), LEASE)
         .await;
     let err = refused.unwrap_err();
-    assert!(matches!(err, Error::Capacity { max_entries: 4 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Capacity {
+                max_entries: 4,
+                shard_capacity: 4
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("max_entries"));
     assert_eq!(store.len(), 4);
     // Complete two (0 first, then 1): they become evictable, oldest completion first.
@@ -130,4 +139,67 @@ async fn the_sweeper_purges_expired_records() {
         sweeper.is_finished(),
         "the sweeper stops once the store is gone"
     );
+}
+
+/// Small stores get one shard, so the bound is the whole store's, and the capacity error says
+/// what was full.
+#[tokio::test]
+async fn a_small_store_uses_its_whole_bound() {
+    let store = MemoryStore::builder().max_entries(10).build();
+    let mut held = 0;
+    let err = loop {
+        match store
+            .claim(&key(held), &Fingerprint::NONE, Token::generate(), LEASE)
+            .await
+        {
+            Ok(Claim::Acquired) => held += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(held, 10, "refused only when all 10 records are in progress");
+    assert!(
+        matches!(
+            err,
+            Error::Capacity {
+                max_entries: 10,
+                shard_capacity: 10
+            }
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("holds 10 records"), "{message}");
+}
+
+/// Every shard of a large store takes records: with 65,536 shards requested, no more are made
+/// than 16 bits of the key can pick, so the bound stays reachable.
+#[tokio::test]
+async fn shards_are_capped_so_every_one_can_be_used() {
+    let store = MemoryStore::builder()
+        .max_entries(1 << 24)
+        .shards(1 << 20)
+        .build();
+    let debug = format!("{store:?}");
+    assert!(debug.contains("shards: 65536"), "{debug}");
+}
+
+/// A sweeper asked to run every zero seconds runs every millisecond instead of dying.
+#[tokio::test(start_paused = true)]
+async fn a_zero_period_sweeper_still_sweeps() {
+    let store = Arc::new(MemoryStore::new());
+    let sweeper = store.spawn_sweeper(Duration::ZERO);
+    store
+        .claim(
+            &key(1),
+            &Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_millis(5),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!sweeper.is_finished(), "the sweeper is alive");
+    assert_eq!(store.len(), 0, "the lapsed claim was swept");
+    sweeper.abort();
 }

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Claim, Record, Store, StoreFuture};
+use super::{Claim, Record, Store, StoreFuture, deadline};
 use crate::{Error, Fingerprint, Key, Token};
 
 /// Default bound on the number of records (see [`MemoryStoreBuilder::max_entries`]).
@@ -19,6 +19,11 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// Default bound on one encoded value (see [`MemoryStoreBuilder::max_value_bytes`]).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 const DEFAULT_SHARDS: usize = 16;
+/// The shard index is 16 bits of the key.
+const MAX_SHARDS: usize = 1 << 16;
+/// Fewer records per shard would make one busy shard refuse claims long before the store is
+/// full (the bound is per shard).
+const MIN_RECORDS_PER_SHARD: usize = 64;
 
 /// An in-process, sharded, bounded store. The default when no other store is installed.
 ///
@@ -27,7 +32,8 @@ const DEFAULT_SHARDS: usize = 16;
 /// - **Clock**: [`tokio::time::Instant`], so tests with `#[tokio::test(start_paused = true)]`
 ///   move leases and TTLs forward instantly with `tokio::time::advance`.
 /// - **Capacity**: at most `max_entries` records. The bound is split evenly over the shards
-///   (each holds `max_entries / shards`), so the total can never exceed it. A full shard first
+///   (each holds `max_entries / shards`), so the total can never exceed it; a claim is refused
+///   when its key's shard is full, which, keys being uniform digests, happens near the bound. A full shard first
 ///   drops its expired records, then evicts the least recently completed records (a batch of
 ///   1/64 of the shard, to keep inserts amortised O(1)); it never evicts an in-progress record. If
 ///   only in-progress records remain, [`Store::claim`] answers [`Error::Capacity`].
@@ -168,8 +174,10 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// Number of lock shards (default 16; rounded down to a power of two and to at most
-    /// `max_entries`). More shards mean less lock contention between unrelated keys.
+    /// Number of lock shards (default 16). More shards mean less lock contention between
+    /// unrelated keys. Rounded down to a power of two, to at most 65,536 (the shard is picked
+    /// by 16 bits of the key) and so that every shard holds at least 64 records: the bound is
+    /// split evenly over the shards, and a store of fewer than 128 records has one shard.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards.max(1);
         self
@@ -177,7 +185,11 @@ impl MemoryStoreBuilder {
 
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
-        let wanted = self.shards.min(self.max_entries).max(1);
+        let wanted = self
+            .shards
+            .min(MAX_SHARDS)
+            .min(self.max_entries / MIN_RECORDS_PER_SHARD)
+            .max(1);
         let shards = 1usize << wanted.ilog2();
         let capacity = self.max_entries / shards;
         MemoryStore {
@@ -240,10 +252,12 @@ impl MemoryStore {
         self.max_entries
     }
 
-    /// Spawns a task that purges expired records every `every`. It stops by itself once the
-    /// store is dropped. Needs a tokio runtime.
+    /// Spawns a task that purges expired records every `every` (at least every millisecond).
+    /// It holds only a weak reference: it stops by itself once every `Arc` of this store is
+    /// dropped. Needs a tokio runtime.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let store: Weak<Self> = Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -301,7 +315,7 @@ impl MemoryStore {
             }
             // Expired or lease lapsed: take it over in place. Waiters of a lapsed owner re-check.
             entry.wake_waiters();
-            *entry = Entry::in_progress(*fingerprint, token, now + lease);
+            *entry = Entry::in_progress(*fingerprint, token, deadline(now, lease));
             return Ok(Claim::Acquired);
         }
         if shard.map.len() >= shard.capacity {
@@ -309,12 +323,14 @@ impl MemoryStore {
             if shard.map.len() >= shard.capacity {
                 return Err(Error::Capacity {
                     max_entries: self.max_entries,
+                    shard_capacity: shard.capacity,
                 });
             }
         }
-        shard
-            .map
-            .insert(*key, Entry::in_progress(*fingerprint, token, now + lease));
+        shard.map.insert(
+            *key,
+            Entry::in_progress(*fingerprint, token, deadline(now, lease)),
+        );
         Ok(Claim::Acquired)
     }
 
@@ -406,7 +422,7 @@ impl MemoryStore {
         shard.next_seq += 1;
         entry.state = State::Completed {
             value,
-            expires_at: now + ttl,
+            expires_at: deadline(now, ttl),
             seq,
             decoded: None,
         };
@@ -436,7 +452,7 @@ impl MemoryStore {
         match shard.map.get_mut(key) {
             Some(entry) if entry.is_owned_by(token, now) => {
                 if let State::InProgress { lease_until, .. } = &mut entry.state {
-                    *lease_until = now + lease;
+                    *lease_until = deadline(now, lease);
                 }
                 true
             }

@@ -36,6 +36,16 @@ pub use redis::{RedisStore, RedisStoreBuilder};
 
 use crate::{Error, Fingerprint, Key, Token};
 
+/// `now + after`, saturated: a sum past what the clock can represent (`Duration::MAX` as a TTL,
+/// lease or timeout, meaning "practically never") gives an instant 30 years on instead of
+/// overflowing, as `tokio::time::sleep` does.
+pub(crate) fn deadline(now: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 /// The future a [`Store`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
