@@ -16,7 +16,8 @@
 //!   itself.
 //! - **The explicit API** ([`Idempotency`]) for code that places the body itself.
 //! - **The HTTP layer** (feature `http`, module `http`): the `Idempotency-Key` header for tower
-//!   and axum services.
+//!   and axum services. Feature `axum` adds axum integration: inside `Router::nest`, the
+//!   fingerprint covers the original path (`OriginalUri`), not the path without the prefix.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {

@@ -2,13 +2,21 @@
 
 mod http_support;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::Request;
 use axum::http::StatusCode;
-use http_support::{Req, post, raw, scoped, serve};
+use axum::http::header::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing;
+use http_support::{Req, post, raw, scoped, serve, serve_router};
 use idem_runtime::store::{Claim, Record, StoreFuture};
-use idem_runtime::{Error, Fingerprint, Key, KeyHasher, MemoryStore, Store, Token};
+use idem_runtime::{Error, Fingerprint, Key, KeyHasher, MemoryStore, OnConflict, Store, Token};
 
 fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
@@ -85,6 +93,82 @@ fn set_cookie_cannot_be_allowlisted() {
 #[should_panic(expected = "is never recorded")]
 fn transient_statuses_cannot_be_allowlisted() {
     let _ = scoped("x").record_status(StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The panic message of `f`, if it panicked.
+fn panic_message(f: impl FnOnce()) -> Option<String> {
+    let payload = catch_unwind(AssertUnwindSafe(f)).err()?;
+    Some(
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default(),
+    )
+}
+
+/// The contract records 2xx and an allowlist of 4xx: `record_status` refuses every other class
+/// (3xx and the non-standard 6xx–9xx were accepted, and a 302 was recorded and replayed).
+#[test]
+fn only_4xx_can_be_allowlisted() {
+    for code in [
+        100, 103, 300, 301, 302, 303, 304, 307, 308, 408, 409, 425, 429, 500, 503, 599, 600, 799,
+        999,
+    ] {
+        let status = StatusCode::from_u16(code).unwrap();
+        let message = panic_message(|| {
+            let _ = scoped("x").record_status(status);
+        });
+        let message = message.unwrap_or_else(|| panic!("record_status({code}) was accepted"));
+        assert!(message.contains("is never recorded"), "{code}: {message}");
+    }
+    for code in [200, 201, 400, 401, 403, 404, 410, 418, 422, 451, 499] {
+        let status = StatusCode::from_u16(code).unwrap();
+        assert_eq!(
+            panic_message(|| {
+                let _ = scoped("x").record_status(status);
+            }),
+            None,
+            "record_status({code}) must be accepted"
+        );
+    }
+}
+
+/// Hop-by-hop headers describe one connection, not the response: `replay_header` refuses them
+/// all (it accepted `keep-alive`, `proxy-connection`, `te`, `proxy-authenticate` and
+/// `proxy-authorization`).
+#[test]
+fn hop_by_hop_headers_cannot_be_allowlisted() {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "content-length",
+    ] {
+        let header = HeaderName::from_static(name);
+        let message = panic_message(|| {
+            let _ = scoped("x").replay_header(header.clone());
+        });
+        let message = message.unwrap_or_else(|| panic!("replay_header({name}) was accepted"));
+        assert!(
+            message.contains("never recorded or replayed"),
+            "{name}: {message}"
+        );
+        // The bulk setter goes through the same check.
+        assert!(
+            panic_message(|| {
+                let _ = scoped("x").replay_headers([header.clone()]);
+            })
+            .is_some(),
+            "replay_headers([{name}]) was accepted"
+        );
+    }
 }
 
 #[tokio::test]
@@ -205,6 +289,22 @@ async fn malformed_keys_are_400() {
         ("escaped closing quote", b"\"abc\\\"".to_vec()),
         ("bad escape", b"\"a\\nb\"".to_vec()),
         ("characters after the string", b"\"a\"b".to_vec()),
+        // A comma makes a list: two keys joined into one field line by an intermediary.
+        ("comma in a bare token", b"a,b".to_vec()),
+        ("comma and space in a bare token", b"a, b".to_vec()),
+        ("two quoted keys", b"\"a\", \"b\"".to_vec()),
+        (
+            "two quoted keys with parameters",
+            b"\"a\";p=1,\"b\"".to_vec(),
+        ),
+        // Malformed RFC 8941 parameters after a quoted key.
+        ("parameter without a name", b"\"a\";".to_vec()),
+        ("uppercase parameter name", b"\"a\";P=1".to_vec()),
+        ("parameter without a value", b"\"a\";p=".to_vec()),
+        ("unterminated parameter string", b"\"a\";p=\"x".to_vec()),
+        ("invalid parameter value", b"\"a\";p=?2".to_vec()),
+        ("space before the parameter", b"\"a\" ;p=1".to_vec()),
+        ("characters after a parameter", b"\"a\";p=1x".to_vec()),
     ];
     for (what, key) in cases {
         let reply = post("/payments")
@@ -248,6 +348,46 @@ async fn malformed_keys_are_400() {
     .await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert_eq!(server.runs(), 1);
+}
+
+/// A quoted key may carry RFC 8941 parameters (§3.1.2); they are ignored: `"k";v=1` is the key
+/// `k` (it was refused as malformed).
+#[tokio::test]
+async fn key_parameters_are_ignored() {
+    let server = serve(scoped("key-params").store(memory()).build()).await;
+    let first = post("/payments")
+        .tenant("acme")
+        .key("pay-1")
+        .body("x")
+        .send(server.addr)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    for key in [
+        "\"pay-1\";p=1",
+        "\"pay-1\"; p",
+        "\"pay-1\";p=\"x\"",
+        "\"pay-1\";v=1;ts=?1;tag=abc;bin=:AQID:;d=1.5",
+    ] {
+        let again = post("/payments")
+            .tenant("acme")
+            .key(key)
+            .body("x")
+            .send(server.addr)
+            .await;
+        assert_eq!(again.status, StatusCode::CREATED, "{key}: {}", again.text());
+        assert!(again.replayed(), "{key} names the key pay-1");
+        assert_eq!(again.body, first.body);
+    }
+    // A comma inside quotes is part of the key.
+    let quoted = post("/payments")
+        .tenant("acme")
+        .key("\"a,b\"")
+        .body("x")
+        .send(server.addr)
+        .await;
+    assert_eq!(quoted.status, StatusCode::CREATED, "{}", quoted.text());
+    assert!(!quoted.replayed());
+    assert_eq!(server.runs(), 2);
 }
 
 #[tokio::test]
@@ -599,4 +739,187 @@ async fn layer_uses_the_process_wide_store_by_default() {
     request.send(server.addr).await;
     assert!(request.send(server.addr).await.replayed());
     assert_eq!(idem_runtime::store_name().unwrap(), "memory");
+}
+
+/// `authorization: Bearer <principal>` → `Principal` (the support module's middleware is
+/// private to `serve`).
+async fn authenticate(mut request: Request, next: Next) -> Response {
+    let principal = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|p| http_support::Principal(p.to_owned()));
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(principal);
+    }
+    next.run(request).await
+}
+
+/// Inside axum's `Router::nest`, the layer sees the URI without the nest's prefix. With feature
+/// `axum` (on for these tests) it fingerprints `OriginalUri`: one key and body sent to two
+/// accounts are two requests (422), not a replay of account A's payment to account B.
+#[tokio::test]
+async fn nested_router_prefix_is_in_the_fingerprint() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let runs = runs.clone();
+        move |request: Request| {
+            let runs = runs.clone();
+            async move {
+                let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                (
+                    StatusCode::CREATED,
+                    format!(
+                        "run {run}, path seen by the handler: {}",
+                        request.uri().path()
+                    ),
+                )
+            }
+        }
+    };
+    let accounts = Router::new()
+        .route("/payments", routing::post(handler))
+        .layer(scoped("nested").store(memory()).build());
+    let router = Router::new()
+        .nest("/accounts/{id}", accounts)
+        .layer(middleware::from_fn(authenticate));
+    let server = serve_router(router, runs).await;
+
+    let a = post("/accounts/A/payments?x=1")
+        .tenant("acme")
+        .key("k")
+        .body("amount=5");
+    let first = a.send(server.addr).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    assert_eq!(first.text(), "run 1, path seen by the handler: /payments");
+
+    let b = post("/accounts/B/payments?x=1")
+        .tenant("acme")
+        .key("k")
+        .body("amount=5")
+        .send(server.addr)
+        .await;
+    b.assert_problem(422, "idempotency-key-reused");
+    // The query of the original URI counts too.
+    post("/accounts/A/payments?x=2")
+        .tenant("acme")
+        .key("k")
+        .body("amount=5")
+        .send(server.addr)
+        .await
+        .assert_problem(422, "idempotency-key-reused");
+    assert_eq!(server.runs(), 1, "the handler never ran for account B");
+
+    // The same account, key and body is still a replay.
+    let again = a.send(server.addr).await;
+    assert!(again.replayed());
+    assert_eq!(again.body, first.body);
+    // The missing-key problem names the path the client sent.
+    let missing = post("/accounts/A/payments")
+        .tenant("acme")
+        .body("amount=5")
+        .send(server.addr)
+        .await;
+    let json = missing.assert_problem(400, "idempotency-key-missing");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POST /accounts/A/payments"),
+        "{json}"
+    );
+    assert_eq!(server.runs(), 1);
+}
+
+/// An outer request-body limit, as `tower_http::limit::RequestBodyLimitLayer` applies to a body
+/// it cannot refuse up front: the body is wrapped in `http_body_util::Limited`.
+async fn outer_limit(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, 10));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// A body cut off by an outer limit (a `LengthLimitError` in the body error's source chain) is
+/// `413 idempotency-request-too-large`, not `400 idempotency-request-unreadable`.
+#[tokio::test]
+async fn outer_body_limit_is_413() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let router = http_support::app(runs.clone())
+        .layer(scoped("outer-limit").store(memory()).build())
+        .layer(middleware::from_fn(outer_limit))
+        .layer(middleware::from_fn(authenticate));
+    let server = serve_router(router, runs).await;
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body(vec![b'a'; 20])
+        .send(server.addr)
+        .await;
+    let json = reply.assert_problem(413, "idempotency-request-too-large");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was recorded"),
+        "{json}"
+    );
+    // Chunked (no Content-Length): same.
+    let request = "POST /payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme\r\nIdempotency-Key: c\r\n\
+                   Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n14\r\naaaaaaaaaaaaaaaaaaaa\r\n0\r\n\r\n";
+    let reply = raw(server.addr, request.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("idempotency-request-too-large"), "{reply}");
+    assert_eq!(server.runs(), 0);
+    // Nothing was recorded: the same key with a body under the limit runs.
+    let small = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body("small")
+        .send(server.addr)
+        .await;
+    assert_eq!(small.status, StatusCode::CREATED, "{}", small.text());
+    assert!(!small.replayed());
+    assert_eq!(server.runs(), 1);
+}
+
+/// `wait_timeout(Duration::MAX)` means "wait as long as it takes": the duplicate waits and gets
+/// the replay (computing its deadline panicked, and the connection was dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_wait_timeout_waits_for_the_owner() {
+    let layer = scoped("wait-max")
+        .store(memory())
+        .on_conflict(OnConflict::Wait)
+        .wait_timeout(Duration::MAX)
+        .build();
+    let server = serve(layer).await;
+    let addr = server.addr;
+    let request = || {
+        post("/payments")
+            .tenant("acme")
+            .key("k")
+            .header("x-delay-ms", "500")
+            .body("x")
+    };
+    let owner = tokio::spawn(async move { request().send(addr).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let duplicate = tokio::spawn(async move { request().send(addr).await });
+    let owner = owner.await.unwrap();
+    let duplicate = duplicate
+        .await
+        .expect("the waiting duplicate's connection was dropped (server-side panic)");
+    assert_eq!(owner.status, StatusCode::CREATED, "{}", owner.text());
+    assert!(!owner.replayed());
+    assert_eq!(
+        duplicate.status,
+        StatusCode::CREATED,
+        "{}",
+        duplicate.text()
+    );
+    assert!(
+        duplicate.replayed(),
+        "the duplicate waited and got the replay"
+    );
+    assert_eq!(duplicate.body, owner.body);
+    assert_eq!(server.runs(), 1);
 }

@@ -95,14 +95,21 @@ const NEVER_RECORDED: [StatusCode; 4] = [
 ];
 
 /// Response headers that are never recorded: cookies (a replay must not hand one client's
-/// session to another) and connection-level headers (the server writes its own).
-const NEVER_REPLAYED: [HeaderName; 6] = [
+/// session to another), `content-length` (the server writes its own for the replayed body) and
+/// the hop-by-hop headers of RFC 9110 §7.6.1 and RFC 7230/2616 (they describe one connection,
+/// not the response).
+const NEVER_REPLAYED: [HeaderName; 11] = [
     header::SET_COOKIE,
+    header::CONTENT_LENGTH,
     header::CONNECTION,
     header::TRANSFER_ENCODING,
-    header::CONTENT_LENGTH,
     header::UPGRADE,
     header::TRAILER,
+    header::TE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// A tower [`Layer`](tower::Layer) that makes `POST`/`PATCH` requests idempotent by their
@@ -344,17 +351,21 @@ impl<State> IdempotencyLayerBuilder<State> {
     ///
     /// # Panics
     ///
-    /// For `set-cookie` (a replay must never hand one client's cookie to another) and the
-    /// connection-level headers `connection`, `transfer-encoding`, `content-length`, `upgrade`
-    /// and `trailer` (the server writes its own).
+    /// For `set-cookie` (a replay must never hand one client's cookie to another),
+    /// `content-length` (the server writes its own) and the hop-by-hop headers `connection`,
+    /// `keep-alive`, `proxy-connection`, `transfer-encoding`, `te`, `trailer`, `upgrade`,
+    /// `proxy-authenticate` and `proxy-authorization` (they belong to one connection, not to
+    /// the response).
     pub fn replay_header(mut self, name: HeaderName) -> Self {
         assert!(
             !NEVER_REPLAYED.contains(&name),
             "idem: the `{name}` response header is never recorded or replayed{}",
             if name == header::SET_COOKIE {
                 " (a replay must not hand one client's cookie to another)"
+            } else if name == header::CONTENT_LENGTH {
+                " (the server writes its own for the replayed body)"
             } else {
-                " (it is connection-level; the server writes its own)"
+                " (it is a hop-by-hop header: it belongs to one connection, not to the response)"
             }
         );
         if !self.replay_headers.contains(&name) {
@@ -370,22 +381,37 @@ impl<State> IdempotencyLayerBuilder<State> {
         names.into_iter().fold(self, Self::replay_header)
     }
 
-    /// Records responses with `status` too (2xx are always recorded). Use it for deterministic
-    /// client errors that a retry would only repeat, e.g. `400`, `404` or `422`. Responses not
-    /// recorded release the key, so a retry runs the handler again.
+    /// Records responses with a `4xx` `status` too (2xx are always recorded; passing one is a
+    /// no-op). Use it for deterministic client errors that a retry would only repeat, e.g.
+    /// `400`, `404` or `422`. Responses not recorded release the key, so a retry runs the
+    /// handler again.
     ///
     /// # Panics
     ///
-    /// For statuses that describe a transient situation and are never recorded — `408`, `409`,
-    /// `425`, `429` and every `5xx` — and for `1xx` (not a final response).
+    /// For every status but `2xx` and `4xx`, and for the `4xx` that describe a transient
+    /// situation: `408`, `409`, `425` and `429`. That is: `1xx` (not a final response), `3xx`
+    /// (a redirect is not the outcome of the request), `5xx` (transient), and the non-standard
+    /// `6xx`–`9xx`.
     pub fn record_status(mut self, status: StatusCode) -> Self {
-        assert!(
-            !(NEVER_RECORDED.contains(&status)
-                || status.is_server_error()
-                || status.is_informational()),
-            "idem: status {status} is never recorded: 408, 409, 425, 429 and 5xx are transient (a retry \
-             should run the handler again) and 1xx is not a final response"
-        );
+        let why = if status.is_success() || status.is_client_error() {
+            NEVER_RECORDED.contains(&status).then_some(
+                "408, 409, 425 and 429 are transient (a retry should run the handler again)",
+            )
+        } else if status.is_informational() {
+            Some("1xx is not a final response")
+        } else if status.is_redirection() {
+            Some("3xx redirects are not the outcome of the request")
+        } else if status.is_server_error() {
+            Some("5xx are transient (a retry should run the handler again)")
+        } else {
+            Some("it is not a standard status (6xx to 9xx)")
+        };
+        if let Some(why) = why {
+            panic!(
+                "idem: status {status} is never recorded: {why}; only 2xx and 4xx other than 408, \
+                 409, 425 and 429 can be"
+            );
+        }
         if !status.is_success() && !self.record_statuses.contains(&status) {
             self.record_statuses.push(status);
         }
@@ -430,7 +456,9 @@ impl<State> IdempotencyLayerBuilder<State> {
         self
     }
 
-    /// How long a duplicate waits with [`OnConflict::Wait`] (default 10 s).
+    /// How long a duplicate waits with [`OnConflict::Wait`] (default 10 s). `Duration::MAX`
+    /// waits as long as the running request takes; if its server dies, the wait ends when the
+    /// key's lease lapses (`409`, problem type `idempotency-request-not-recorded`).
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
         self

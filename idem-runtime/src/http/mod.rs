@@ -1,4 +1,5 @@
-//! The HTTP `Idempotency-Key` layer for tower and axum (feature `http`).
+//! The HTTP `Idempotency-Key` layer for tower and axum (feature `http`; with axum's
+//! `Router::nest`, also feature `axum`: see [Nested routers](#nested-routers-axum)).
 //!
 //! [`IdempotencyLayer`] makes `POST` and `PATCH` requests safe to retry, following
 //! [draft-ietf-httpapi-idempotency-key-header] and Stripe's API: a client sends a unique
@@ -37,7 +38,7 @@
 //! | no `Idempotency-Key`, layer optional | the handler's, untouched |
 //! | malformed key, or two `Idempotency-Key` headers | `400`, [`idempotency-key-malformed`](#idempotency-key-malformed) |
 //! | scope extractor returns `None` | `401`, [`idempotency-scope-missing`](#idempotency-scope-missing) |
-//! | body above [`max_request_body`](IdempotencyLayerBuilder::max_request_body) | `413`, [`idempotency-request-too-large`](#idempotency-request-too-large); nothing recorded |
+//! | body above [`max_request_body`](IdempotencyLayerBuilder::max_request_body), or cut off by an outer body limit | `413`, [`idempotency-request-too-large`](#idempotency-request-too-large); nothing recorded |
 //! | new key | the handler runs; its response is recorded if it is recordable (below) |
 //! | same key, same request, recorded | the recorded response, with `Idempotent-Replayed: true` |
 //! | same key, different request | `422`, [`idempotency-key-reused`](#idempotency-key-reused) |
@@ -46,21 +47,29 @@
 //!
 //! **The key.** The header holds a structured-field string (`"…"`, RFC 8941, with `\"` and
 //! `\\` as its only escapes) or a bare token; `"abc"` and `abc` are the same key. It is 1 to 255
-//! characters of visible ASCII (the quoted form also allows spaces, as RFC 8941 does). The
-//! record's key is `KeyHasher::for_key("http:<layer name>", version)`, then the scope, then
-//! the header's key: clients never choose the storage key directly.
+//! characters of visible ASCII (the quoted form also allows spaces, as RFC 8941 does). A bare
+//! token must not contain a comma: `a,b` is a list (two keys joined into one field line, e.g.
+//! by an intermediary) and is refused; quote a key that contains one (`"a,b"`). The quoted form
+//! may carry RFC 8941 parameters (`"abc";v=1`, `"abc"; p`), which are checked and ignored:
+//! `"abc";v=1` is the key `abc`. The record's key is
+//! `KeyHasher::for_key("http:<layer name>", version)`, then the scope, then the header's key:
+//! clients never choose the storage key directly.
 //!
 //! **The fingerprint** covers the method, the path, the query, the body and any headers added
-//! with [`fingerprint_header`](IdempotencyLayerBuilder::fingerprint_header). The body is
-//! buffered for it (up to the request limit) and handed to the handler as a complete body.
+//! with [`fingerprint_header`](IdempotencyLayerBuilder::fingerprint_header). The path and
+//! query are those of the URI the layer sees, which inside axum's `Router::nest` lacks the
+//! nest's prefix unless feature `axum` is on (see [Nested routers](#nested-routers-axum)). The
+//! body is buffered for it (up to the request limit) and handed to the handler as a complete
+//! body. **Request trailers are dropped**: they are not in the fingerprint, and the handler
+//! gets the buffered body without them.
 //!
-//! **Recorded responses.** Every `2xx`, and the statuses added with
-//! [`record_status`](IdempotencyLayerBuilder::record_status) (typically deterministic `4xx`
-//! such as `400`, `404`, `422`). Never `408`, `409`, `425`, `429`, `5xx`, nor the layer's own
-//! problem responses: those release the key, so a retry runs the handler again. A record holds
-//! the status, the allowlisted response headers
-//! ([`replay_header`](IdempotencyLayerBuilder::replay_header); `Set-Cookie` is never recorded)
-//! and the body. A response body above
+//! **Recorded responses.** Every `2xx`, and the `4xx` added with
+//! [`record_status`](IdempotencyLayerBuilder::record_status) (deterministic client errors such
+//! as `400`, `404`, `422`). Never `1xx`, `3xx`, `408`, `409`, `425`, `429`, `5xx` (the builder
+//! panics if asked to), nor the layer's own problem responses: those release the key, so a
+//! retry runs the handler again. A record holds the status, the allowlisted response headers
+//! ([`replay_header`](IdempotencyLayerBuilder::replay_header); `Set-Cookie`, `Content-Length`
+//! and the hop-by-hop headers are never recorded) and the body. A response body above
 //! [`max_response_body`](IdempotencyLayerBuilder::max_response_body), or one with trailers, is
 //! passed to the client unchanged and not recorded, and the key is released. The record format
 //! is described in the `recorded` section below.
@@ -98,8 +107,30 @@
 //!   the fingerprint covers the decoded body.
 //! - **Body limits**: the layer enforces its own request limit (it must buffer the body) and
 //!   answers `413` before reading more than that; a general body limit layer can stay outside.
-//!   Timeouts go outside as well: a timed-out request's handler still completes in its task
-//!   and records its response for the retry.
+//!   When the outer limit cuts a body off while the layer reads it (the body fails with
+//!   `http_body_util::LengthLimitError` anywhere in its error's source chain, as with
+//!   tower-http's `RequestBodyLimit`), the layer answers `413`
+//!   [`idempotency-request-too-large`](#idempotency-request-too-large) too, and records
+//!   nothing. Timeouts go outside as well: a timed-out request's handler still completes in its
+//!   task and records its response for the retry.
+//!
+//! ## Nested routers (axum)
+//!
+//! axum's `Router::nest("/accounts/{id}", inner)` strips the prefix from the request's URI
+//! before `inner` and its layers see it. A layer added to `inner` then sees `POST /payments`
+//! for both `POST /accounts/A/payments` and `POST /accounts/B/payments`: **without feature
+//! `axum`, the two have the same fingerprint, and the same key and body sent to account B get
+//! account A's recorded response** instead of `422`. Either
+//!
+//! - enable feature **`axum`** (`idem-runtime = { features = ["axum"] }`): the layer then
+//!   fingerprints the path and query of axum's
+//!   [`OriginalUri`](https://docs.rs/axum/0.8/axum/extract/struct.OriginalUri.html) request
+//!   extension (the URI before any nesting; the feature also turns on axum's `original-uri`
+//!   feature, which records it) and falls back to the request's URI when there is none; or
+//! - put the layer outside the nesting router (on the outer `Router`, or around it), where the
+//!   URI is still complete; or
+//! - add what the prefix carries to the fingerprint yourself (for example a header, with
+//!   [`fingerprint_header`](IdempotencyLayerBuilder::fingerprint_header)), or to the scope.
 //!
 //! # A session with curl
 //!
@@ -150,14 +181,17 @@
 //! `400`: the method needs an `Idempotency-Key` and the request has none.
 //! ### idempotency-key-malformed
 //! `400`: the key is empty, longer than 255 characters, not visible ASCII, has unbalanced
-//! quotes or an invalid escape, or the request has two `Idempotency-Key` headers.
+//! quotes or an invalid escape, is a list (a comma in a bare token, or two quoted keys), has
+//! malformed parameters or other characters after its closing quote, or the request has two
+//! `Idempotency-Key` headers.
 //! ### idempotency-scope-missing
 //! `401`: the scope extractor found no principal or tenant; the layer is probably outside
 //! authentication.
 //! ### idempotency-request-too-large
-//! `413`: the body is above the layer's request limit; nothing was recorded.
+//! `413`: the body is above the layer's request limit, or an outer body limit cut it off
+//! (`http_body_util::LengthLimitError`); nothing was recorded.
 //! ### idempotency-request-unreadable
-//! `400`: reading the request body failed (the client aborted the upload).
+//! `400`: reading the request body failed for another reason (the client aborted the upload).
 //! ### idempotency-key-reused
 //! `422`: the key was used for a different request (method, path, query, body or
 //! fingerprinted headers).
@@ -167,7 +201,12 @@
 //! `409` + `Retry-After`: (with [`OnConflict::Wait`](crate::OnConflict::Wait)) the request
 //! this one waited for ended without a recorded response; sending it again runs it.
 //! ### idempotency-store-unavailable
-//! `503` + `Retry-After`: the store failed; nothing was run.
+//! `503` + `Retry-After`: either the store failed, and this request was not run (it claimed
+//! no key); or the server is shutting down and the runtime cancelled the handler's task after the
+//! key was claimed: the handler may have run, partly or entirely (its side effects may have
+//! happened), and its response was most likely not recorded. A retry with the same key, to
+//! this or another server sharing the store, replays the response if it was recorded, and
+//! otherwise runs the handler again once the claim is released or its lease lapses.
 //! ### idempotency-record-unreadable
 //! `500`: the record cannot be decoded by this version of the server (logged).
 //! ### idempotency-store-not-configured

@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body::Body;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::Service;
@@ -102,7 +102,7 @@ where
                     "{} {} requires an Idempotency-Key header (1 to 255 visible ASCII characters, e.g. \
                      a UUID); send the same key again to retry this request safely",
                     parts.method,
-                    parts.uri.path()
+                    request_uri(&parts).path()
                 );
                 return ResponseFuture::ready(problem(config, Kind::KeyMissing, &detail, None));
             }
@@ -191,6 +191,14 @@ fn too_large<B>(config: &Config) -> Response<IdemBody<B>> {
     problem(config, Kind::RequestTooLarge, &detail, None)
 }
 
+/// `413` for a body that an outer layer's limit (`http_body_util::Limited`, e.g. tower-http's
+/// `RequestBodyLimit`) cut off while this layer read it.
+fn too_large_outer<B>(config: &Config) -> Response<IdemBody<B>> {
+    let detail = "the request body is larger than the server's request body limit; nothing was \
+                  recorded";
+    problem(config, Kind::RequestTooLarge, detail, None)
+}
+
 /// A problem for a server-side failure: the error goes to the log, not to the client.
 fn internal<B>(config: &Config, kind: Kind, error: &Error) -> Response<IdemBody<B>> {
     tracing::error!(target: "idem", operation = config.operation, %error, "idempotency layer failure");
@@ -249,6 +257,7 @@ where
     let body = match read_request(body, config.max_request_body).await {
         Ok(body) => body,
         Err(ReadError::TooLarge) => return Ok(too_large(&config)),
+        Err(ReadError::OuterLimit) => return Ok(too_large_outer(&config)),
         Err(ReadError::Body(error)) => {
             let detail = format!("the request body could not be read: {error}");
             return Ok(problem(&config, Kind::RequestUnreadable, &detail, None));
@@ -433,7 +442,7 @@ async fn wait_for_owner<B>(
     fingerprint: &Fingerprint,
     mut remaining: Duration,
 ) -> Response<IdemBody<B>> {
-    let deadline = Instant::now() + config.wait_timeout;
+    let deadline = crate::store::deadline(Instant::now(), config.wait_timeout);
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -495,13 +504,25 @@ fn replay<B>(config: &Config, value: &[u8]) -> Response<IdemBody<B>> {
     }
 }
 
+/// The URI whose path and query identify the request: with the `axum` feature, the
+/// `OriginalUri` axum's router records before `Router::nest` strips a prefix; else (or when
+/// there is none) the request's URI.
+fn request_uri(parts: &Parts) -> &Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) = parts.extensions.get() {
+        return uri;
+    }
+    &parts.uri
+}
+
 /// The request fingerprint: method, path, query, the configured headers (name, then every
 /// value), then the body.
 fn fingerprint(config: &Config, parts: &Parts, body: &[u8]) -> Fingerprint {
     let mut hasher = KeyHasher::with_fingerprint_hash_key(config.fingerprint_hash_key);
+    let uri = request_uri(parts);
     hasher.write_str(parts.method.as_str());
-    hasher.write_str(parts.uri.path());
-    match parts.uri.query() {
+    hasher.write_str(uri.path());
+    match uri.query() {
         Some(query) => {
             hasher.write_some();
             hasher.write_str(query);
@@ -560,8 +581,26 @@ fn to_bytes<D: Buf>(mut data: D) -> Bytes {
 }
 
 enum ReadError {
+    /// Above this layer's limit.
     TooLarge,
+    /// Above an outer layer's limit: the body failed with a `LengthLimitError`.
+    OuterLimit,
     Body(BoxError),
+}
+
+impl ReadError {
+    fn body(error: BoxError) -> Self {
+        if caused_by_length_limit(&*error) {
+            ReadError::OuterLimit
+        } else {
+            ReadError::Body(error)
+        }
+    }
+}
+
+/// Whether `error` or one of its sources is `http_body_util::LengthLimitError`.
+fn caused_by_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| e.is::<LengthLimitError>())
 }
 
 /// Reads a request body of at most `limit` bytes. Trailers are dropped.
@@ -576,7 +615,7 @@ where
     let mut body = pin!(body);
     let mut chunks = Chunks::default();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ReadError::Body(e.into()))?;
+        let frame = frame.map_err(|e| ReadError::body(e.into()))?;
         if let Ok(data) = frame.into_data() {
             let data = to_bytes(data);
             if chunks.len + data.len() > limit {
