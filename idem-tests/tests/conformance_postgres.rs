@@ -199,3 +199,393 @@ async fn local_cache_serves_replays_within_its_bounds() {
     })
     .await;
 }
+
+/// `wait_for_change(key, Duration::MAX)` ("no bound") returns once the key is not in progress,
+/// instead of panicking on `Instant::now() + Duration::MAX`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_accepts_duration_max() {
+    let fixture = PgFixture::new().await;
+    let store = fixture.postgres();
+    let bounded = Duration::from_secs(5);
+    let absent = unique_key("pg-wait-max-absent");
+    tokio::time::timeout(bounded, store.wait_for_change(&absent, Duration::MAX))
+        .await
+        .expect("an absent key is settled at once")
+        .unwrap();
+    let running = unique_key("pg-wait-max-running");
+    let fp = Fingerprint::from_bytes([4; 32]);
+    let lease = Duration::from_millis(200);
+    assert_eq!(
+        store
+            .claim(&running, &fp, Token::generate(), lease)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    tokio::time::timeout(bounded, store.wait_for_change(&running, Duration::MAX))
+        .await
+        .expect("returns once the lease lapsed")
+        .unwrap();
+}
+
+/// `spawn_sweeper(Duration::ZERO)` sweeps every millisecond (a zero period made
+/// `tokio::time::interval` panic inside the task, so nothing was ever swept), and the task ends
+/// once the `Arc` it was given is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeper_with_zero_period_sweeps_and_stops_with_its_arc() {
+    let fixture = PgFixture::new().await;
+    let store = std::sync::Arc::new(fixture.postgres().clone());
+    let key = unique_key("pg-sweep-zero");
+    store
+        .claim(
+            &key,
+            &Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_micros(1),
+        )
+        .await
+        .unwrap();
+    let count = format!(
+        "SELECT count(*) FROM {} WHERE key = $1",
+        store.qualified_table()
+    );
+    let rows = async || -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(count.clone()))
+            .bind(key.as_bytes().as_slice())
+            .fetch_one(fixture.postgres().pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 1);
+    let sweeper = store.spawn_sweeper(Duration::ZERO);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rows().await > 0 {
+        assert!(!sweeper.is_finished(), "the sweeper task ended early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired row was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A store value cloned out of the Arc does not keep the task alive; the Arc's clones do.
+    let value = (*store).clone();
+    let arc_clone = store.clone();
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!sweeper.is_finished(), "an Arc clone is still alive");
+    drop(arc_clone);
+    tokio::time::timeout(Duration::from_secs(5), sweeper)
+        .await
+        .expect("the sweeper stops once every Arc is dropped")
+        .expect("the sweeper task did not panic");
+    drop(value);
+}
+
+/// Runs 20 rounds of 8 concurrent first claims of one key on `store`: every claim answers
+/// (one `Acquired` at most, the others `InProgress`), none fails.
+async fn claim_races_answer(store: std::sync::Arc<idem_runtime::store::PostgresStore>) {
+    let fp = Fingerprint::from_bytes([5; 32]);
+    let mut errors = Vec::new();
+    for round in 0..20 {
+        let key = unique_key(&format!("pg-isolation-{round}"));
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .claim(&key, &fp, Token::generate(), Duration::from_secs(30))
+                        .await
+                })
+            })
+            .collect();
+        let mut acquired = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Claim::Acquired) => acquired += 1,
+                Ok(Claim::InProgress { .. }) => {}
+                Ok(other) => panic!("{other:?}"),
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        assert!(acquired <= 1, "two owners of one key");
+        assert!(
+            acquired == 1 || !errors.is_empty(),
+            "nobody acquired the key"
+        );
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors: {:?}",
+        errors.len(),
+        errors.first()
+    );
+}
+
+/// Under a `REPEATABLE READ` or `SERIALIZABLE` default isolation (here set for the session
+/// through the URL's `options`), the losers of a claim race answered a serialization failure
+/// (SQLSTATE 40001) instead of `InProgress`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_races_answer_under_stricter_default_isolation() {
+    let fixture = PgFixture::new().await;
+    // In `options`, a space inside a value is escaped with a backslash (`%5C`).
+    for (level, shown) in [
+        ("repeatable%5C%20read", "repeatable read"),
+        ("serializable", "serializable"),
+    ] {
+        let url = idem_tests::servers::database_url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options=-c%20default_transaction_isolation%3D{level}");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .unwrap();
+        let isolation: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(isolation, shown);
+        let store = std::sync::Arc::new(
+            idem_runtime::store::PostgresStore::builder()
+                .schema(fixture.schema())
+                .build(pool.clone())
+                .unwrap(),
+        );
+        claim_races_answer(store.clone()).await;
+
+        // The owner's writes racing with each other (renewals while completing) are retried
+        // too, and answer as under READ COMMITTED.
+        for round in 0..20 {
+            let key = unique_key(&format!("pg-isolation-writes-{round}"));
+            let token = Token::generate();
+            let lease = Duration::from_secs(30);
+            assert_eq!(
+                store
+                    .claim(&key, &Fingerprint::NONE, token, lease)
+                    .await
+                    .unwrap(),
+                Claim::Acquired
+            );
+            let renewals: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.renew(&key, token, lease).await })
+                })
+                .collect();
+            let value = idem_runtime::record::encode("pg", &round).unwrap();
+            assert!(
+                store
+                    .complete(&key, token, value, Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            );
+            for renewal in renewals {
+                renewal
+                    .await
+                    .unwrap()
+                    .expect("a renewal answers, never fails");
+            }
+        }
+        pool.close().await;
+    }
+}
+
+/// The same race with the isolation set by the application's pool (`after_connect`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_races_answer_on_a_repeatable_read_pool() {
+    let fixture = PgFixture::new().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(
+                    conn,
+                    "SET default_transaction_isolation = 'repeatable read'",
+                )
+                .await
+                .map(drop)
+            })
+        })
+        .connect(&idem_tests::servers::database_url())
+        .await
+        .unwrap();
+    let store = idem_runtime::store::PostgresStore::builder()
+        .schema(fixture.schema())
+        .build(pool.clone())
+        .unwrap();
+    claim_races_answer(std::sync::Arc::new(store)).await;
+    pool.close().await;
+}
+
+/// A claim on a table that was never migrated says to run `migrate()`, instead of only
+/// `relation "…" does not exist`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_before_migrate_says_to_migrate() {
+    let fixture = PgFixture::new().await;
+    let store = idem_runtime::store::PostgresStore::builder()
+        .schema(fixture.schema())
+        .table("never_migrated")
+        .build(fixture.postgres().pool().clone())
+        .unwrap();
+    let key = unique_key("pg-unmigrated");
+    let token = Token::generate();
+    let lease = Duration::from_secs(5);
+    let errors = [
+        store
+            .claim(&key, &Fingerprint::NONE, token, lease)
+            .await
+            .unwrap_err(),
+        store.get(&key).await.unwrap_err(),
+        store
+            .complete(&key, token, bytes::Bytes::new(), lease)
+            .await
+            .unwrap_err(),
+    ];
+    for error in errors {
+        let message = error.to_string();
+        assert!(
+            message.contains("run PostgresStore::migrate() first")
+                && message.contains("never_migrated"),
+            "{message}"
+        );
+    }
+}
+
+/// Rows that are not idem records are errors naming the table and the key, never panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_rows_name_the_key() {
+    let fixture = PgFixture::new().await;
+    let store = fixture.postgres();
+    let fingerprint = format!("'\\x{}'::bytea", "01".repeat(32));
+    let cases = [
+        (
+            "short fingerprint",
+            "'\\x01'::bytea, 'completed', 'idm'::bytea".to_owned(),
+        ),
+        ("unknown state", format!("{fingerprint}, 'error', NULL")),
+        (
+            "completed without value",
+            format!("{fingerprint}, 'completed', NULL"),
+        ),
+    ];
+    for (what, columns) in cases {
+        let key = unique_key(what);
+        let sql = format!(
+            "INSERT INTO {} (key, fingerprint, state, value, expires_at) \
+             VALUES ($1, {columns}, now() + interval '1 hour')",
+            store.qualified_table()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(key.as_bytes().as_slice())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let claim = store
+            .claim(
+                &key,
+                &Fingerprint::NONE,
+                Token::generate(),
+                Duration::from_secs(5),
+            )
+            .await;
+        let get = store.get(&key).await;
+        for outcome in [claim.map(drop), get.map(drop)] {
+            let message = outcome.unwrap_err().to_string();
+            assert!(
+                message.contains("malformed")
+                    && message.contains(&key.to_string())
+                    && message.contains(store.qualified_table()),
+                "{what}: {message}"
+            );
+        }
+    }
+}
+
+/// `Duration::MAX` as lease / TTL means "practically never" (clamped, never an interval
+/// overflow), and 1 µs is 1 ms (never 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_durations_are_clamped() {
+    use idem_runtime::store::Record;
+
+    let fixture = PgFixture::new().await;
+    let store = fixture.postgres();
+    let year = Duration::from_secs(3600 * 24 * 365);
+    let key = unique_key("pg-huge");
+    let token = Token::generate();
+    let fp = Fingerprint::NONE;
+    assert_eq!(
+        store.claim(&key, &fp, token, Duration::MAX).await.unwrap(),
+        Claim::Acquired
+    );
+    match store
+        .claim(&key, &fp, Token::generate(), Duration::MAX)
+        .await
+    {
+        Ok(Claim::InProgress { remaining, .. }) => assert!(remaining > year),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.renew(&key, token, Duration::MAX).await.unwrap());
+    let value = idem_runtime::record::encode("pg", &"v").unwrap();
+    assert!(
+        store
+            .complete(&key, token, value, Duration::MAX)
+            .await
+            .unwrap()
+    );
+    match store.get(&key).await {
+        Ok(Some(Record::Completed { expires_in, .. })) => assert!(expires_in > year),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.remove(&key).await.unwrap());
+    let tiny = unique_key("pg-tiny");
+    let claim = store.claim(&tiny, &fp, Token::generate(), Duration::from_micros(1));
+    assert_eq!(claim.await.unwrap(), Claim::Acquired);
+}
+
+/// Several instances migrating a fresh schema at once (separate pools), with two tables in it:
+/// all succeed and every store claims afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_of_a_fresh_schema() {
+    let fixture = PgFixture::new().await; // owns a unique schema name
+    let schema = format!("{}_m", fixture.schema());
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let schema = schema.clone();
+            tokio::spawn(async move {
+                let pool = idem_tests::servers::pg_pool(2).await;
+                let table = if i % 2 == 0 {
+                    "idem_records"
+                } else {
+                    "other_records"
+                };
+                let store = idem_runtime::store::PostgresStore::builder()
+                    .schema(&schema)
+                    .table(table)
+                    .build(pool.clone())
+                    .unwrap();
+                let migrated = store.migrate().await;
+                let claim = store
+                    .claim(
+                        &unique_key("pg-migrate"),
+                        &Fingerprint::NONE,
+                        Token::generate(),
+                        Duration::from_secs(5),
+                    )
+                    .await;
+                pool.close().await;
+                (migrated, claim)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (migrated, claim) = task.await.unwrap();
+        if migrated.is_err() || claim.is_err() {
+            failures.push(format!("{migrated:?} / {claim:?}"));
+        }
+    }
+    idem_tests::servers::drop_pg_schema(&schema);
+    assert!(failures.is_empty(), "{failures:?}");
+}

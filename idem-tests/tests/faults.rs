@@ -338,6 +338,82 @@ async fn redis_missing_replicas_fail_the_call_but_keep_the_record() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+/// A sub-millisecond `WAIT` timeout is sent as 1 ms: it was sent as `WAIT 1 0`, which Redis
+/// reads as "block until a replica acknowledged", so without a replica `complete` failed with a
+/// bare response timeout and the shared connection stayed blocked for every later command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sub_millisecond_wait_timeout_does_not_block_the_connection() {
+    for wait in [Duration::ZERO, Duration::from_micros(500)] {
+        let fixture = RedisFixture::with_builder(
+            RedisStore::builder()
+                .wait_for_replicas(1, wait)
+                .response_timeout(Duration::from_millis(500)),
+        )
+        .await;
+        let store = fixture.redis();
+        let key = unique_key("sub-ms-wait");
+        let token = Token::generate();
+        let lease = Duration::from_secs(5);
+        assert_eq!(
+            store
+                .claim(&key, &idem_runtime::Fingerprint::NONE, token, lease)
+                .await
+                .unwrap(),
+            idem_runtime::store::Claim::Acquired
+        );
+        let value = idem_runtime::record::encode("faults", &"v").unwrap();
+        let completed = store
+            .complete(&key, token, value, Duration::from_secs(60))
+            .await;
+        let message = expect_store_error(completed);
+        assert!(
+            message.contains("replicas acknowledged"),
+            "{wait:?}: {message}"
+        );
+        // The connection answers other commands at once.
+        let other = unique_key("sub-ms-wait-other");
+        let started = std::time::Instant::now();
+        let claim = store
+            .claim(
+                &other,
+                &idem_runtime::Fingerprint::NONE,
+                Token::generate(),
+                lease,
+            )
+            .await;
+        assert!(claim.is_ok(), "the connection is blocked: {claim:?}");
+        assert!(matches!(
+            store.get(&key).await.unwrap(),
+            Some(Record::Completed { .. })
+        ));
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+}
+
+/// Connection errors show the URL without its password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connect_errors_hide_the_password() {
+    let builder = || {
+        RedisStore::builder()
+            .connection_timeout(Duration::from_millis(300))
+            .reconnect_retries(0)
+    };
+    for url in [
+        "redis://default:hunter2@127.0.0.1:1",
+        "redis://:hunter2@127.0.0.1:1/0",
+    ] {
+        let message = expect_store_error(builder().connect(url).await);
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+    }
+    let message = expect_store_error(
+        builder()
+            .connect_cluster(["redis://default:hunter2@127.0.0.1:1"])
+            .await,
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: unreachable, connection terminated
 
@@ -395,6 +471,30 @@ async fn postgres_unreachable_fails_closed_then_recovers() {
     assert_eq!(call(&store, down, &runs, "again").await.unwrap(), "back");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     pool.close().await;
+}
+
+/// `PostgresStoreBuilder::connect` to a server that refuses connections names the cause (it
+/// said only "pool timed out"), and its message never shows a password, from the userinfo or
+/// from the query string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connect_errors_name_the_cause_and_hide_the_password() {
+    for url in [
+        "postgres://postgres:hunter2@127.0.0.1:1/test",
+        "postgres://postgres@127.0.0.1:1/test?password=hunter2",
+        "postgres://postgres@127.0.0.1:1/test?sslmode=disable&password=hunter2&application_name=x",
+    ] {
+        let out = PostgresStore::builder()
+            .acquire_timeout(Duration::from_millis(500))
+            .connect(url)
+            .await;
+        let message = expect_store_error(out);
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("127.0.0.1:1"), "{message}");
+        assert!(
+            message.contains("refused") || message.contains("reach"),
+            "the cause is named: {message}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,6 @@
 //! at that moment, capped by the configured maximum age. The price is staleness towards *other*
 //! processes: a `remove` (`forget`) there is seen here only once the entry's maximum age has
 //! passed. A `remove` through the same store instance (or its clones) drops the entry at once.
-//!
-//! (Loaded with `#[path]` by the `redis` store, or by `postgres` when `redis` is off, so that
-//! `store/mod.rs` needs no change; it belongs there as `mod local_cache;`.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,12 +21,14 @@ use crate::{Fingerprint, Key};
 /// `max_entries` × 64 KiB at most.
 pub(crate) const MAX_CACHED_VALUE_BYTES: usize = 64 * 1024;
 
-/// Independent locks, so that concurrent replays of different keys rarely wait for each other.
+/// Independent locks, so that concurrent replays of different keys rarely wait for each other
+/// (fewer when the cache holds fewer entries: every shard holds at least one).
 const SHARDS: usize = 16;
 
 pub(crate) struct LocalCache {
     shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    /// The configured bound: the shards' capacities add up to exactly this.
+    max_entries: usize,
     max_age: Duration,
     /// Counts `remove` calls. A claim reads it before it asks the server and caches what it
     /// got only if no removal happened meanwhile: otherwise a replay that raced with a
@@ -38,6 +37,8 @@ pub(crate) struct LocalCache {
 }
 
 struct Shard {
+    /// At most this many entries (at least 1).
+    capacity: usize,
     entries: HashMap<[u8; 32], Entry>,
     /// Keys in insertion order: the oldest entry is evicted first when the shard is full.
     /// A key appears here exactly once while it is in `entries`.
@@ -54,15 +55,21 @@ struct Entry {
 }
 
 impl LocalCache {
-    /// A cache of at most `max_entries` records, each served for at most `max_age`; `None` when
-    /// either is zero (no cache).
+    /// A cache of at most `max_entries` records in total, each served for at most `max_age`;
+    /// `None` when either is zero (no cache).
+    ///
+    /// The bound is split over the shards exactly (never rounded up): `min(max_entries, 16)`
+    /// shards, whose capacities differ by at most one and add up to `max_entries`.
     pub(crate) fn new(max_entries: usize, max_age: Duration) -> Option<LocalCache> {
         if max_entries == 0 || max_age.is_zero() {
             return None;
         }
-        let shards = (0..SHARDS)
-            .map(|_| {
+        let count = max_entries.min(SHARDS);
+        let (base, extra) = (max_entries / count, max_entries % count);
+        let shards = (0..count)
+            .map(|i| {
                 Mutex::new(Shard {
+                    capacity: base + usize::from(i < extra),
                     entries: HashMap::new(),
                     order: VecDeque::new(),
                 })
@@ -70,14 +77,14 @@ impl LocalCache {
             .collect();
         Some(LocalCache {
             shards,
-            per_shard: max_entries.div_ceil(SHARDS),
+            max_entries,
             max_age,
             removals: AtomicU64::new(0),
         })
     }
 
     pub(crate) fn max_entries(&self) -> usize {
-        self.per_shard * SHARDS
+        self.max_entries
     }
 
     pub(crate) fn max_age(&self) -> Duration {
@@ -85,8 +92,10 @@ impl LocalCache {
     }
 
     fn shard(&self, key: &Key) -> &Mutex<Shard> {
-        // Key digests are uniformly distributed: any byte picks a shard evenly.
-        &self.shards[usize::from(key.as_bytes()[31]) % SHARDS]
+        // Key digests are uniformly distributed: any bytes pick a shard evenly (two bytes, so
+        // that a shard count that does not divide 256 skews it by at most 1/4096).
+        let bits = usize::from(u16::from_le_bytes([key.as_bytes()[30], key.as_bytes()[31]]));
+        &self.shards[bits % self.shards.len()]
     }
 
     /// The completed record of `key`, if cached and still live.
@@ -138,7 +147,7 @@ impl LocalCache {
         }
         if shard.entries.insert(*key.as_bytes(), entry).is_none() {
             shard.order.push_back(*key.as_bytes());
-            while shard.entries.len() > self.per_shard {
+            while shard.entries.len() > shard.capacity {
                 let Some(oldest) = shard.order.pop_front() else {
                     break;
                 };
@@ -171,8 +180,36 @@ mod tests {
 
     fn key(n: u8) -> Key {
         let mut bytes = [n; 32];
-        bytes[31] = 0; // all in one shard
+        (bytes[30], bytes[31]) = (0, 0); // all in one shard
         Key::from_bytes(bytes)
+    }
+
+    /// Keys spread over every shard.
+    fn spread_key(n: u32) -> Key {
+        let mut bytes = [0; 32];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        bytes[28..].copy_from_slice(&n.to_le_bytes());
+        Key::from_bytes(bytes)
+    }
+
+    #[test]
+    fn never_holds_more_than_max_entries() {
+        let (fp, value) = (Fingerprint::NONE, Bytes::from_static(b"v"));
+        for max_entries in (1..=40).chain([100, 1000]) {
+            let cache = LocalCache::new(max_entries, Duration::from_secs(60)).unwrap();
+            assert_eq!(cache.max_entries(), max_entries);
+            let capacity: usize = cache.shards.iter().map(|s| s.lock().capacity).sum();
+            assert_eq!(capacity, max_entries);
+            assert!(cache.shards.iter().all(|s| s.lock().capacity >= 1));
+            let now = Instant::now();
+            for n in 0..u32::try_from(max_entries * 4).unwrap() {
+                let ttl = Duration::from_secs(60);
+                cache.insert(&spread_key(n), fp, &value, now, cache.epoch(), ttl);
+            }
+            let held: usize = cache.shards.iter().map(|s| s.lock().entries.len()).sum();
+            assert!(held <= max_entries, "{held} > {max_entries}");
+            assert!(held > 0);
+        }
     }
 
     #[test]

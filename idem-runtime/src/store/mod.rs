@@ -9,9 +9,9 @@
 //! boxed futures so the trait stays object-safe; the built-in memory store is also dispatched
 //! statically by the engine, so its replay path allocates nothing.
 
-/// The opt-in cache of completed records in front of the remote stores.
 #[cfg(feature = "redis")]
 mod claim_order;
+/// The opt-in cache of completed records in front of the remote stores.
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod local_cache;
 pub(crate) mod memory;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sqlx::postgres::types::PgInterval;
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Row};
 
-use super::{Claim, Record, Store, StoreFuture, jittered};
+use super::{Claim, Record, Store, StoreFuture, deadline, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
 use super::local_cache::LocalCache;
@@ -20,6 +20,13 @@ const NAME: &str = "postgres";
 /// How often a claim statement is retried when a concurrent claim's row was invisible to its
 /// snapshot (each retry has a newer snapshot; more than one is rare).
 const CLAIM_ATTEMPTS: usize = 8;
+/// How often a statement runs in all when the server aborts it with a serialization failure
+/// (SQLSTATE 40001: a concurrent write to the row under `REPEATABLE READ` or `SERIALIZABLE`
+/// default isolation) or a deadlock (40P01). Each run is a transaction of its own, with a new
+/// snapshot, so the retry sees the concurrent write and decides as `READ COMMITTED` would.
+const CONFLICT_ATTEMPTS: usize = 8;
+/// The store's own table of schema versions, in the store's schema.
+const VERSION_TABLE: &str = "idem_schema_version";
 /// Rows deleted per statement by [`PostgresStore::purge_expired`].
 const PURGE_BATCH: usize = 1000;
 /// First argument of `pg_advisory_xact_lock(int, int)` for migrations: "idem" in ASCII.
@@ -144,7 +151,14 @@ const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
 /// function (schema version 1: created by idem 0.1's first `migrate()` or from its DDL) keeps
 /// working: the first claim that finds the function missing logs a warning and the store
 /// claims with a single upsert statement instead (atomic as well, but it costs the server about
-/// 1.7 times as much per replay), until `migrate()` adds the function.
+/// 1.7 times as much per replay). The store (and its clones) keeps that fallback until **this
+/// process** calls [`PostgresStore::migrate`] on it: it does not re-detect the function, so
+/// after another process or your own migrations added it, restart or call `migrate()` (a
+/// no-op at the current version) to claim through the function again. The table name
+/// `idem_schema_version` is refused by the builder for the records table.
+///
+/// A statement that finds the table (or the claim function's schema) missing fails with an
+/// [`Error::Store`] that says to run `migrate()` first.
 ///
 /// ## Statements
 ///
@@ -177,8 +191,21 @@ const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
 ///   to the read, and the function's conflict check (which sees it) finds it live and answers
 ///   `false`; the store then runs the statement again, and the new snapshot sees the row.
 ///   Under a storm of first callers the losers therefore take 2 round trips.
-/// - **complete**, **release** and **renew** carry the token in `WHERE` (`token = $2 AND state =
-///   'in_progress' AND expires_at > clock_timestamp()`); a row lock serialises them with claims.
+///
+///   Under a `REPEATABLE READ` or `SERIALIZABLE` default isolation
+///   (`default_transaction_isolation`), PostgreSQL aborts such a loser with a serialization
+///   failure (SQLSTATE 40001) instead; the store runs the statement again as well (also on a
+///   deadlock, 40P01), up to 8 times in all, and only then reports [`Error::Store`]. A replay
+///   is unaffected: it is still one read. `complete`, `release`, `renew`, `remove` and the
+///   purge are retried the same way, so every isolation level gives the answers of
+///   `READ COMMITTED`.
+/// - **complete** and **renew** carry the token and liveness in `WHERE` (`token = $2 AND state =
+///   'in_progress' AND expires_at > clock_timestamp()`): they change only a live claim of the
+///   token. **release** matches `token = $2 AND state = 'in_progress'` only, so it also deletes
+///   the token's claim after its lease lapsed (nobody else took it over yet, since a takeover
+///   replaces the token), and reports `true` only if the row was still live
+///   (`RETURNING expires_at > clock_timestamp()`). A row lock serialises all three with
+///   claims.
 ///
 /// ## Round trips
 ///
@@ -269,7 +296,9 @@ impl PostgresStoreBuilder {
     }
 
     /// The table name (default `idem_records`). Same rules as the schema, at most 48 bytes (the
-    /// index name adds a suffix).
+    /// index name adds a suffix), and not `idem_schema_version` (the store's own version table
+    /// in the same schema): [`build`](Self::build) and [`connect`](Self::connect) refuse such a
+    /// name with [`Error::Config`].
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();
         self
@@ -310,7 +339,7 @@ impl PostgresStoreBuilder {
     }
 
     /// Builds the store on `pool` (no I/O). Fails with [`Error::Config`] on an invalid schema or
-    /// table name.
+    /// table name (see [`table`](Self::table)).
     pub fn build(self, pool: PgPool) -> Result<PostgresStore, Error> {
         let sql = Sql::new(&self.schema, &self.table)?;
         Ok(PostgresStore {
@@ -323,33 +352,97 @@ impl PostgresStoreBuilder {
     }
 
     /// Opens a pool on `url` (`postgres://user:password@host:port/database`) and builds the
-    /// store. Fails with [`Error::Store`] if the server cannot be reached.
+    /// store. Fails with [`Error::Config`] on an invalid schema or table name, and with
+    /// [`Error::Store`] if the URL is invalid or the server cannot be reached within the
+    /// [`acquire_timeout`](Self::acquire_timeout); the message names the cause (e.g. the
+    /// connection was refused) and shows the URL without its password.
     pub async fn connect(self, url: &str) -> Result<PostgresStore, Error> {
         Sql::new(&self.schema, &self.table)?;
+        let cannot = |cause: &dyn fmt::Display| {
+            Error::store(
+                NAME,
+                format!("cannot connect to PostgreSQL at {}: {cause}", redact(url)),
+            )
+        };
+        let options: PgConnectOptions = url.parse().map_err(|e| cannot(&e))?;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
-            .connect(url)
-            .await
-            .map_err(|e| {
-                Error::store(
-                    NAME,
-                    format!("cannot connect to PostgreSQL at {}: {e}", redact(url)),
-                )
-            })?;
+            .connect_with(options.clone())
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            // The pool only says that no connection came in time: ask the server why.
+            Err(sqlx::Error::PoolTimedOut) => {
+                let cause = Box::pin(probe(&options)).await;
+                return Err(cannot(&format_args!(
+                    "no connection within {:?}; {cause}",
+                    self.acquire_timeout
+                )));
+            }
+            Err(e) => return Err(cannot(&e)),
+        };
         self.build(pool)
     }
 }
 
-/// `url` without its password, for error messages.
+/// `url` without its password, for error messages: the password of the userinfo
+/// (`postgres://user:password@host` shows as `postgres://user@host`) and every query parameter
+/// whose name ends in `password` (`?password=…`, `?sslpassword=…`) are left out.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+    let Some(scheme) = url.find("://") else {
+        // Not a URL (a `key=value` connection string): drop its password settings.
+        return url
+            .split_whitespace()
+            .filter(|setting| !is_password_setting(setting))
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (scheme, rest) = url.split_at(scheme + 3);
+    // The last `@` ends the userinfo (an unencoded `@` in a password is taken as part of it).
+    let rest = match rest.rfind('@') {
+        Some(at) => match rest[..at].split(':').next().unwrap_or_default() {
+            "" => rest[at + 1..].to_owned(),
+            user => format!("{user}{}", &rest[at..]),
+        },
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !is_password_setting(pair))
+                .collect();
+            if kept.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
         }
-        _ => url.to_owned(),
+        None => rest,
+    };
+    format!("{scheme}{rest}")
+}
+
+/// Whether `name=value` sets a password (`password`, `sslpassword`, any case).
+fn is_password_setting(pair: &str) -> bool {
+    let name = pair.split('=').next().unwrap_or_default();
+    name.len() >= 8
+        && name
+            .get(name.len() - 8..)
+            .is_some_and(|end| end.eq_ignore_ascii_case("password"))
+}
+
+/// Why no connection could be opened with `options`: one connection attempt (at most 2 s),
+/// described for an error message. The cause never contains the password.
+async fn probe(options: &PgConnectOptions) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), options.connect()).await {
+        Ok(Ok(conn)) => {
+            drop(conn);
+            "the server is reachable, so the pool is exhausted (raise its size)".to_owned()
+        }
+        Ok(Err(cause)) => format!("cannot reach the server: {cause}"),
+        Err(_) => "the server does not answer".to_owned(),
     }
 }
 
@@ -370,6 +463,16 @@ fn quote_ident(kind: &str, name: &str, max_len: usize) -> Result<String, Error> 
 
 impl Sql {
     fn new(schema: &str, table: &str) -> Result<Sql, Error> {
+        // Identifiers are quoted, so only the exact names clash: the version table and its
+        // primary-key index.
+        if table == VERSION_TABLE || table == format!("{VERSION_TABLE}_pkey") {
+            return Err(Error::Config(format!(
+                "the PostgreSQL table name {table:?} is reserved: `migrate()` keeps the idem \
+                 store's schema versions in {VERSION_TABLE:?} (with its index \
+                 \"{VERSION_TABLE}_pkey\") in the same schema; choose another name with \
+                 PostgresStoreBuilder::table (the default is \"idem_records\")"
+            )));
+        }
         let s = quote_ident("schema", schema, 63)?;
         let t = format!("{s}.{}", quote_ident("table", table, 48)?);
         // The table name is at most 48 bytes, so the suffix keeps the name within 63.
@@ -492,8 +595,13 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-fn malformed(what: &str) -> Error {
-    Error::store(NAME, format!("malformed idem record in PostgreSQL: {what}"))
+/// A row that is not an idem record, naming the table and the key (as `bytea` hex, ready for
+/// `WHERE key = '\x…'`) so that an operator can inspect it.
+fn malformed(table: &str, key: &Key, what: impl fmt::Display) -> Error {
+    Error::store(
+        NAME,
+        format!("malformed idem record in PostgreSQL table {table}, key '\\x{key}': {what}"),
+    )
 }
 
 /// A duration as whole milliseconds, at least 1.
@@ -503,17 +611,52 @@ fn millis(d: Duration) -> i64 {
         .clamp(1, 1 << 50)
 }
 
-fn fingerprint_at(row: &PgRow, column: usize) -> Result<Fingerprint, Error> {
-    let bytes: &[u8] = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| malformed("fingerprint is not 32 bytes"))?;
-    Ok(Fingerprint::from_bytes(bytes))
+/// Reads the columns of one key's row; failures name the table and the key.
+#[derive(Clone, Copy)]
+struct Columns<'a> {
+    row: &'a PgRow,
+    table: &'a str,
+    key: &'a Key,
+}
+
+impl<'a> Columns<'a> {
+    fn malformed(self, what: impl fmt::Display) -> Error {
+        malformed(self.table, self.key, what)
+    }
+
+    fn get<T>(self, column: usize) -> Result<T, Error>
+    where
+        T: sqlx::Decode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.row.try_get(column).map_err(|e| self.malformed(e))
+    }
+
+    fn fingerprint(self, column: usize) -> Result<Fingerprint, Error> {
+        let bytes: &[u8] = self.get(column)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| self.malformed("fingerprint is not 32 bytes"))?;
+        Ok(Fingerprint::from_bytes(bytes))
+    }
+
+    fn remaining(self, column: usize) -> Result<Duration, Error> {
+        remaining(self.get(column)?)
+    }
+
+    fn value(self, column: usize) -> Result<Bytes, Error> {
+        let value: Option<&[u8]> = self.get(column)?;
+        value
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(|| self.malformed("completed record without a value"))
+    }
+
+    fn state(self, column: usize) -> Result<&'a str, Error> {
+        self.get(column)
+    }
 }
 
 /// A `timestamptz - timestamptz` interval as a duration (negative: zero).
-fn remaining_at(row: &PgRow, column: usize) -> Result<Duration, Error> {
-    let interval: PgInterval = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
+fn remaining(interval: PgInterval) -> Result<Duration, Error> {
     // Subtracting timestamps gives days and microseconds; months are 0, counted as 30 days
     // (PostgreSQL's own convention) should a server ever report them.
     let days = i64::from(interval.months) * 30 + i64::from(interval.days);
@@ -523,20 +666,53 @@ fn remaining_at(row: &PgRow, column: usize) -> Result<Duration, Error> {
     Ok(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
 }
 
-fn value_at(row: &PgRow, column: usize) -> Result<Bytes, Error> {
-    let value: Option<&[u8]> = row.try_get(column).map_err(|e| Error::store(NAME, e))?;
-    value
-        .map(Bytes::copy_from_slice)
-        .ok_or_else(|| malformed("completed record without a value"))
-}
-
-fn state_at(row: &PgRow, column: usize) -> Result<&str, Error> {
-    row.try_get(column).map_err(|e| Error::store(NAME, e))
+/// The SQLSTATE of a database error.
+fn sqlstate(e: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
+    match e {
+        sqlx::Error::Database(db) => db.code(),
+        _ => None,
+    }
 }
 
 /// Whether `e` is PostgreSQL's `undefined_function` (SQLSTATE 42883).
 fn is_undefined_function(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42883"))
+    sqlstate(e).as_deref() == Some("42883")
+}
+
+/// Whether `e` is a serialization failure (40001) or a deadlock (40P01): the statement's
+/// transaction was rolled back, and running it again (a new transaction) is safe.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(sqlstate(e).as_deref(), Some("40001" | "40P01"))
+}
+
+/// Waits before the `attempt`-th rerun (from 1) of a statement that conflicted: not at all
+/// before the first (the conflicting transaction has committed by then), then a jittered 1, 2,
+/// 4 … ms, so that deadlocked statements do not meet again in lockstep.
+async fn conflict_backoff(attempt: usize) {
+    if attempt > 1 {
+        let step = Duration::from_millis(1 << (attempt - 2).min(6));
+        // Boxed: the timer would otherwise enlarge every statement's future.
+        Box::pin(tokio::time::sleep(jittered(step))).await;
+    }
+}
+
+/// Runs `statement` and runs it again (at most [`CONFLICT_ATTEMPTS`] in all) while the server
+/// aborts it with a serialization failure or deadlock (see [`is_conflict`]).
+async fn retry_conflicts<T, F, Fut>(mut statement: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match statement().await {
+            Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                conflict_backoff(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl PostgresStore {
@@ -598,7 +774,7 @@ impl PostgresStore {
             )
         };
         let schema = quote_ident("schema", &self.sql.schema, 63)?;
-        let versions = format!("{schema}.\"idem_schema_version\"");
+        let versions = format!("{schema}.\"{VERSION_TABLE}\"");
         let mut tx = self.pool.begin().await.map_err(fail)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(LOCK_CLASS)
@@ -678,10 +854,18 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Spawns a task that deletes expired rows every `every`, in batches. It stops by itself
-    /// once the store is dropped. Needs a tokio runtime; errors are logged and retried.
+    /// Spawns a task that deletes expired rows every `every` (at least every millisecond: a
+    /// shorter period, `Duration::ZERO` included, is taken as 1 ms), in batches. Needs a tokio
+    /// runtime; errors are logged and retried at the next tick.
+    ///
+    /// The task holds only a [`Weak`] reference to the allocation behind `self`: it ends at its
+    /// first tick after every `Arc` of that allocation (`self` and its `Arc::clone`s) has been
+    /// dropped. Store values cloned out of the `Arc` (`PostgresStore::clone`, which share the
+    /// pool) do not keep it running; abort the returned handle to stop it earlier.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let store: Weak<Self> = Arc::downgrade(self);
+        // `tokio::time::interval` panics on a zero period.
+        let every = every.max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -700,8 +884,18 @@ impl PostgresStore {
         })
     }
 
-    /// Maps a sqlx error; a pool timeout is probed once for its cause (e.g. connection refused).
+    /// Maps a sqlx error: a pool timeout is probed once for its cause (e.g. connection
+    /// refused), and a missing table or function (the schema was never migrated) says so.
     async fn fail(&self, e: sqlx::Error) -> Error {
+        if matches!(sqlstate(&e).as_deref(), Some("42P01" | "42883")) {
+            return Error::store(
+                NAME,
+                format!(
+                    "{e}; run PostgresStore::migrate() first (table {}, claim function {})",
+                    self.sql.qualified, self.sql.claim_function
+                ),
+            );
+        }
         if !matches!(e, sqlx::Error::PoolTimedOut) {
             return Error::store(NAME, e);
         }
@@ -712,31 +906,33 @@ impl PostgresStore {
     }
 
     async fn diagnose_pool_timeout(&self) -> Error {
-        let options = self.pool.connect_options();
-        let probe = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
-        let cause = match probe {
-            Ok(Ok(conn)) => {
-                drop(conn);
-                "the server is reachable, so the pool is exhausted (raise its size)".to_owned()
-            }
-            Ok(Err(cause)) => format!("cannot reach the server: {cause}"),
-            Err(_) => "the server does not answer".to_owned(),
-        };
+        let cause = probe(&self.pool.connect_options()).await;
         Error::store(
             NAME,
             format!("no pooled PostgreSQL connection in time; {cause}"),
         )
     }
 
+    /// Reads the columns of `key`'s `row`.
+    fn columns<'a>(&'a self, row: &'a PgRow, key: &'a Key) -> Columns<'a> {
+        Columns {
+            row,
+            table: &self.sql.qualified,
+            key,
+        }
+    }
+
     async fn purge(&self, limit: usize) -> Result<usize, Error> {
         let mut purged = 0;
         while purged < limit {
             let batch = (limit - purged).min(PURGE_BATCH);
-            let done = match sqlx::query(AssertSqlSafe(self.sql.purge.clone()))
-                .bind(i64::try_from(batch).unwrap_or(i64::MAX))
-                .execute(&self.pool)
-                .await
-            {
+            let done = retry_conflicts(|| {
+                sqlx::query(AssertSqlSafe(self.sql.purge.clone()))
+                    .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+                    .execute(&self.pool)
+            })
+            .await;
+            let done = match done {
                 Ok(done) => usize::try_from(done.rows_affected()).unwrap_or(usize::MAX),
                 Err(e) => return Err(self.fail(e).await),
             };
@@ -749,14 +945,15 @@ impl PostgresStore {
     }
 
     async fn poll_until_settled(&self, key: &Key, max: Duration) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + max;
+        // Saturating: `max` may be `Duration::MAX` ("no bound").
+        let until = deadline(tokio::time::Instant::now(), max);
         let mut step = Duration::from_millis(5);
         loop {
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if now >= until {
                 return Ok(());
             }
-            tokio::time::sleep(jittered(step).min(deadline - now)).await;
+            tokio::time::sleep(jittered(step).min(until - now)).await;
             let row = sqlx::query(AssertSqlSafe(self.sql.state.clone()))
                 .bind(key.as_bytes().as_slice())
                 .fetch_optional(&self.pool)
@@ -766,7 +963,7 @@ impl PostgresStore {
                 Err(e) => return Err(self.fail(e).await),
             };
             match row {
-                Some(row) if state_at(&row, 0)? == "in_progress" => {}
+                Some(row) if self.columns(&row, key).state(0)? == "in_progress" => {}
                 _ => return Ok(()),
             }
             step = (step * 2).min(Duration::from_millis(200));
@@ -781,7 +978,11 @@ impl PostgresStore {
         lease: Duration,
     ) -> Result<Claim, Error> {
         let token = token.to_bytes();
-        for _ in 0..CLAIM_ATTEMPTS {
+        // Statements that found a concurrent claim's row invisible to their snapshot, and
+        // statements the server aborted for a serialization failure or deadlock (see
+        // `is_conflict`): each bounded on its own.
+        let (mut races, mut conflicts) = (0, 0);
+        loop {
             // Before sending: the cached entry then never outlives the record on the server.
             let sent = self
                 .cache
@@ -807,54 +1008,78 @@ impl PostgresStore {
             let row = match row {
                 Ok(Some(row)) => row,
                 // The legacy statement answers no row where the function answers `false`.
-                Ok(None) => continue,
-                Err(e) if is_undefined_function(&e) => {
+                Ok(None) => {
+                    races += 1;
+                    if races < CLAIM_ATTEMPTS {
+                        continue;
+                    }
+                    break;
+                }
+                // (Only once: the fallback statement calls no function.)
+                Err(e) if is_undefined_function(&e) && Arc::ptr_eq(sql, &self.sql.claim) => {
                     // The table was created at schema version 1 (by an older `migrate()` or
                     // copied DDL): claim with the one-statement upsert until the function
                     // exists. Both are atomic; the upsert costs the server more per replay.
+                    // (Were the table missing too, the statement would have failed on it
+                    // first, with `undefined_table`.)
                     if !self.no_claim_function.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             target: "idem",
                             function = %self.sql.claim_function,
                             "the idem claim function is missing; run PostgresStore::migrate() \
-                             (schema version 2) for cheaper replays"
+                             (schema version 2) for cheaper replays; this store claims with a \
+                             fallback statement until it runs migrate() itself"
                         );
                     }
+                    continue;
+                }
+                // Under `REPEATABLE READ` / `SERIALIZABLE`: a concurrent claim's row, or a
+                // deadlock. The next statement is a new transaction and sees the other claim.
+                Err(e) if is_conflict(&e) && conflicts + 1 < CONFLICT_ATTEMPTS => {
+                    conflicts += 1;
+                    conflict_backoff(conflicts).await;
                     continue;
                 }
                 Err(e) => return Err(self.fail(e).await),
             };
             // Columns by position (the name lookup hashes each name): state, fingerprint,
             // value, remaining, acquired.
-            let state: Option<&str> = row.try_get(0).map_err(|e| Error::store(NAME, e))?;
+            let columns = self.columns(&row, key);
+            let state: Option<&str> = columns.get(0)?;
             return match state {
-                None => match row.try_get::<Option<bool>, _>(4) {
-                    Ok(Some(true)) => Ok(Claim::Acquired),
+                None => match columns.get::<Option<bool>>(4)? {
+                    Some(true) => Ok(Claim::Acquired),
                     // A live record committed by a concurrent claim after this statement's
                     // snapshot: the function could not take the key, and this statement could
                     // not see the record. The next statement's snapshot sees it.
-                    Ok(_) => continue,
-                    Err(e) => Err(Error::store(NAME, e)),
+                    _ => {
+                        races += 1;
+                        if races < CLAIM_ATTEMPTS {
+                            continue;
+                        }
+                        break;
+                    }
                 },
                 Some("completed") => {
-                    let (fingerprint, value) = (fingerprint_at(&row, 1)?, value_at(&row, 2)?);
+                    let (fingerprint, value) = (columns.fingerprint(1)?, columns.value(2)?);
                     if let Some((cache, sent_at, epoch)) = sent {
-                        let lifetime = remaining_at(&row, 3)?;
+                        let lifetime = columns.remaining(3)?;
                         cache.insert(key, fingerprint, &value, sent_at, epoch, lifetime);
                     }
                     Ok(Claim::Completed { fingerprint, value })
                 }
                 Some("in_progress") => Ok(Claim::InProgress {
-                    fingerprint: fingerprint_at(&row, 1)?,
-                    remaining: remaining_at(&row, 3)?,
+                    fingerprint: columns.fingerprint(1)?,
+                    remaining: columns.remaining(3)?,
                 }),
-                Some(other) => Err(malformed(&format!("unknown state {other:?}"))),
+                Some(other) => Err(columns.malformed(format_args!("unknown state {other:?}"))),
             };
         }
         Err(Error::store(
             NAME,
             format!(
-                "the claim kept racing with concurrent claims ({CLAIM_ATTEMPTS} attempts); retry"
+                "the claim of key {key} kept racing with concurrent claims of it \
+                 ({CLAIM_ATTEMPTS} statements could not see their row); retry"
             ),
         ))
     }
@@ -873,14 +1098,17 @@ impl PostgresStore {
             });
         }
         let codec = (value.len() >= 6 && value.starts_with(b"idm")).then(|| i16::from(value[4]));
-        let done = sqlx::query(AssertSqlSafe(self.sql.complete.clone()))
-            .bind(key.as_bytes().as_slice())
-            .bind(token.to_bytes().as_slice())
-            .bind(value.as_ref())
-            .bind(codec)
-            .bind(millis(ttl))
-            .execute(&self.pool)
-            .await;
+        let (key_bytes, token, value) = (key.as_bytes().as_slice(), token.to_bytes(), &value[..]);
+        let done = retry_conflicts(|| {
+            sqlx::query(AssertSqlSafe(self.sql.complete.clone()))
+                .bind(key_bytes)
+                .bind(token.as_slice())
+                .bind(value)
+                .bind(codec)
+                .bind(millis(ttl))
+                .execute(&self.pool)
+        })
+        .await;
         match done {
             Ok(done) => Ok(done.rows_affected() == 1),
             Err(e) => Err(self.fail(e).await),
@@ -889,24 +1117,32 @@ impl PostgresStore {
 
     /// Runs a statement that returns at most one boolean row.
     async fn flag(&self, sql: &Arc<str>, key: &Key, token: Option<Token>) -> Result<bool, Error> {
-        let mut query = sqlx::query(AssertSqlSafe(sql.clone())).bind(key.as_bytes().as_slice());
-        if let Some(token) = token {
-            query = query.bind(token.to_bytes().to_vec());
-        }
-        match query.fetch_optional(&self.pool).await {
-            Ok(Some(row)) => row.try_get::<bool, _>(0).map_err(|e| Error::store(NAME, e)),
+        let token = token.map(Token::to_bytes);
+        let row = retry_conflicts(|| {
+            let mut query = sqlx::query(AssertSqlSafe(sql.clone())).bind(key.as_bytes().as_slice());
+            if let Some(token) = &token {
+                query = query.bind(token.as_slice());
+            }
+            query.fetch_optional(&self.pool)
+        })
+        .await;
+        match row {
+            Ok(Some(row)) => self.columns(&row, key).get(0),
             Ok(None) => Ok(false),
             Err(e) => Err(self.fail(e).await),
         }
     }
 
     async fn renew_now(&self, key: &Key, token: Token, lease: Duration) -> Result<bool, Error> {
-        let done = sqlx::query(AssertSqlSafe(self.sql.renew.clone()))
-            .bind(key.as_bytes().as_slice())
-            .bind(token.to_bytes().as_slice())
-            .bind(millis(lease))
-            .execute(&self.pool)
-            .await;
+        let token = token.to_bytes();
+        let done = retry_conflicts(|| {
+            sqlx::query(AssertSqlSafe(self.sql.renew.clone()))
+                .bind(key.as_bytes().as_slice())
+                .bind(token.as_slice())
+                .bind(millis(lease))
+                .execute(&self.pool)
+        })
+        .await;
         match done {
             Ok(done) => Ok(done.rows_affected() == 1),
             Err(e) => Err(self.fail(e).await),
@@ -924,17 +1160,18 @@ impl PostgresStore {
             Err(e) => return Err(self.fail(e).await),
         };
         // Columns: state, fingerprint, value, remaining.
-        match state_at(&row, 0)? {
+        let columns = self.columns(&row, key);
+        match columns.state(0)? {
             "completed" => Ok(Some(Record::Completed {
-                fingerprint: fingerprint_at(&row, 1)?,
-                value: value_at(&row, 2)?,
-                expires_in: remaining_at(&row, 3)?,
+                fingerprint: columns.fingerprint(1)?,
+                value: columns.value(2)?,
+                expires_in: columns.remaining(3)?,
             })),
             "in_progress" => Ok(Some(Record::InProgress {
-                fingerprint: fingerprint_at(&row, 1)?,
-                remaining: remaining_at(&row, 3)?,
+                fingerprint: columns.fingerprint(1)?,
+                remaining: columns.remaining(3)?,
             })),
-            other => Err(malformed(&format!("unknown state {other:?}"))),
+            other => Err(columns.malformed(format_args!("unknown state {other:?}"))),
         }
     }
 }
@@ -1053,6 +1290,28 @@ mod tests {
             "postgres://u@h:5432/db"
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        for (url, shown) in [
+            ("postgres://u@h/db?password=secret", "postgres://u@h/db"),
+            (
+                "postgres://u@h/db?sslmode=require&PassWord=secret&application_name=a",
+                "postgres://u@h/db?sslmode=require&application_name=a",
+            ),
+            ("postgres://u@h/db?sslpassword=secret", "postgres://u@h/db"),
+            ("postgres://:secret@h/db", "postgres://h/db"),
+            ("postgres://u:se@cret@h/db", "postgres://u@h/db"),
+            ("host=h user=u password=secret", "host=h user=u"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_version_table_name_is_reserved() {
+        for table in ["idem_schema_version", "idem_schema_version_pkey"] {
+            assert!(matches!(Sql::new("public", table), Err(Error::Config(_))));
+        }
+        assert!(Sql::new("public", "Idem_schema_version").is_ok());
+        assert!(Sql::new("public", "idem_schema_versions").is_ok());
     }
 
     #[test]

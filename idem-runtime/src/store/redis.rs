@@ -15,7 +15,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, Sl
 use redis::{Cmd, RedisError, RedisWrite, ToRedisArgs, Value};
 
 use super::claim_order::{ClaimOrder, ReplayShare};
-use super::{Claim, Record, Store, StoreFuture, jittered};
+use super::{Claim, Record, Store, StoreFuture, deadline, jittered};
 use crate::{Error, Fingerprint, Key, Token};
 
 use super::local_cache::LocalCache;
@@ -100,12 +100,12 @@ fn in_progress_record(fingerprint: &Fingerprint, token: Token, lease_ms: u64) ->
     record
 }
 
-fn parse_record(bytes: Vec<u8>) -> Result<Stored, Error> {
+fn parse_record(rkey: RecordKey<'_>, bytes: Vec<u8>) -> Result<Stored, Error> {
     let fingerprint = bytes
         .get(FINGERPRINT)
         .and_then(|f| <[u8; 32]>::try_from(f).ok())
         .map(Fingerprint::from_bytes)
-        .ok_or_else(|| malformed("shorter than its header"))?;
+        .ok_or_else(|| malformed(rkey, "shorter than its header"))?;
     match bytes[0] {
         COMPLETED => {
             // `advance` on a `Bytes` made from a `Vec` only moves its start (the buffer is
@@ -119,13 +119,13 @@ fn parse_record(bytes: Vec<u8>) -> Result<Stored, Error> {
                 .get(LEASE)
                 .and_then(|l| <[u8; 8]>::try_from(l).ok())
                 .map(u64::from_be_bytes)
-                .ok_or_else(|| malformed("in-progress record too short"))?;
+                .ok_or_else(|| malformed(rkey, "in-progress record too short"))?;
             Ok(Stored::InProgress {
                 fingerprint,
                 lease: Duration::from_millis(lease),
             })
         }
-        other => Err(malformed(&format!("unknown state byte {other:#04x}"))),
+        other => Err(malformed(rkey, &format!("unknown state byte {other:#04x}"))),
     }
 }
 
@@ -307,7 +307,9 @@ fn hex(key: &Key) -> [u8; 64] {
 ///   fails the call with [`Error::Store`] when fewer than `n` replicas acknowledged in time (the
 ///   record is still on the primary; a retry replays it). `WAIT` narrows the window but is not
 ///   consensus: Redis may still lose acknowledged writes in some failover sequences. Note that
-///   `WAIT` blocks the (multiplexed) connection on the server while it waits.
+///   `WAIT` blocks the (multiplexed) connection on the server while it waits, which is why the
+///   builder refuses a `WAIT` timeout that is not at least [`RedisStore::WAIT_HEADROOM`]
+///   shorter than the response timeout.
 /// - **Persistence.** Without AOF (`appendonly yes`, ideally `appendfsync everysec` or
 ///   `always`), a restart of the server loses every record, and every key runs once more. With
 ///   RDB snapshots only, records written since the last snapshot are lost.
@@ -392,13 +394,36 @@ impl RedisStoreBuilder {
 
     /// After each `complete`, sends `WAIT replicas timeout` to the key's primary and fails the
     /// call with [`Error::Store`] if fewer than `replicas` replicas acknowledged the record
-    /// within `timeout` (the record stays on the primary; a retry replays it). Off by default.
+    /// within `timeout` (the record stays on the primary; a retry replays it). Off by default
+    /// (`replicas` 0 turns it off).
+    ///
+    /// `timeout` is sent in whole milliseconds, rounded up, and at least 1 ms: Redis reads
+    /// `WAIT n 0` as "block until `n` replicas acknowledged", which would hold the store's
+    /// shared connection for as long as a replica is missing.
+    ///
+    /// **Interaction with [`response_timeout`](Self::response_timeout):** without enough
+    /// replicas, `WAIT` answers only when its timeout has passed, and that answer must still
+    /// reach the client within the response timeout, or the call fails with a bare timeout
+    /// while `WAIT` keeps the (multiplexed) connection blocked on the server. So
+    /// [`connect`](Self::connect) and [`connect_cluster`](Self::connect_cluster) refuse, with
+    /// [`Error::Config`], a `timeout` that is not at least
+    /// [`RedisStore::WAIT_HEADROOM`] (100 ms) shorter than the response timeout (default 2 s:
+    /// a `WAIT` timeout of up to 1.9 s). With
+    /// [`build_with_manager`](Self::build_with_manager) or
+    /// [`build_with_cluster`](Self::build_with_cluster) the connection's own response timeout
+    /// applies, which the store cannot see: keep the same margin there yourself. Note also
+    /// that `WAIT`s of concurrent completions run one after another on the shared connection:
+    /// while replicas are missing, commands queued behind several of them can still time out.
     pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
         self.replicas = (replicas > 0).then_some((replicas, timeout));
         self
     }
 
     /// How long one command may take before it fails with [`Error::Store`] (default 2 s).
+    ///
+    /// With [`wait_for_replicas`](Self::wait_for_replicas), this must exceed the `WAIT`
+    /// timeout by at least [`RedisStore::WAIT_HEADROOM`] (100 ms); `connect` and
+    /// `connect_cluster` refuse the configuration otherwise.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
@@ -459,46 +484,100 @@ impl RedisStoreBuilder {
     /// Connects to one Redis server (`redis://[user:password@]host:port[/db]`, or `rediss://`
     /// when the `redis` crate's TLS features are enabled) through a [`ConnectionManager`],
     /// which reconnects by itself after a connection loss.
+    ///
+    /// Fails with [`Error::Config`] when the [`wait_for_replicas`](Self::wait_for_replicas)
+    /// timeout does not fit in the [`response_timeout`](Self::response_timeout), and with
+    /// [`Error::Store`] when the server cannot be reached (the message shows the URL without
+    /// its password).
     pub async fn connect(self, url: &str) -> Result<RedisStore, Error> {
-        let client = redis::Client::open(url).map_err(store_error)?;
+        self.check_wait_timeout()?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::store(NAME, format!("invalid Redis URL {}: {e}", redact(url))))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.response_timeout))
             .set_connection_timeout(Some(self.connection_timeout))
             .set_number_of_retries(self.reconnect_retries);
         let manager = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| connect_error(url, e))?;
+            .map_err(|e| connect_error(&redact(url), e))?;
         Ok(self.build(Connection::Single(manager)))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (the client discovers the others
     /// and follows slot migrations and failovers).
+    ///
+    /// Fails like [`connect`](Self::connect): [`Error::Config`] for a `WAIT` timeout that does
+    /// not fit in the response timeout, [`Error::Store`] (URLs without passwords) otherwise.
     pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.check_wait_timeout()?;
         let nodes: Vec<String> = nodes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        let shown = || {
+            nodes
+                .iter()
+                .map(|node| redact(node))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let client = ClusterClient::builder(nodes.iter().map(String::as_str))
             .response_timeout(self.response_timeout)
             .connection_timeout(self.connection_timeout)
             .build()
-            .map_err(store_error)?;
+            .map_err(|e| {
+                Error::store(
+                    NAME,
+                    format!("invalid Redis Cluster nodes {}: {e}", shown()),
+                )
+            })?;
         let conn = client
             .get_async_connection()
             .await
-            .map_err(|e| connect_error(&nodes.join(", "), e))?;
+            .map_err(|e| connect_error(&shown(), e))?;
         Ok(self.build(Connection::Cluster(conn)))
     }
 
-    /// Uses an existing connection manager (its own timeouts and retries apply).
+    /// Uses an existing connection manager (its own timeouts and retries apply; keep a
+    /// [`wait_for_replicas`](Self::wait_for_replicas) timeout well below its response timeout).
     pub fn build_with_manager(self, manager: ConnectionManager) -> RedisStore {
         self.build(Connection::Single(manager))
     }
 
-    /// Uses an existing async cluster connection.
+    /// Uses an existing async cluster connection (its own timeouts apply; keep a
+    /// [`wait_for_replicas`](Self::wait_for_replicas) timeout well below its response timeout).
     pub fn build_with_cluster(self, conn: ClusterConnection) -> RedisStore {
         self.build(Connection::Cluster(conn))
+    }
+
+    /// Refuses a `WAIT` timeout that would not be answered within the response timeout.
+    fn check_wait_timeout(&self) -> Result<(), Error> {
+        let Some((replicas, wait)) = self.replicas else {
+            return Ok(());
+        };
+        // What is sent (whole milliseconds, rounded up), plus the margin for the answer.
+        let sent = Duration::from_millis(wait_millis(wait));
+        if sent
+            .checked_add(RedisStore::WAIT_HEADROOM)
+            .is_some_and(|needed| needed <= self.response_timeout)
+        {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "RedisStoreBuilder::wait_for_replicas({replicas}, {wait:?}) needs the \
+             RedisStoreBuilder::response_timeout ({:?}) to be at least {:?} longer than the WAIT \
+             timeout: WAIT answers only after its timeout when replicas are missing, and the \
+             call would fail with a bare timeout while WAIT keeps the connection blocked; \
+             shorten the WAIT timeout to at most {:?} or raise the response timeout to at least \
+             {:?}",
+            self.response_timeout,
+            RedisStore::WAIT_HEADROOM,
+            self.response_timeout
+                .saturating_sub(RedisStore::WAIT_HEADROOM)
+                .max(Duration::from_millis(1)),
+            sent.saturating_add(RedisStore::WAIT_HEADROOM),
+        )))
     }
 
     fn build(self, conn: Connection) -> RedisStore {
@@ -540,6 +619,7 @@ fn store_error(e: RedisError) -> Error {
     Error::store(NAME, e)
 }
 
+/// `target` is already [redacted](redact).
 fn connect_error(target: &str, e: RedisError) -> Error {
     Error::store(
         NAME,
@@ -547,8 +627,62 @@ fn connect_error(target: &str, e: RedisError) -> Error {
     )
 }
 
-fn malformed(what: &str) -> Error {
-    Error::store(NAME, format!("malformed idem record in Redis: {what}"))
+/// `url` without its password, for error messages: the password of the userinfo
+/// (`redis://user:password@host` shows as `redis://user@host`, `redis://:password@host` as
+/// `redis://host`) and `pass` / `password` query parameters (`redis+unix:///socket?pass=…`)
+/// are left out.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    // The last `@` ends the userinfo (an unencoded `@` in a password is taken as part of it).
+    let rest = match rest.rfind('@') {
+        Some(at) => match rest[..at].split(':').next().unwrap_or_default() {
+            "" => rest[at + 1..].to_owned(),
+            user => format!("{user}{}", &rest[at..]),
+        },
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    let name = pair.split('=').next().unwrap_or_default();
+                    !(name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password"))
+                })
+                .collect();
+            if kept.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => rest,
+    };
+    format!("{scheme}{rest}")
+}
+
+/// A `WAIT` timeout in whole milliseconds: rounded up, at least 1 (`WAIT n 0` blocks until the
+/// replicas acknowledged, however long that takes), and within what Redis accepts (it adds the
+/// timeout to its clock in a signed 64-bit integer).
+fn wait_millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .clamp(1, i64::MAX as u64 / 2)
+}
+
+/// An answer that is not an idem record (or not what the command answers), naming the Redis
+/// key so that an operator can inspect it (`redis-cli GET <key>`).
+fn malformed(rkey: RecordKey<'_>, what: &str) -> Error {
+    Error::store(
+        NAME,
+        format!(
+            "malformed idem record at Redis key {:?}: {what}",
+            String::from_utf8_lossy(&rkey.to_vec())
+        ),
+    )
 }
 
 /// A duration as whole milliseconds for `PX`, at least 1 (0 would delete the key at once).
@@ -558,17 +692,17 @@ fn millis(d: Duration) -> u64 {
         .clamp(1, i64::MAX as u64 / 2)
 }
 
-fn pttl(v: &Value) -> Result<Duration, Error> {
+fn pttl(rkey: RecordKey<'_>, v: &Value) -> Result<Duration, Error> {
     match v {
         Value::Int(ms) => Ok(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))),
-        _ => Err(malformed("PTTL is not an integer")),
+        _ => Err(malformed(rkey, "PTTL is not an integer")),
     }
 }
 
-fn flag(v: Value) -> Result<bool, Error> {
+fn flag(rkey: RecordKey<'_>, v: Value) -> Result<bool, Error> {
     match v {
         Value::Int(n) => Ok(n == 1),
-        _ => Err(malformed("expected 0 or 1")),
+        _ => Err(malformed(rkey, "expected 0 or 1")),
     }
 }
 
@@ -577,6 +711,12 @@ impl RedisStore {
     pub const DEFAULT_KEY_PREFIX: &'static str = "idem:";
     /// Default bound on one encoded value (see [`RedisStoreBuilder::max_value_bytes`]): 1 MiB.
     pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+    /// How much longer than a [`RedisStoreBuilder::wait_for_replicas`] timeout the
+    /// [`RedisStoreBuilder::response_timeout`] must be: the time `WAIT`'s answer may need to
+    /// reach the client after its timeout passed on the server (a round trip, plus the wait
+    /// behind commands sent earlier on the shared connection, plus the server's event-loop
+    /// granularity).
+    pub const WAIT_HEADROOM: Duration = Duration::from_millis(100);
 
     /// Connects to one Redis server with the default settings (see [`RedisStoreBuilder`]).
     pub async fn connect(url: &str) -> Result<Self, Error> {
@@ -723,17 +863,18 @@ impl RedisStore {
             (self.query(&cmd).await.map_err(store_error)?, None)
         };
         match record {
-            Value::BulkString(bytes) => match parse_record(bytes)? {
+            Value::BulkString(bytes) => match parse_record(rkey, bytes)? {
                 Stored::Completed { fingerprint, value } => {
                     if let (Some((cache, sent_at, epoch)), Some(left)) = (sent, left) {
-                        cache.insert(key, fingerprint, &value, sent_at, epoch, pttl(&left)?);
+                        let left = pttl(rkey, &left)?;
+                        cache.insert(key, fingerprint, &value, sent_at, epoch, left);
                     }
                     Ok(Some(Claim::Completed { fingerprint, value }))
                 }
                 Stored::InProgress { .. } => Ok(None),
             },
             Value::Nil => Ok(None),
-            _ => Err(malformed("unexpected read answer")),
+            _ => Err(malformed(rkey, "unexpected read answer")),
         }
     }
 
@@ -799,8 +940,7 @@ impl RedisStore {
         timeout: Duration,
     ) -> Result<(), Error> {
         let mut cmd = redis::cmd("WAIT");
-        cmd.arg(replicas)
-            .arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        cmd.arg(replicas).arg(wait_millis(timeout));
         let answer = match &self.conn {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => {
@@ -812,14 +952,15 @@ impl RedisStore {
         .map_err(store_error)?;
         let acked = match answer {
             Value::Int(n) => usize::try_from(n).unwrap_or(0),
-            _ => return Err(malformed("WAIT did not answer an integer")),
+            _ => return Err(malformed(rkey, "WAIT did not answer an integer")),
         };
         if acked < replicas {
+            let waited = Duration::from_millis(wait_millis(timeout));
             return Err(Error::store(
                 NAME,
                 format!(
                     "the result was recorded on the primary, but only {acked} of {replicas} \
-                     replicas acknowledged it within {timeout:?}; calling again replays it"
+                     replicas acknowledged it within {waited:?}; calling again replays it"
                 ),
             ));
         }
@@ -830,14 +971,15 @@ impl RedisStore {
     /// with a jittered exponential backoff (5 ms doubling to 200 ms, 50–100 % jitter).
     async fn poll_until_settled(&self, key: &Key, max: Duration) -> Result<(), Error> {
         let rkey = self.record_key(key);
-        let deadline = tokio::time::Instant::now() + max;
+        // Saturating: `max` may be `Duration::MAX` ("no bound").
+        let until = deadline(tokio::time::Instant::now(), max);
         let mut step = Duration::from_millis(5);
         loop {
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if now >= until {
                 return Ok(());
             }
-            tokio::time::sleep(jittered(step).min(deadline - now)).await;
+            tokio::time::sleep(jittered(step).min(until - now)).await;
             let mut cmd = redis::cmd("GETRANGE");
             cmd.arg(rkey).arg(0).arg(0);
             match self.query(&cmd).await.map_err(store_error)? {
@@ -892,11 +1034,12 @@ impl Store for RedisStore {
                     self.note_claim(false);
                     Ok(Claim::Acquired)
                 }
-                Value::BulkString(bytes) => match parse_record(bytes)? {
+                Value::BulkString(bytes) => match parse_record(rkey, bytes)? {
                     Stored::Completed { fingerprint, value } => {
                         self.note_claim(true);
                         if let (Some((cache, sent_at, epoch)), Some(left)) = (sent, left) {
-                            cache.insert(key, fingerprint, &value, sent_at, epoch, pttl(&left)?);
+                            let left = pttl(rkey, &left)?;
+                            cache.insert(key, fingerprint, &value, sent_at, epoch, left);
                         }
                         Ok(Claim::Completed { fingerprint, value })
                     }
@@ -912,11 +1055,11 @@ impl Store for RedisStore {
                         };
                         Ok(Claim::InProgress {
                             fingerprint,
-                            remaining: pttl(&left)?.min(lease),
+                            remaining: pttl(rkey, &left)?.min(lease),
                         })
                     }
                 },
-                _ => Err(malformed("unexpected claim answer")),
+                _ => Err(malformed(rkey, "unexpected claim answer")),
             }
         })
     }
@@ -942,7 +1085,7 @@ impl Store for RedisStore {
                 Arg::Bytes(&value),
                 Arg::Int(millis(ttl)),
             ];
-            let completed = flag(self.eval(&COMPLETE, rkey, &args).await?)?;
+            let completed = flag(rkey, self.eval(&COMPLETE, rkey, &args).await?)?;
             if completed && let Some((replicas, timeout)) = self.replicas {
                 self.wait_for_replicas(rkey, replicas, timeout).await?;
             }
@@ -954,7 +1097,10 @@ impl Store for RedisStore {
         Box::pin(async move {
             let rkey = self.record_key(key);
             let token = token.to_bytes();
-            flag(self.eval(&RELEASE, rkey, &[Arg::Bytes(&token)]).await?)
+            flag(
+                rkey,
+                self.eval(&RELEASE, rkey, &[Arg::Bytes(&token)]).await?,
+            )
         })
     }
 
@@ -963,7 +1109,7 @@ impl Store for RedisStore {
             let rkey = self.record_key(key);
             let token = token.to_bytes();
             let args = [Arg::Bytes(&token), Arg::Int(millis(lease))];
-            flag(self.eval(&RENEW, rkey, &args).await?)
+            flag(rkey, self.eval(&RENEW, rkey, &args).await?)
         })
     }
 
@@ -973,12 +1119,12 @@ impl Store for RedisStore {
             let (record, left) = match self.eval(&GET, rkey, &[]).await? {
                 Value::Int(0) => return Ok(None),
                 Value::Array(items) => match <[Value; 2]>::try_from(items) {
-                    Ok([Value::BulkString(record), left]) => (record, pttl(&left)?),
-                    _ => return Err(malformed("unexpected read answer")),
+                    Ok([Value::BulkString(record), left]) => (record, pttl(rkey, &left)?),
+                    _ => return Err(malformed(rkey, "unexpected read answer")),
                 },
-                _ => return Err(malformed("unexpected read answer")),
+                _ => return Err(malformed(rkey, "unexpected read answer")),
             };
-            Ok(Some(match parse_record(record)? {
+            Ok(Some(match parse_record(rkey, record)? {
                 Stored::Completed { fingerprint, value } => Record::Completed {
                     fingerprint,
                     value,
@@ -997,14 +1143,15 @@ impl Store for RedisStore {
             if let Some(cache) = &self.cache {
                 cache.remove(key);
             }
+            let rkey = self.record_key(key);
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.record_key(key));
+            cmd.arg(rkey);
             let removed = self.query(&cmd).await;
             // Again after the server's answer (see `LocalCache::remove`), even if it failed.
             if let Some(cache) = &self.cache {
                 cache.remove(key);
             }
-            flag(removed.map_err(store_error)?)
+            flag(rkey, removed.map_err(store_error)?)
         })
     }
 
@@ -1030,6 +1177,68 @@ mod tests {
                 d >= Duration::from_millis(50) && d <= Duration::from_millis(100),
                 "{d:?}"
             );
+        }
+    }
+
+    #[test]
+    fn wait_timeouts_are_whole_positive_milliseconds_redis_accepts() {
+        assert_eq!(
+            wait_millis(Duration::ZERO),
+            1,
+            "WAIT n 0 would block forever"
+        );
+        assert_eq!(wait_millis(Duration::from_micros(500)), 1);
+        assert_eq!(wait_millis(Duration::from_micros(1500)), 2, "rounded up");
+        assert_eq!(wait_millis(Duration::from_millis(200)), 200);
+        assert_eq!(wait_millis(Duration::MAX), i64::MAX as u64 / 2);
+    }
+
+    #[test]
+    fn wait_timeout_must_fit_in_the_response_timeout() {
+        let builder = |wait: Duration, response: Duration| {
+            RedisStoreBuilder::default()
+                .wait_for_replicas(1, wait)
+                .response_timeout(response)
+        };
+        let second = Duration::from_secs(1);
+        assert!(
+            builder(Duration::from_millis(900), second)
+                .check_wait_timeout()
+                .is_ok()
+        );
+        assert!(
+            builder(Duration::from_micros(1), second)
+                .check_wait_timeout()
+                .is_ok()
+        );
+        for wait in [Duration::from_millis(901), second, Duration::MAX] {
+            let err = builder(wait, second).check_wait_timeout().unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err:?}");
+        }
+        // Replicas off: nothing to check.
+        assert!(
+            builder(Duration::MAX, second)
+                .wait_for_replicas(0, Duration::MAX)
+                .check_wait_timeout()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, shown) in [
+            ("redis://default:hunter2@h:6379", "redis://default@h:6379"),
+            ("redis://:hunter2@h:6379/0", "redis://h:6379/0"),
+            ("rediss://u:p@ss:w@rd@h", "rediss://u@h"),
+            ("redis://h:6379", "redis://h:6379"),
+            (
+                "redis+unix:///tmp/r.sock?db=1&pass=hunter2",
+                "redis+unix:///tmp/r.sock?db=1",
+            ),
+            ("unix:///tmp/r.sock?password=hunter2", "unix:///tmp/r.sock"),
+            ("h:6379", "h:6379"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
         }
     }
 
