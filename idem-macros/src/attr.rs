@@ -69,6 +69,21 @@ pub fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
     Ok(())
 }
 
+/// Skips the tokens of a list up to its next top-level comma (or its end): after an option
+/// whose value failed to parse, the next options are still read.
+pub fn skip_to_comma(input: syn::parse::ParseStream) -> syn::Result<()> {
+    input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
+                break;
+            }
+            rest = next;
+        }
+        Ok(((), rest))
+    })
+}
+
 /// Fails if the option got a value (`exclude = 1` where `exclude` is a flag).
 pub fn flag(meta: &ParseNestedMeta, name: &str) -> syn::Result<()> {
     if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
@@ -85,7 +100,11 @@ pub fn flag(meta: &ParseNestedMeta, name: &str) -> syn::Result<()> {
 /// `name = "string"`.
 pub fn string(meta: &ParseNestedMeta, name: &str) -> syn::Result<LitStr> {
     let value = meta.value()?;
-    let expr: Expr = value.parse()?;
+    let mut expr: Expr = value.parse()?;
+    // A `$lit:literal` fragment of `macro_rules!` arrives in an invisible group.
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
     match expr {
         Expr::Lit(syn::ExprLit {
             lit: syn::Lit::Str(lit),

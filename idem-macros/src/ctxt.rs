@@ -33,6 +33,11 @@ impl Ctxt {
         self.errors.push(error);
     }
 
+    /// How many errors were recorded so far.
+    pub fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }

@@ -54,7 +54,7 @@ pub fn parse(option: &str, lit: &LitStr) -> syn::Result<Dur> {
     let mut total: u64 = 0;
     let mut last_rank: Option<usize> = None;
     while i < bytes.len() {
-        while i < bytes.len() && bytes[i] == b' ' {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
             i += 1;
         }
         let start = i;
@@ -67,12 +67,40 @@ pub fn parse(option: &str, lit: &LitStr) -> syn::Result<Dur> {
         let number: u64 = s[start..i]
             .parse()
             .map_err(|_| err(format!("the number `{}` is too large", &s[start..i])))?;
+        match bytes.get(i) {
+            Some(b'.') => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "invalid `{option}` duration {text:?}: fractions are not supported; \
+                         combine units instead, e.g. {}",
+                        fraction_hint(&s[start..])
+                    ),
+                ));
+            }
+            Some(b'_') => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "invalid `{option}` duration {text:?}: digit separators (`_`) are not \
+                         supported; write {:?}",
+                        text.replace('_', "")
+                    ),
+                ));
+            }
+            _ => {}
+        }
         let unit_start = i;
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
         }
         let unit = &s[unit_start..i];
         if unit.is_empty() {
+            if bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+                return Err(err(format!(
+                    "`{number}` has no unit (write the unit right after the number, with no space)"
+                )));
+            }
             return Err(err(format!("`{number}` has no unit")));
         }
         let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
@@ -100,6 +128,39 @@ pub fn parse(option: &str, lit: &LitStr) -> syn::Result<Dur> {
         millis: total,
         lit: lit.clone(),
     })
+}
+
+/// The suggestion for a fraction such as `1.5h`: `"1h30m"` when it is a whole number of
+/// milliseconds, else the general example.
+fn fraction_hint(part: &str) -> String {
+    let general = "\"1h30m\" rather than \"1.5h\"".to_owned();
+    let digits_end = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (whole, rest) = part.split_at(digits_end(part));
+    let Some(rest) = rest.strip_prefix('.') else {
+        return general;
+    };
+    let (frac, rest) = rest.split_at(digits_end(rest));
+    let unit_len = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    let unit = &rest[..unit_len];
+    let Some((_, size)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+        return general;
+    };
+    let exact = (|| {
+        let whole: u64 = whole.parse().ok()?;
+        let frac_value: u64 = frac.parse().ok()?;
+        let scale = 10u64.checked_pow(u32::try_from(frac.len()).ok()?)?;
+        let frac_ms = frac_value.checked_mul(*size)?;
+        if frac_ms % scale != 0 {
+            return None;
+        }
+        whole.checked_mul(*size)?.checked_add(frac_ms / scale)
+    })();
+    match exact {
+        Some(ms) if ms > 0 => format!("\"{}\" for \"{part}\"", format_millis(ms)),
+        _ => general,
+    }
 }
 
 /// Formats milliseconds for messages (`"24h"`, `"1m30s"`, `"500ms"`).
@@ -137,6 +198,7 @@ mod tests {
         assert_eq!(ms("7d"), Ok(604_800_000));
         assert_eq!(ms("1h30m"), Ok(5_400_000));
         assert_eq!(ms("1h 30m"), Ok(5_400_000));
+        assert_eq!(ms("1h\t30m"), Ok(5_400_000));
         assert_eq!(ms("1d2h3m4s5ms"), Ok(93_784_005));
     }
 
@@ -158,6 +220,18 @@ mod tests {
             assert!(ms(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(ms("213503982335d").unwrap_err().contains("overflows"));
+        let fraction = ms("1.5h").unwrap_err();
+        assert!(
+            fraction.contains("fractions are not supported"),
+            "{fraction}"
+        );
+        assert!(fraction.contains("\"1h30m\" for \"1.5h\""), "{fraction}");
+        let fraction = ms("0.25s").unwrap_err();
+        assert!(fraction.contains("\"250ms\" for \"0.25s\""), "{fraction}");
+        let underscores = ms("1_000s").unwrap_err();
+        assert!(underscores.contains("digit separators"), "{underscores}");
+        assert!(underscores.contains("write \"1000s\""), "{underscores}");
+        assert!(ms("1 h").unwrap_err().contains("no space"));
     }
 
     #[test]

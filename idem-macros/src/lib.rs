@@ -11,6 +11,7 @@ mod derive;
 mod duration;
 mod idempotent;
 mod timestamp;
+mod walk;
 
 use proc_macro::TokenStream;
 

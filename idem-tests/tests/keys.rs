@@ -443,10 +443,47 @@ fn serde_bridge_agrees_with_native() {
         Duration::new(5, 250),
         PhantomData::<u8>,
         NonZero::new(9u64).unwrap(),
+        Ok::<u8, String>(1),
+        Err::<u8, String>("no".into()),
+        Ok::<Option<Vec<u8>>, (u8, bool)>(Some(vec![1])),
+        Err::<Option<Vec<u8>>, (u8, bool)>((2, false)),
+        vec![Ok::<(), u8>(()), Err(3)],
     );
     // Structs are the exception: a derived (fixed) struct leaves the field names out, serde's
     // named form keeps them, because serde may skip fields at run time.
     assert_ne!(serde_key(&charge()), key(&charge()));
+}
+
+/// `Result` has a key-trait impl (so that a `Result` of derived types keeps their encoding)
+/// that writes what serde writes: the newtype variant `"Ok"`/`"Err"` and the value.
+#[test]
+fn results_are_newtype_variants() {
+    assert_eq!(
+        key(&Ok::<u8, ()>(7)),
+        key_with(OP, 1, None, |h| {
+            h.variant("Ok");
+            h.write_u8(7);
+        })
+    );
+    assert_eq!(
+        key(&Err::<(), String>("e".into())),
+        key_with(OP, 1, None, |h| {
+            h.variant("Err");
+            h.write_str("e");
+        })
+    );
+    assert_ne!(key(&Ok::<u8, u8>(1)), key(&Err::<u8, u8>(1)));
+    assert_ne!(key(&Ok::<u8, u8>(1)), key(&Some(1u8)));
+    // A derived type inside keeps its own (fixed-struct) encoding, not serde's named form.
+    let ok: Result<_, String> = Ok(charge());
+    assert_eq!(
+        key(&ok),
+        key_with(OP, 1, None, |h| {
+            h.variant("Ok");
+            h.write(&charge());
+        })
+    );
+    assert_ne!(key(&ok), serde_key(&ok));
 }
 
 #[test]

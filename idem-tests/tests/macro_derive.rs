@@ -373,3 +373,360 @@ fn raw_identifiers_and_empty_enums() {
         key(e)
     }
 }
+
+// ---- std containers are walked: each element type is dispatched on its own ------------------
+
+/// Derived, with an excluded field: hashed by its own impl, `note` left out.
+#[derive(IdempotencyKey, Serialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct Inner {
+    id: u64,
+    #[idem(exclude)]
+    note: String,
+}
+
+/// A second derived type.
+#[derive(IdempotencyKey, Serialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct Other {
+    code: String,
+}
+
+/// `Serialize` only, like `uuid::Uuid` or `rust_decimal::Decimal`.
+#[derive(Serialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct Foreign {
+    x: u8,
+}
+
+/// A second serde-only type.
+#[derive(Serialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+struct Foreign2(String, bool);
+
+fn inner(note: &str) -> Inner {
+    Inner {
+        id: 7,
+        note: note.into(),
+    }
+}
+
+fn other() -> Other {
+    Other { code: "o".into() }
+}
+
+fn foreign() -> Foreign {
+    Foreign { x: 3 }
+}
+
+fn foreign2() -> Foreign2 {
+    Foreign2("f".into(), true)
+}
+
+/// The key of a one-field struct `{ f: $ty }` holding `$value`, and the key of
+/// `begin_fixed_struct(1)` followed by what `$expected` writes for `$value` (`|h, v| …`).
+/// The type reaches the derive as a `$ty` fragment, as it would from a user's `macro_rules!`.
+macro_rules! one_field {
+    ($ty:ty, $value:expr, |$h:ident, $v:ident| $expected:expr) => {{
+        #[derive(IdempotencyKey)]
+        struct One {
+            f: $ty,
+        }
+        let value: $ty = $value;
+        let mut h = KeyHasher::for_key("tests.derive", 1);
+        h.unscoped();
+        h.begin_fixed_struct(1);
+        {
+            let $h = &mut h;
+            let $v = &value;
+            $expected;
+        }
+        let expected = h.finish_key().unwrap();
+        (key(&One { f: value }), expected)
+    }};
+}
+
+/// `one_field!` keys must be equal.
+macro_rules! same {
+    ($ty:ty, $value:expr, |$h:ident, $v:ident| $expected:expr) => {{
+        let (got, expected) = one_field!($ty, $value, |$h, $v| $expected);
+        assert_eq!(got, expected, "{}", stringify!($ty));
+    }};
+}
+
+/// Two values of `$ty` that differ only in an excluded field of a nested derived type have the
+/// same key (`$make` builds a value from `inner(note)`).
+macro_rules! keeps_exclusions {
+    ($ty:ty, |$inner:ident| $make:expr) => {{
+        #[derive(IdempotencyKey)]
+        struct One {
+            f: $ty,
+        }
+        let make = |$inner: Inner| -> $ty { $make };
+        let a = key(&One {
+            f: make(inner("a")),
+        });
+        let b = key(&One {
+            f: make(inner("b")),
+        });
+        assert_eq!(
+            a,
+            b,
+            "{}: an excluded field changed the key",
+            stringify!($ty)
+        );
+    }};
+}
+
+#[test]
+#[allow(clippy::type_complexity)] // nested containers on purpose
+fn nested_exclusions_survive_containers_that_mix_derived_and_serde_types() {
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+    use std::rc::Rc;
+    use std::sync::Arc;
+    keeps_exclusions!(Inner, |i| i);
+    keeps_exclusions!(Vec<(Inner, Foreign)>, |i| vec![
+        (i.clone(), foreign()),
+        (i, foreign())
+    ]);
+    keeps_exclusions!(Result<Inner, String>, |i| Ok(i));
+    keeps_exclusions!(Result<Inner, Foreign>, |i| Ok(i));
+    keeps_exclusions!(HashMap<String, (Inner, Foreign)>, |i| HashMap::from([("k".to_string(), (i, foreign()))]));
+    keeps_exclusions!(HashMap<Foreign, Inner>, |i| HashMap::from([(foreign(), i)]));
+    keeps_exclusions!(BTreeMap<Foreign, Vec<Inner>>, |i| BTreeMap::from([(foreign(), vec![i])]));
+    keeps_exclusions!(Option<(Inner, Foreign)>, |i| Some((i, foreign())));
+    keeps_exclusions!([(Inner, Foreign); 2], |i| [
+        (i.clone(), foreign()),
+        (i, foreign())
+    ]);
+    keeps_exclusions!(Box<(Inner, Foreign)>, |i| Box::new((i, foreign())));
+    keeps_exclusions!(Rc<[(Foreign, Inner)]>, |i| Rc::from(vec![(foreign(), i)]));
+    keeps_exclusions!(Arc<(Inner, Foreign)>, |i| Arc::new((i, foreign())));
+    keeps_exclusions!(VecDeque<(Inner, Foreign)>, |i| VecDeque::from([(
+        i,
+        foreign()
+    )]));
+    keeps_exclusions!(BTreeSet<(Inner, Foreign)>, |i| BTreeSet::from([(
+        i,
+        foreign()
+    )]));
+    keeps_exclusions!(HashSet<(Inner, Foreign)>, |i| HashSet::from([(
+        i,
+        foreign()
+    )]));
+    keeps_exclusions!((Inner, Foreign, u8), |i| (i, foreign(), 1));
+    keeps_exclusions!(Option<Vec<Result<(Inner, Box<Foreign>), Foreign2>>>, |i| {
+        Some(vec![Ok((i, Box::new(foreign())))])
+    });
+    keeps_exclusions!(std::vec::Vec<(Inner, Foreign)>, |i| vec![(i, foreign())]);
+    keeps_exclusions!(::core::option::Option<(Inner, Foreign)>, |i| Some((
+        i,
+        foreign()
+    )));
+    keeps_exclusions!(&'static (Inner, Foreign), |i| Box::leak(Box::new((
+        i,
+        foreign()
+    ))));
+}
+
+#[test]
+fn walked_containers_write_the_derived_elements_natively_and_the_others_by_serde() {
+    use std::collections::{BTreeSet, HashMap};
+    same!(
+        Vec<(Inner, Foreign)>,
+        vec![(inner("a"), foreign())],
+        |h, v| {
+            h.begin_seq();
+            h.begin_tuple(2);
+            h.write(&v[0].0);
+            h.write_serde(&v[0].1);
+            h.end_seq(1);
+        }
+    );
+    same!(Result<Inner, Foreign>, Err(foreign()), |h, v| h.write_serde(v));
+    same!(Result<Inner, Foreign>, Ok(inner("a")), |h, v| {
+        h.variant("Ok");
+        h.write(v.as_ref().unwrap());
+    });
+    same!(HashMap<Foreign, Inner>, HashMap::from([(foreign(), inner("a"))]), |h, v| {
+        // One entry: its digest is blake3(enc(key) ‖ enc(value)), as a one-entry map of
+        // natively written parts would give.
+        let (k, i) = v.iter().next().unwrap();
+        h.write(&std::collections::BTreeMap::from([(AsSerde(k), i)]));
+    });
+    // A set whose element type is not key material keeps serde's form: a sequence.
+    same!(
+        BTreeSet<(Inner, Foreign)>,
+        BTreeSet::from([(inner("a"), foreign())]),
+        |h, v| {
+            h.begin_seq();
+            for (i, f) in v {
+                h.begin_tuple(2);
+                h.write(i);
+                h.write_serde(f);
+            }
+            h.end_seq(v.len() as u64);
+        }
+    );
+}
+
+/// Key material through its `Serialize` impl (what `dispatch` does for a serde-only type).
+struct AsSerde<'a, T>(&'a T);
+
+impl<T: Serialize> IdempotencyKey for AsSerde<'_, T> {
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_serde(self.0);
+    }
+}
+
+impl<T: PartialEq> PartialEq for AsSerde<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<T: Eq> Eq for AsSerde<'_, T> {}
+
+impl<T: PartialOrd> PartialOrd for AsSerde<'_, T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.0.partial_cmp(other.0)
+    }
+}
+
+impl<T: Ord> Ord for AsSerde<'_, T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(other.0)
+    }
+}
+
+/// Walking changes no key whose elements are all key-trait types (the bytes of the whole
+/// container's impl) nor any whose elements are all serde-only (the serde bridge's bytes).
+#[test]
+#[allow(clippy::type_complexity)] // nested containers on purpose
+fn walking_keeps_the_keys_of_containers_of_one_kind() {
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+    use std::rc::Rc;
+    use std::sync::Arc;
+    macro_rules! unchanged {
+        ($($ty:ty => $value:expr;)*) => {$(
+            same!($ty, $value, |h, v| h.write(v));
+        )*};
+    }
+    macro_rules! as_serde {
+        ($($ty:ty => $value:expr;)*) => {$(
+            same!($ty, $value, |h, v| h.write_serde(v));
+        )*};
+    }
+    let i = || inner("a");
+    unchanged! {
+        Vec<(Inner, Other)> => vec![(i(), other()), (i(), other())];
+        Vec<(Inner, Other)> => Vec::new();
+        Option<(Inner, Other)> => Some((i(), other()));
+        Option<(Inner, Other)> => None;
+        VecDeque<(Other, Inner)> => VecDeque::from([(other(), i())]);
+        Box<[(Inner, Other)]> => vec![(i(), other())].into_boxed_slice();
+        [(Inner, Other); 2] => [(i(), other()), (i(), other())];
+        [(Inner, Other); 0] => [];
+        (Inner, Other, u8) => (i(), other(), 9);
+        (Inner, Option<Other>) => (i(), None);
+        Box<(Inner, Other)> => Box::new((i(), other()));
+        Rc<(Inner, Other)> => Rc::new((i(), other()));
+        Arc<(Inner, Other)> => Arc::new((i(), other()));
+        &'static (Inner, Other) => Box::leak(Box::new((i(), other())));
+        Result<Inner, Other> => Ok(i());
+        Result<Inner, Other> => Err(other());
+        BTreeMap<Other, Inner> => BTreeMap::from([(other(), i())]);
+        HashMap<Other, Inner> => (0..20).map(|n| (Other { code: n.to_string() }, i())).collect();
+        BTreeSet<(Inner, Other)> => BTreeSet::from([(i(), other())]);
+        HashSet<(Other, Inner)> => (0..20).map(|n| (Other { code: n.to_string() }, i())).collect();
+        Option<Vec<Result<(Inner, Box<Other>), String>>> => Some(vec![Ok((i(), Box::new(other()))), Err("e".into())]);
+        std::collections::HashMap<String, (Inner, Other)> => HashMap::from([("k".to_string(), (i(), other()))]);
+    }
+    as_serde! {
+        Vec<(Foreign, Foreign2)> => vec![(foreign(), foreign2()), (foreign(), foreign2())];
+        Option<(Foreign, Foreign2)> => Some((foreign(), foreign2()));
+        Option<(Foreign, Foreign2)> => None;
+        VecDeque<(Foreign, Foreign2)> => VecDeque::from([(foreign(), foreign2())]);
+        Box<[(Foreign, Foreign2)]> => vec![(foreign(), foreign2())].into_boxed_slice();
+        [(Foreign, Foreign2); 2] => [(foreign(), foreign2()), (foreign(), foreign2())];
+        (Foreign, Foreign2, u8) => (foreign(), foreign2(), 9);
+        Box<(Foreign, Foreign2)> => Box::new((foreign(), foreign2()));
+        &'static (Foreign, Foreign2) => Box::leak(Box::new((foreign(), foreign2())));
+        Result<Foreign, Foreign2> => Ok(foreign());
+        Result<Foreign, Foreign2> => Err(foreign2());
+        BTreeMap<Foreign, Foreign2> => BTreeMap::from([(foreign(), foreign2())]);
+        HashMap<Foreign2, Foreign> => (0..20).map(|n| (Foreign2(n.to_string(), false), foreign())).collect();
+        // Serde writes sets as sequences; a walked set of serde-only elements does too (for a
+        // `HashSet`, in the iteration order of this very set).
+        BTreeSet<(Foreign, Foreign2)> => BTreeSet::from([(foreign(), foreign2())]);
+        HashSet<(Foreign2, Foreign)> => (0..20).map(|n| (Foreign2(n.to_string(), false), foreign())).collect();
+        Option<Vec<Result<(Foreign, Box<Foreign2>), String>>> => Some(vec![Ok((foreign(), Box::new(foreign2()))), Err("e".into())]);
+    }
+    // Transparent, as serde writes them with its `rc` feature (not enabled here).
+    same!(
+        Rc<(Foreign, Foreign2)>,
+        Rc::new((foreign(), foreign2())),
+        |h, v| h.write_serde(&**v)
+    );
+    same!(
+        Arc<(Foreign, Foreign2)>,
+        Arc::new((foreign(), foreign2())),
+        |h, v| h.write_serde(&**v)
+    );
+}
+
+/// Generic parameters inside walked containers are dispatched by their bounds.
+#[derive(IdempotencyKey)]
+struct Tagged<T> {
+    items: Vec<(T, Foreign)>,
+}
+
+/// In a tuple struct and an enum variant (fields bound by pattern), too.
+#[derive(IdempotencyKey)]
+struct Pairs(Option<(Inner, Foreign)>, u8);
+
+#[derive(IdempotencyKey)]
+enum Batch {
+    Items(Vec<(Inner, Foreign)>),
+    Keyed {
+        by: std::collections::BTreeMap<Foreign, Inner>,
+    },
+}
+
+#[test]
+fn walked_generic_tuple_and_variant_fields_keep_exclusions() {
+    let t = |note| Tagged {
+        items: vec![(inner(note), foreign())],
+    };
+    assert_eq!(key(&t("a")), key(&t("b")));
+    let p = |note| Pairs(Some((inner(note), foreign())), 1);
+    assert_eq!(key(&p("a")), key(&p("b")));
+    let b = |note| Batch::Items(vec![(inner(note), foreign())]);
+    assert_eq!(key(&b("a")), key(&b("b")));
+    let k = |note| Batch::Keyed {
+        by: [(foreign(), inner(note))].into(),
+    };
+    assert_eq!(key(&k("a")), key(&k("b")));
+}
+
+// ---- PhantomData ----------------------------------------------------------------------------
+
+/// A typed id: `T` only appears in `PhantomData`, so the derive adds no bound on it.
+#[derive(IdempotencyKey)]
+struct Id<T> {
+    raw: u64,
+    _kind: std::marker::PhantomData<T>,
+}
+
+/// A plain marker type: neither key material nor `Serialize`.
+struct User;
+
+#[test]
+fn phantom_type_parameters_need_no_bound() {
+    let id = Id::<User> {
+        raw: 5,
+        _kind: std::marker::PhantomData,
+    };
+    let mut h = KeyHasher::for_key("tests.derive", 1);
+    h.unscoped();
+    h.begin_fixed_struct(2);
+    h.write_unit();
+    h.write_u64(5);
+    assert_eq!(key(&id), h.finish_key().unwrap());
+}

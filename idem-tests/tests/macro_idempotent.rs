@@ -750,3 +750,276 @@ async fn key_material_that_fails_to_hash_is_an_error_and_the_body_does_not_run()
     })
     .await;
 }
+
+// ---- hygiene: parameters named like the expansion's locals, `macro_rules!` ------------------
+
+#[allow(non_snake_case)]
+mod like_locals {
+    use super::*;
+
+    #[idempotent]
+    pub async fn named_key(__idem_key: u64) -> Result<u64, Error> {
+        Ok(__idem_key)
+    }
+
+    #[idempotent]
+    pub async fn named_op(__IDEM_OP: u64) -> Result<u64, Error> {
+        Ok(__IDEM_OP)
+    }
+
+    #[idempotent(key = __idem_key, scope = __idem_h)]
+    pub async fn in_options(
+        __idem_key: u64,
+        __idem_h: u64,
+        __idem_fingerprint: u64,
+    ) -> Result<u64, Error> {
+        Ok(__idem_key * 100 + __idem_h * 10 + __idem_fingerprint)
+    }
+}
+
+#[tokio::test]
+async fn parameters_named_like_generated_locals_are_the_callers_values() {
+    with_store(store(), async {
+        assert_eq!(like_locals::named_key(5).await.unwrap(), 5);
+        assert_eq!(like_locals::named_op(6).await.unwrap(), 6);
+        assert_eq!(like_locals::in_options(1, 2, 3).await.unwrap(), 123);
+        let name = |f: &str| format!("{}::like_locals::{f}", module_path!());
+        let key = key_of(like_locals::named_key(5)).await.unwrap();
+        assert_eq!(
+            key,
+            idem_runtime::operation(&name("named_key"))
+                .unwrap()
+                .key(&5u64)
+                .unwrap()
+        );
+        let key = key_of(like_locals::named_op(6)).await.unwrap();
+        assert_eq!(
+            key,
+            idem_runtime::operation(&name("named_op"))
+                .unwrap()
+                .key(&6u64)
+                .unwrap()
+        );
+        let key = key_of(like_locals::in_options(1, 2, 3)).await.unwrap();
+        let op = idem_runtime::operation(&name("in_options")).unwrap();
+        assert_eq!(key, op.scoped_key(&2u64, &1u64).unwrap());
+        // `__idem_fingerprint` is the payload: another value is a mismatch.
+        let err = like_locals::in_options(1, 2, 4).await.unwrap_err();
+        assert!(matches!(err, Error::PayloadMismatch { .. }), "{err}");
+    })
+    .await;
+}
+
+macro_rules! block_op {
+    ($name:ident($($arg:ident : $t:ty),*) $body:block) => {
+        #[idempotent]
+        async fn $name($($arg: $t),*) -> Result<u32, Error> $body
+    };
+}
+
+block_op!(from_macro(a: u32, b: u32) { Ok(a * 10 + b) });
+
+#[tokio::test]
+async fn a_fn_from_macro_rules_with_a_block_fragment() {
+    with_store(store(), async {
+        assert_eq!(from_macro(1, 2).await.unwrap(), 12);
+        let key = key_of(from_macro(1, 2)).await.unwrap();
+        let op = Operation::new(concat!(module_path!(), "::from_macro"));
+        let mut h = idem_runtime::KeyHasher::for_key(op.name(), 0);
+        h.unscoped();
+        h.write(&1u32);
+        h.write(&2u32);
+        assert_eq!(key, h.finish_key().unwrap());
+    })
+    .await;
+}
+
+// ---- scope = (a, b) -------------------------------------------------------------------------
+
+#[idempotent(scope = (tenant, region))]
+async fn scoped_pair(tenant: String, region: String, n: u32) -> Result<String, Error> {
+    Ok(format!("{tenant}/{region}/{n}")) // `tenant` and `region` were borrowed, not moved
+}
+
+#[tokio::test]
+async fn a_tuple_scope_borrows_its_parts_and_hashes_as_a_tuple() {
+    with_store(store(), async {
+        let call = |t: &str, r: &str| scoped_pair(t.into(), r.into(), 1);
+        assert_eq!(call("acme", "eu").await.unwrap(), "acme/eu/1");
+        let key = key_of(call("acme", "eu")).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::scoped_pair")).unwrap();
+        assert_eq!(key, op.scoped_key(&("acme", "eu"), &1u32).unwrap());
+        assert_ne!(key, key_of(call("acme", "us")).await.unwrap());
+        assert_ne!(key, key_of(call("eu", "acme")).await.unwrap());
+    })
+    .await;
+}
+
+// ---- store = &self.store with an `Arc<dyn Store>`, every receiver ---------------------------
+
+struct DynService {
+    store: Arc<dyn Store>,
+    runs: u64,
+}
+
+impl DynService {
+    #[idempotent(name = "tests.dyn_service.exclusive", store = &self.store)]
+    async fn exclusive(&mut self, id: u64) -> Result<u64, Error> {
+        self.runs += 1;
+        Ok(id * 100 + self.runs)
+    }
+
+    #[idempotent(name = "tests.dyn_service.by_value", store = &self.store)]
+    async fn by_value(self, id: u64) -> Result<u64, Error> {
+        let me = self; // the body moves `self` while the call holds the store
+        Ok(id * 100 + me.runs)
+    }
+
+    #[idempotent(name = "tests.dyn_service.arc", store = &self.store)]
+    async fn arc(self: Arc<Self>, id: u64) -> Result<u64, Error> {
+        let me = self;
+        Ok(id * 100 + me.runs)
+    }
+}
+
+#[tokio::test]
+async fn the_store_option_with_a_dyn_store_and_any_receiver() {
+    let store = store();
+    let service = |runs| DynService {
+        store: store.clone(),
+        runs,
+    };
+    // No `with_store`: each call records in the option's store.
+    let mut svc = service(0);
+    assert_eq!(svc.exclusive(1).await.unwrap(), 101);
+    assert_eq!(svc.exclusive(1).await.unwrap(), 101, "replayed");
+    assert_eq!(svc.runs, 1);
+    let key = key_of(svc.exclusive(1)).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_some());
+
+    assert_eq!(service(7).by_value(2).await.unwrap(), 207);
+    assert_eq!(service(8).by_value(2).await.unwrap(), 207, "replayed");
+    let key = key_of(service(0).by_value(2)).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_some());
+
+    assert_eq!(Arc::new(service(7)).arc(3).await.unwrap(), 307);
+    assert_eq!(Arc::new(service(8)).arc(3).await.unwrap(), 307, "replayed");
+    let key = key_of(Arc::new(service(0)).arc(3)).await.unwrap();
+    assert!(store.get(&key).await.unwrap().is_some());
+    assert!(
+        idem_runtime::forget_call(Arc::new(service(0)).arc(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        Arc::new(service(9)).arc(3).await.unwrap(),
+        309,
+        "runs again"
+    );
+}
+
+// ---- #[cfg] parameters, `ref mut` patterns ---------------------------------------------------
+
+#[idempotent]
+async fn cfg_param(a: u32, #[cfg(not(test))] b: u32, #[cfg(test)] c: u32) -> Result<u32, Error> {
+    Ok(a + c)
+}
+
+#[idempotent]
+async fn ref_mut_param(
+    ref mut v: Vec<u32>,
+    (ref mut w, n): (Vec<u32>, u32),
+) -> Result<usize, Error> {
+    v.push(n);
+    w.push(n);
+    Ok(v.len() * 10 + w.len())
+}
+
+#[tokio::test]
+async fn cfg_parameters_and_ref_mut_patterns() {
+    with_store(store(), async {
+        assert_eq!(cfg_param(1, 2).await.unwrap(), 3);
+        let key = key_of(cfg_param(1, 2)).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::cfg_param")).unwrap();
+        let mut h = idem_runtime::KeyHasher::for_key(op.name(), 0);
+        h.unscoped();
+        h.write(&1u32);
+        h.write(&2u32);
+        assert_eq!(
+            key,
+            h.finish_key().unwrap(),
+            "the compiled-out `b` is not hashed"
+        );
+
+        assert_eq!(ref_mut_param(vec![1], (vec![], 5)).await.unwrap(), 21);
+        let key = key_of(ref_mut_param(vec![1], (vec![], 5))).await.unwrap();
+        let op = idem_runtime::operation(concat!(module_path!(), "::ref_mut_param")).unwrap();
+        let mut h = idem_runtime::KeyHasher::for_key(op.name(), 0);
+        h.unscoped();
+        h.write(&vec![1u32]);
+        h.write(&(Vec::<u32>::new(), 5u32));
+        assert_eq!(
+            key,
+            h.finish_key().unwrap(),
+            "hashed before the body mutates them"
+        );
+    })
+    .await;
+}
+
+// ---- raw identifiers --------------------------------------------------------------------------
+
+#[idempotent]
+async fn r#match(id: u64) -> Result<u64, Error> {
+    Ok(id)
+}
+
+#[tokio::test]
+async fn the_default_name_of_a_raw_identifier_has_no_r_hash() {
+    with_store(store(), async {
+        assert_eq!(r#match(4).await.unwrap(), 4);
+        let name = concat!(module_path!(), "::match");
+        let op = idem_runtime::operation(name).expect("registered without `r#`");
+        assert_eq!(key_of(r#match(4)).await.unwrap(), op.key(&4u64).unwrap());
+    })
+    .await;
+}
+
+// ---- containers mixing derived and serde-only types ----------------------------------------
+
+/// Only `Serialize`: a parameter holding it and a derived type in one tuple is walked, so the
+/// derived type keeps its exclusions (through serde alone, `note` would be hashed).
+#[derive(Serialize)]
+struct Currency(&'static str);
+
+#[idempotent(name = "macro.mixed_tuple_param")]
+async fn charge_with_currency(req: (Charge, Currency)) -> Result<String, Error> {
+    Ok(format!("{} {}", req.0.customer, (req.1).0))
+}
+
+#[tokio::test]
+async fn a_tuple_parameter_mixing_derived_and_serde_types_keeps_exclusions() {
+    with_store(store(), async {
+        let a = key_of(charge_with_currency((
+            charge_req("ada", 5, "first"),
+            Currency("EUR"),
+        )))
+        .await
+        .unwrap();
+        let b = key_of(charge_with_currency((
+            charge_req("ada", 5, "second"),
+            Currency("EUR"),
+        )))
+        .await
+        .unwrap();
+        let c = key_of(charge_with_currency((
+            charge_req("ada", 5, "first"),
+            Currency("USD"),
+        )))
+        .await
+        .unwrap();
+        assert_eq!(a, b, "the excluded note is left out");
+        assert_ne!(a, c, "the serde-only element is hashed");
+    })
+    .await;
+}

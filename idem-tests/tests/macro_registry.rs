@@ -86,3 +86,21 @@ fn line_of(needle: &str) -> u32 {
     let src = include_str!("macro_registry.rs");
     src.lines().position(|l| l.starts_with(needle)).unwrap() as u32 + 1
 }
+
+#[tokio::test]
+async fn key_of_and_forget_call_report_the_duplicate_name() {
+    for result in [
+        idem_runtime::key_of(first::a(1)).await.map(|_| ()),
+        idem_runtime::forget_call(second::b(1)).await.map(|_| ()),
+    ] {
+        let Err(Error::Config(message)) = result else {
+            panic!("expected a refusal, got {result:?}");
+        };
+        assert!(message.contains("`registry.duplicate`"), "{message}");
+        assert!(
+            message.matches("macro_registry.rs:").count() == 2,
+            "{message}"
+        );
+    }
+    assert!(idem_runtime::key_of(unique(1)).await.is_ok());
+}

@@ -20,6 +20,8 @@ pub struct Container {
 pub enum Data {
     Struct(Shape),
     Enum(Vec<Variant>),
+    /// Rejected with an error; an impl is still emitted so that uses of the type add none.
+    Union,
 }
 
 /// The fields of a struct or variant.
@@ -43,9 +45,18 @@ pub struct Field {
     pub include: Option<Span>,
     pub rename: Option<LitStr>,
     pub with: Option<Path>,
+    /// An `#[idem]` option of this field had an error (reported): the intent is unknown, so
+    /// the field gets no timestamp lint and is left out of the emitted impl (one mistake, one
+    /// error).
+    pub failed: bool,
 }
 
 impl Field {
+    /// Whether the field is written into the key (not excluded, and its options parsed).
+    pub fn written(&self) -> bool {
+        self.exclude.is_none() && !self.failed
+    }
+
     /// The name written into the key: `rename`, else the field's own name.
     pub fn key_name(&self) -> String {
         match (&self.rename, &self.member) {
@@ -115,7 +126,7 @@ pub fn container(cx: &mut Ctxt, input: DeriveInput) -> Option<Container> {
                 u.union_token,
                 "`IdempotencyKey` cannot be derived for a union (which field is live is unknown); implement it by hand",
             );
-            return None;
+            Data::Union
         }
     };
     Some(Container {
@@ -163,57 +174,85 @@ fn field(cx: &mut Ctxt, index: usize, f: syn::Field) -> Field {
         include: None,
         rename: None,
         with: None,
+        failed: false,
     };
     let mut seen = Seen::default();
-    each_idem(cx, &f.attrs, |cx, meta| {
+    let mut failed = false;
+    let attr_failed = each_idem(cx, &f.attrs, |cx, meta| {
         let Some(name) = attr::option_name(cx, &mut seen, meta, "field `#[idem]`", FIELD_OPTIONS)?
         else {
+            // Unknown or duplicate (reported): the field's intent is unknown.
+            failed = true;
             return Ok(());
         };
         let span = attr::name_span(meta);
-        match name.as_str() {
-            "exclude" => {
-                attr::flag(meta, &name)?;
-                out.exclude = Some(span);
-            }
-            "include" => {
-                attr::flag(meta, &name)?;
-                out.include = Some(span);
-            }
-            "rename" => out.rename = Some(attr::string(meta, &name)?),
-            "with" => {
-                let value = meta.value()?;
-                out.with = Some(if value.peek(LitStr) {
-                    value.parse::<LitStr>()?.parse::<Path>()?
-                } else {
-                    value.parse::<Path>()?
-                });
-            }
+        let parsed = match name.as_str() {
+            "exclude" => attr::flag(meta, &name).map(|()| out.exclude = Some(span)),
+            "include" => attr::flag(meta, &name).map(|()| out.include = Some(span)),
+            "rename" => attr::string(meta, &name).map(|lit| out.rename = Some(lit)),
+            "with" => with_path(meta).map(|path| out.with = Some(path)),
             _ => unreachable!("listed in FIELD_OPTIONS"),
+        };
+        if let Err(e) = parsed {
+            // Reported, and the next options of the list are still read: `rename = 5, exclude`
+            // gives one error, not a second one about the field that `exclude` was for.
+            cx.syn_error(e);
+            failed = true;
+            skip_to_next_option(meta)?;
         }
         Ok(())
     });
+    out.failed = failed || attr_failed;
     out
 }
 
-/// Calls `f` for each option of each `#[idem(..)]` attribute; a parse error ends that
-/// attribute (and is recorded), not the derive.
+/// `with = path` or `with = "path"`.
+fn with_path(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Path> {
+    let value = meta.value()?;
+    let parsed = if value.peek(LitStr) {
+        value.parse::<LitStr>()?.parse::<Path>()
+    } else {
+        value.parse::<Path>()
+    };
+    parsed.map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "`with` expects the path of a `fn(&FieldType, &mut KeyHasher)`, e.g. `with = my_writer`",
+        )
+    })
+}
+
+/// Skips what is left of an option whose value failed to parse, up to the next `,`.
+fn skip_to_next_option(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    while !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+        meta.input.parse::<proc_macro2::TokenTree>()?;
+    }
+    Ok(())
+}
+
+/// Calls `f` for each option of each `#[idem(..)]` attribute; a parse error that `f` does not
+/// recover from ends that attribute (and is recorded), not the derive. Returns whether such an
+/// error (or an `#[idem]` without options) was recorded.
 fn each_idem(
     cx: &mut Ctxt,
     attrs: &[Attribute],
     mut f: impl FnMut(&mut Ctxt, &syn::meta::ParseNestedMeta) -> syn::Result<()>,
-) {
+) -> bool {
+    let mut failed = false;
     for a in attrs.iter().filter(|a| a.path().is_ident("idem")) {
         if let syn::Meta::Path(path) = &a.meta {
             cx.error_spanned_by(
                 path,
                 "expected options: `#[idem(exclude)]`, `#[idem(rename = \"…\")]`, …",
             );
+            failed = true;
             continue;
         }
         let result = a.parse_nested_meta(|meta| f(cx, &meta));
         if let Err(e) = result {
             cx.syn_error(e);
+            failed = true;
         }
     }
+    failed
 }

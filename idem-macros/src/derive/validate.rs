@@ -9,6 +9,7 @@ use crate::timestamp;
 pub fn check(cx: &mut Ctxt, container: &mut Container) {
     match &mut container.data {
         Data::Struct(shape) => check_shape(cx, shape, None),
+        Data::Union => {}
         Data::Enum(variants) => {
             let mut names: Vec<(String, proc_macro2::Span)> = Vec::new();
             for v in variants.iter_mut() {
@@ -37,8 +38,8 @@ fn check_shape(cx: &mut Ctxt, shape: &mut Shape, variant: Option<&syn::Ident>) {
         Shape::Named(fields) => {
             let mut names: Vec<String> = Vec::new();
             for f in fields.iter_mut() {
-                check_field(cx, f, variant);
-                if f.exclude.is_some() {
+                check_field(cx, f, variant, true);
+                if !f.written() {
                     continue;
                 }
                 let name = f.key_name();
@@ -56,26 +57,38 @@ fn check_shape(cx: &mut Ctxt, shape: &mut Shape, variant: Option<&syn::Ident>) {
         }
         Shape::Tuple(fields) => {
             for f in fields.iter_mut() {
-                check_field(cx, f, variant);
                 if let Some(lit) = &f.rename {
                     cx.error_spanned_by(
                         lit,
                         "`rename` applies to named fields; tuple fields are written by position",
                     );
                 }
+                // Not `named`: a `rename` here was just reported, and is not reported again as
+                // a conflict with `exclude`.
+                check_field(cx, f, variant, false);
             }
         }
         Shape::Unit => {}
     }
 }
 
-fn check_field(cx: &mut Ctxt, f: &mut Field, variant: Option<&syn::Ident>) {
+/// Option conflicts and the timestamp lint of one field; `rename` conflicts only where
+/// `rename` applies (`named`).
+fn check_field(cx: &mut Ctxt, f: &mut Field, variant: Option<&syn::Ident>, named: bool) {
+    if f.failed {
+        // An option did not parse (reported): what the field was meant to be is unknown, so
+        // nothing more is said about it.
+        return;
+    }
     if f.exclude.is_some() {
         let conflicts = [
             ("include", f.include.map(|s| syn::Error::new(s, ""))),
             (
                 "rename",
-                f.rename.as_ref().map(|l| syn::Error::new(l.span(), "")),
+                f.rename
+                    .as_ref()
+                    .filter(|_| named)
+                    .map(|l| syn::Error::new(l.span(), "")),
             ),
             (
                 "with",

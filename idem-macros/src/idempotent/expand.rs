@@ -2,17 +2,27 @@
 //!
 //! ```text
 //! #attrs #vis #sig {
-//!     static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
-//!     inventory::submit! { Registration::new(&__IDEM_OP) }
+//!     let __idem_op: &'static Operation = {
+//!         static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
+//!         inventory::submit! { Registration::new(&__IDEM_OP) }
+//!         &__IDEM_OP
+//!     };
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run::<R, _, _, _, _>(&__IDEM_OP, __idem_key, fingerprint, store, cache, pin!(async move { body })).await
+//!     run::<R, _, _, _, _>(__idem_op, __idem_key, fingerprint, store, cache, pin!(async move { body })).await
 //! }
 //! ```
+//!
+//! Hygiene: the generated locals (`__idem_op`, `__idem_key`, `__idem_h`, …) are spanned with
+//! `Span::mixed_site()`, so a parameter of the same name neither shadows them nor is shadowed
+//! by them; the static sits in a block of its own for the same reason. User tokens (parameters,
+//! option expressions, the body) keep their spans; only paths and method names whose trait
+//! errors must be reported on a user token are respanned there.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::Expr;
+use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
+use syn::{AttrStyle, Attribute, Expr};
 
 use super::parse::Func;
 use super::validate::{Hashed, KeySource, Plan, Shape};
@@ -31,7 +41,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let name = match &plan.name {
         Some(lit) => quote!(#lit),
         None => {
-            let fn_name = ident.to_string();
+            let fn_name = syn::ext::IdentExt::unraw(ident).to_string();
             quote!(#k::__private::concat!(#k::__private::module_path!(), "::", #fn_name))
         }
     };
@@ -62,51 +72,90 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
             line: #k::__private::line!(),
         }
     };
+    let op = local("__idem_op");
+    // In a block of its own: a parameter named `__IDEM_OP` stays visible to the body.
+    let operation = quote! {
+        let #op: &'static #k::__private::Operation = {
+            static __IDEM_OP: #k::__private::Operation = #k::__private::Operation::new(#name)
+                #settings
+                .with_location(#location);
+            #k::__private::inventory::submit! { #k::__private::Registration::new(&__IDEM_OP) }
+            &__IDEM_OP
+        };
+    };
 
     // ---- key, fingerprint, store ---------------------------------------------------------
-    let h = quote!(__idem_h);
+    let h = hasher();
     let mut key_writes = TokenStream::new();
     match &plan.scope {
         Some(scope) => {
             key_writes.extend(quote!(#h.scoped();));
-            key_writes.extend(write_expr(k, scope, false));
+            key_writes.extend(write_expr(k, scope));
         }
         None => key_writes.extend(quote!(#h.unscoped();)),
     }
     match &plan.key {
-        KeySource::Params(params) => key_writes.extend(params.iter().map(|p| write_param(k, p))),
-        KeySource::Expr(expr) => key_writes.extend(write_expr(k, expr, true)),
+        KeySource::Params(params) => key_writes.extend(params.iter().map(|p| hash_param(k, p))),
+        KeySource::Expr(expr) => key_writes.extend(write_expr(k, expr)),
     }
+    let key_local = local("__idem_key");
     let key = quote! {
-        let __idem_key = {
-            let mut #h = #k::__private::key_hasher(&__IDEM_OP);
+        let #key_local = {
+            let mut #h = #k::__private::key_hasher(#op);
             #key_writes
             #k::__private::finish_key(&mut #h)
         };
     };
+    let fingerprint_local = local("__idem_fingerprint");
     let (fingerprint_let, fingerprint) = if plan.fingerprint.is_empty() {
         (TokenStream::new(), quote!(#k::__private::None))
     } else {
-        let writes = plan.fingerprint.iter().map(|p| write_param(k, p));
+        let writes = plan.fingerprint.iter().map(|p| hash_param(k, p));
         (
             quote! {
-                let __idem_fingerprint = {
-                    let mut #h = #k::__private::fingerprint_hasher(&__IDEM_OP);
+                let #fingerprint_local = {
+                    let mut #h = #k::__private::fingerprint_hasher(#op);
                     #(#writes)*
                     #k::__private::finish_fingerprint(&mut #h)
                 };
             },
-            quote!(#k::__private::Some(__idem_fingerprint)),
+            quote!(#k::__private::Some(#fingerprint_local)),
         )
     };
     // `Some`/`None` keep the call-site span: with a user span, `unused_qualifications` would
     // flag the prelude items.
     let store = match &plan.store {
         Some(expr) => {
-            let store_fn = respan(quote!(#k::__private::store), expr.span());
+            // `store_owned` when the body may move what the expression borrows from (a
+            // receiver other than `&self`, an owned parameter): the call then holds an `Arc`.
+            let store_fn = if plan.store_owned {
+                quote!(#k::__private::store_owned)
+            } else {
+                quote!(#k::__private::store)
+            };
+            let store_fn = respan(store_fn, expr.span());
             quote!(#store_fn(#expr))
         }
         None => quote!(#k::__private::None),
+    };
+
+    // ---- the body ------------------------------------------------------------------------
+    // Inner attributes (`#![allow(..)]`) cannot stay in an `async` block: they go on the fn.
+    let (inner_attrs, stmts) = split_inner_attrs(body);
+    let body = if plan.destructure.is_empty() && inner_attrs.is_empty() {
+        body.clone()
+    } else {
+        // The destructuring `let`s, then the body's own statements: spliced into one block
+        // (a nested block would be flagged by `unused_braces`).
+        let mut block = TokenStream::new();
+        for d in &plan.destructure {
+            let (cfgs, pat, ident) = (&d.cfgs, &d.pat, &d.ident);
+            block.extend(quote!(#(#cfgs)* let #pat = #ident;));
+        }
+        block.extend(stmts);
+        let mut group = Group::new(Delimiter::Brace, block);
+        group.set_span(body.span());
+        group
     };
 
     // ---- the call ------------------------------------------------------------------------
@@ -114,65 +163,49 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let out_span = output.span();
     // Spanned on the return type: the checks of `run`'s bounds are reported there.
     let run = respan(quote!(#k::__private::run::<#output, _, _, _, _>), out_span);
-    let destructure = plan
-        .destructure
-        .iter()
-        .map(|(pat, ident)| quote!(let #pat = #ident;));
     // The body is pinned in this fn's own future and handed to `run` by reference: `run` erases
     // its type at once, so the engine is compiled once per return type, not once per fn (see
     // `__private::run`).
     let pin = respan(quote!(#k::__private::pin!), out_span);
     // Replays of a `Clone` value clone a kept decoded copy (chosen on the concrete type).
     let cache = quote!(#k::__private::CacheProbe::<#output>::new().replay_cache());
+    let async_move = quote_spanned!(out_span=> async move);
+    let (op_arg, key_arg) = (
+        local_at("__idem_op", out_span),
+        local_at("__idem_key", out_span),
+    );
     let call = match plan.shape {
         Shape::Async => {
-            let async_move = quote_spanned!(out_span=> async move);
-            let body = if plan.destructure.is_empty() {
-                quote!(#async_move #body)
-            } else {
-                quote!(#async_move { #(#destructure)* #body })
-            };
-            let args = respan(quote!(&__IDEM_OP, __idem_key,), out_span);
-            quote_spanned!(out_span=> #run(#args #fingerprint, #store, #cache, #pin(#body)).await)
+            quote_spanned!(out_span=>
+                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #pin(#async_move #body)).await
+            )
         }
         Shape::AsyncTrait => {
             // `#[async_trait]` made the body `{ Box::pin(async move { … }) }`: a future already,
             // built here after the store expression (the parameters move into it) and pinned
             // inside the returned box, which owns it.
-            let body = if plan.destructure.is_empty() {
-                quote!(#body)
-            } else {
-                quote!({ #(#destructure)* #body })
-            };
-            let args = respan(
-                quote!(
-                    &__IDEM_OP,
-                    __idem_key,
-                    __idem_fingerprint,
-                    __idem_store,
-                    __idem_cache,
-                ),
-                out_span,
-            );
+            let fingerprint_arg = local_at("__idem_fingerprint", out_span);
+            let store_arg = local_at("__idem_store", out_span);
+            let cache_arg = local_at("__idem_cache", out_span);
+            let body_arg = local_at("__idem_body", out_span);
             let boxed = respan(quote!(#k::__private::pin_box), out_span);
-            let async_move = quote_spanned!(out_span=> async move);
             quote_spanned!(out_span=>
-                let __idem_fingerprint = #fingerprint;
-                let __idem_store = #store;
-                let __idem_cache = #cache;
-                let __idem_body = #body;
-                #boxed(#async_move { #run(#args #pin(__idem_body)).await })
+                let #fingerprint_arg = #fingerprint;
+                let #store_arg = #store;
+                let #cache_arg = #cache;
+                let #body_arg = #body;
+                #boxed(#async_move {
+                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#body_arg)).await
+                })
             )
         }
     };
 
     quote! {
         #(#attrs)*
+        #(#inner_attrs)*
         #vis #sig {
-            static __IDEM_OP: #k::__private::Operation = #k::__private::Operation::new(#name)
-                #settings
-                .with_location(#location);
-            #k::__private::inventory::submit! { #k::__private::Registration::new(&__IDEM_OP) }
+            #operation
             #key
             #fingerprint_let
             #call
@@ -180,34 +213,82 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     }
 }
 
-/// `dispatch(&param).write(&mut __idem_h);`, spanned on the parameter's type so that an
-/// unhashable argument is reported there.
-fn write_param(k: &TokenStream, p: &Hashed) -> TokenStream {
-    let ident = &p.ident;
-    respan(
-        quote!(#k::__private::dispatch(&#ident).write(&mut __idem_h);),
-        p.span,
-    )
+/// A generated local: hygienic (`Span::mixed_site()`), so that user code can neither see nor
+/// shadow it.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
 }
 
-/// Writes an option's expression; a tuple expression (in `key`) is written as a tuple of its
-/// elements, each borrowed, so `key = (tenant, id)` moves nothing.
-fn write_expr(k: &TokenStream, expr: &Expr, split_tuple: bool) -> TokenStream {
-    if split_tuple
-        && let Expr::Tuple(t) = strip_parens(expr)
+/// A generated local whose errors, if any, are reported at `at`.
+fn local_at(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// The hasher local, `__idem_h`.
+fn hasher() -> Ident {
+    local("__idem_h")
+}
+
+/// Hashes one parameter; under its `#[cfg(..)]` attributes, if it has some.
+fn hash_param(k: &TokenStream, p: &Hashed) -> TokenStream {
+    let write = write_param(k, p);
+    if p.cfgs.is_empty() {
+        write
+    } else {
+        let cfgs = &p.cfgs;
+        quote!(#(#cfgs)* { #write })
+    }
+}
+
+/// `dispatch(&param).write(&mut __idem_h);`, spanned on the parameter's type so that an
+/// unhashable argument is reported there; a std container holding several types (`Vec<(Inner,
+/// Uuid)>`) is walked so that each is dispatched on its own and derived types keep their
+/// exclusions (`crate::walk`). The parameter and the hygienic hasher keep their resolution.
+fn write_param(k: &TokenStream, p: &Hashed) -> TokenStream {
+    let ident = &p.ident;
+    let h = hasher();
+    crate::walk::write(k, &p.ty, quote!(&#ident), &quote!(&mut #h))
+}
+
+/// Writes a `key` or `scope` expression; a tuple expression is written as a tuple of its
+/// elements, each borrowed, so `key = (tenant, id)` moves nothing and hashes like
+/// `Operation::key(&(tenant, id))` (`scope` likewise, like `Operation::scoped_key`).
+fn write_expr(k: &TokenStream, expr: &Expr) -> TokenStream {
+    if let Expr::Tuple(t) = strip_parens(expr)
         && t.elems.len() > 1
     {
+        let h = hasher();
         let arity = proc_macro2::Literal::u64_unsuffixed(t.elems.len() as u64);
         let elems = t.elems.iter().map(|e| write_one(k, e));
-        return quote!(__idem_h.begin_tuple(#arity); #(#elems)*);
+        return quote!(#h.begin_tuple(#arity); #(#elems)*);
     }
     write_one(k, expr)
 }
 
 fn write_one(k: &TokenStream, expr: &Expr) -> TokenStream {
     let span: Span = expr.span();
+    let h = hasher();
     let dispatch = respan(quote!(#k::__private::dispatch), span);
-    quote_spanned!(span=> #dispatch(&(#expr)).write(&mut __idem_h);)
+    let write = Ident::new("write", span);
+    quote_spanned!(span=> #dispatch(&(#expr)).#write(&mut #h);)
+}
+
+/// The body's inner attributes (made outer, for the fn) and the rest of its tokens.
+fn split_inner_attrs(body: &Group) -> (Vec<Attribute>, TokenStream) {
+    let parser = |input: ParseStream| {
+        let attrs = input.call(Attribute::parse_inner)?;
+        let rest: TokenStream = input.parse()?;
+        Ok((attrs, rest))
+    };
+    match parser.parse2(body.stream()) {
+        Ok((mut attrs, rest)) => {
+            for attr in &mut attrs {
+                attr.style = AttrStyle::Outer;
+            }
+            (attrs, rest)
+        }
+        Err(_) => (Vec::new(), body.stream()),
+    }
 }
 
 /// `tokens` with every span set to `span` (groups included), so that a type error anywhere in

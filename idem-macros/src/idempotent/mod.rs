@@ -4,8 +4,6 @@ mod expand;
 mod parse;
 mod validate;
 
-pub use expand::respan;
-
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 
@@ -15,6 +13,7 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: parse::Func = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(e) => {
+            let e = parse::misplaced(item.clone()).unwrap_or(e);
             let mut out = e.to_compile_error();
             out.extend(item);
             return out;
@@ -43,7 +42,7 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
                     syn::FnArg::Receiver(r) => &mut r.attrs,
                     syn::FnArg::Typed(t) => &mut t.attrs,
                 };
-                attrs.retain(|a| !a.path().is_ident("idem"));
+                attrs.retain(|a| !parse::is_idem_attr(a));
             }
             let mut out = cx.into_compile_errors();
             out.extend(quote::quote!(#(#attrs)* #vis #sig #body));

@@ -1,10 +1,10 @@
 //! Checking `#[idempotent]`'s options against the function, and deciding what is hashed.
 
 use proc_macro2::Span;
-use syn::spanned::Spanned;
+use syn::ext::IdentExt;
 use syn::{
-    Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PathArguments, ReturnType, Type,
-    TypeParamBound,
+    Attribute, Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PathArguments, ReturnType,
+    Type, TypeParamBound,
 };
 
 use super::parse::{Args, Conflict, Func};
@@ -28,8 +28,19 @@ pub enum Shape {
 pub struct Hashed {
     /// The name generated code uses (the parameter's own, or `__idem_argN` for a pattern).
     pub ident: Ident,
-    /// Where errors about its value point: its type.
-    pub span: Span,
+    /// Its type: errors about its value point there, and std containers in it are walked
+    /// (`crate::walk`).
+    pub ty: syn::Type,
+    /// The parameter's `#[cfg(..)]` attributes, repeated on the statements that hash it.
+    pub cfgs: Vec<Attribute>,
+}
+
+/// A pattern parameter, renamed to `ident` in the signature and destructured at the start of
+/// the body: `#cfgs let #pat = #ident;`.
+pub struct Destructure {
+    pub pat: Pat,
+    pub ident: Ident,
+    pub cfgs: Vec<Attribute>,
 }
 
 /// What is hashed into the key.
@@ -56,20 +67,25 @@ pub struct Plan {
     /// Parameters hashed into the payload fingerprint (only with `key = …`).
     pub fingerprint: Vec<Hashed>,
     pub store: Option<Expr>,
+    /// The store expression may borrow from something the body moves (`self` that is not
+    /// `&self`, an owned parameter): the call gets an owned `Arc` (see `__private::store_owned`).
+    pub store_owned: bool,
     /// Pattern parameters renamed to `__idem_argN`, destructured at the start of the body.
-    pub destructure: Vec<(Pat, Ident)>,
+    pub destructure: Vec<Destructure>,
 }
 
 struct Param {
     /// The identifier bound by a plain `name: Type` parameter.
     name: Option<Ident>,
+    /// Its type is a shared reference (`&T`): a borrow of it outlives a move into the body.
+    shared_ref: bool,
     hashed: Option<Hashed>,
 }
 
 /// Validates `args` against `func`, strips the `#[idem]` parameter attributes from `func`, and
 /// renames pattern parameters that are hashed. Errors go to `cx`.
 pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
-    let fn_name = func.sig.ident.to_string();
+    let fn_name = func.sig.ident.unraw().to_string();
 
     // ---- shape and output ---------------------------------------------------------------
     let shape_output = if func.sig.asyncness.is_some() {
@@ -110,6 +126,8 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
 
     // ---- parameters ---------------------------------------------------------------------
     let mut receiver: Option<Span> = None;
+    // `&self` (or `self: &Self`): the store expression may borrow from it for the call.
+    let mut receiver_shared = false;
     let mut params: Vec<Param> = Vec::new();
     let mut destructure = Vec::new();
     let mut excluded_by_list = vec![false; args.exclude.len()];
@@ -117,8 +135,13 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
         match arg {
             FnArg::Receiver(r) => {
                 receiver = Some(r.self_token.span);
+                receiver_shared = match &r.kind {
+                    syn::ReceiverKind::Reference(_, _, mutability) => mutability.is_none(),
+                    syn::ReceiverKind::Typed(_, ty) => is_shared_ref(ty),
+                    _ => false,
+                };
                 let before = r.attrs.len();
-                r.attrs.retain(|a| !a.path().is_ident("idem"));
+                r.attrs.retain(|a| !super::parse::is_idem_attr(a));
                 if r.attrs.len() != before {
                     cx.error_spanned_by(
                         r.self_token,
@@ -130,6 +153,12 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             }
             FnArg::Typed(pt) => {
                 let opts = super::parse::param_opts(cx, &mut pt.attrs);
+                let cfgs: Vec<Attribute> = pt
+                    .attrs
+                    .iter()
+                    .filter(|a| a.path().is_ident("cfg"))
+                    .cloned()
+                    .collect();
                 let simple = match &*pt.pat {
                     Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
                         Some(pi.ident.clone())
@@ -151,7 +180,6 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                         "a parameter cannot be both `exclude`d and `include`d",
                     );
                 }
-                let ty_span = pt.ty.span();
                 let hashed = if excluded {
                     None
                 } else {
@@ -167,29 +195,38 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                     let ident = match &simple {
                         Some(n) => n.clone(),
                         None => {
+                            // A hygienic name: the body cannot see or shadow it.
                             let renamed =
-                                Ident::new(&format!("__idem_arg{index}"), Span::call_site());
+                                Ident::new(&format!("__idem_arg{index}"), Span::mixed_site());
+                            // `ref mut` bindings borrow the argument mutably.
+                            let mutability = binds_ref_mut(&pt.pat).then(Default::default);
                             let pat = std::mem::replace(
                                 &mut *pt.pat,
                                 Pat::Ident(syn::PatIdent {
                                     attrs: Vec::new(),
                                     by_ref: None,
-                                    mutability: None,
+                                    mutability,
                                     ident: renamed.clone(),
                                     subpat: None,
                                 }),
                             );
-                            destructure.push((pat, renamed.clone()));
+                            destructure.push(Destructure {
+                                pat,
+                                ident: renamed.clone(),
+                                cfgs: cfgs.clone(),
+                            });
                             renamed
                         }
                     };
                     Some(Hashed {
                         ident,
-                        span: ty_span,
+                        ty: (*pt.ty).clone(),
+                        cfgs,
                     })
                 };
                 params.push(Param {
                     name: simple,
+                    shared_ref: is_shared_ref(&pt.ty),
                     hashed,
                 });
             }
@@ -216,7 +253,8 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     }
 
     // ---- name ---------------------------------------------------------------------------
-    if args.name.is_none() {
+    // Not reported after an unknown option or a broken `name`: it may be the name, misspelled.
+    if args.name.is_none() && !args.name_unknown {
         if let Some(span) = receiver {
             cx.error_at(
                 span,
@@ -268,6 +306,10 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             );
         }
     }
+    let store_owned = args
+        .store
+        .as_ref()
+        .is_some_and(|expr| !borrows_only_shared(expr, receiver_shared, &params));
     let mut whole: Vec<String> = Vec::new();
     if let Some(k) = &args.key {
         whole_params(k, &mut whole);
@@ -329,8 +371,78 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
         scope: args.scope,
         fingerprint,
         store: args.store,
+        store_owned,
         destructure,
     })
+}
+
+fn is_shared_ref(ty: &Type) -> bool {
+    matches!(ty, Type::Reference(r) if r.mutability.is_none())
+}
+
+/// Whether the pattern has a `ref mut` binding.
+fn binds_ref_mut(pat: &Pat) -> bool {
+    match pat {
+        Pat::Ident(p) => {
+            (p.by_ref.is_some() && p.mutability.is_some())
+                || p.subpat.as_ref().is_some_and(|(_, sub)| binds_ref_mut(sub))
+        }
+        Pat::Tuple(t) => t.elems.iter().any(binds_ref_mut),
+        Pat::TupleStruct(t) => t.elems.iter().any(binds_ref_mut),
+        Pat::Struct(s) => s.fields.iter().any(|f| binds_ref_mut(&f.pat)),
+        Pat::Slice(s) => s.elems.iter().any(binds_ref_mut),
+        Pat::Or(o) => o.cases.iter().any(binds_ref_mut),
+        Pat::Paren(p) => binds_ref_mut(&p.pat),
+        Pat::Reference(r) => binds_ref_mut(&r.pat),
+        Pat::Type(t) => binds_ref_mut(&t.pat),
+        _ => false,
+    }
+}
+
+/// Whether a borrow made by the `store` expression can live for the whole call although the
+/// body moves the parameters: true when every parameter it names is a shared reference (and
+/// `self` is `&self`). Any expression shape not listed is assumed to need an owned store.
+fn borrows_only_shared(expr: &Expr, receiver_shared: bool, params: &[Param]) -> bool {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => {
+            let Some(ident) = p.path.get_ident() else {
+                return true; // a path to an item (`crate::STORE`)
+            };
+            if ident == "self" {
+                return receiver_shared;
+            }
+            match params
+                .iter()
+                .find(|param| param.name.as_ref() == Some(ident))
+            {
+                Some(param) => param.shared_ref,
+                // Not a parameter: a static or const (other names are reported already).
+                None => true,
+            }
+        }
+        Expr::Lit(_) => true,
+        Expr::Field(f) => borrows_only_shared(&f.base, receiver_shared, params),
+        Expr::Reference(r) => borrows_only_shared(&r.expr, receiver_shared, params),
+        Expr::Paren(p) => borrows_only_shared(&p.expr, receiver_shared, params),
+        Expr::Group(g) => borrows_only_shared(&g.expr, receiver_shared, params),
+        Expr::MethodCall(m) => {
+            borrows_only_shared(&m.receiver, receiver_shared, params)
+                && m.args
+                    .iter()
+                    .all(|a| borrows_only_shared(a, receiver_shared, params))
+        }
+        Expr::Call(c) => {
+            borrows_only_shared(&c.func, receiver_shared, params)
+                && c.args
+                    .iter()
+                    .all(|a| borrows_only_shared(a, receiver_shared, params))
+        }
+        Expr::Index(i) => {
+            borrows_only_shared(&i.expr, receiver_shared, params)
+                && borrows_only_shared(&i.index, receiver_shared, params)
+        }
+        _ => false,
+    }
 }
 
 fn param_names(params: &[Param]) -> String {

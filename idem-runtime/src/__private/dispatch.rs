@@ -61,6 +61,10 @@ impl<T: serde::Serialize + ?Sized> BySerde<'_, T> {
 
 /// Implemented by nothing: the message of a value that is neither key material nor
 /// `Serialize`.
+///
+/// rustc names it in the `help: the trait … is not implemented for …` line of that error, so
+/// its name says what the type needs (an `IdempotencyKey` or a `Serialize` impl) rather than
+/// inviting an impl of a private trait.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be hashed into an idempotency key",
     label = "implements neither `IdempotencyKey` nor `serde::Serialize`",
@@ -68,15 +72,15 @@ impl<T: serde::Serialize + ?Sized> BySerde<'_, T> {
             or hash it yourself with `#[idem(with = path)]` (derive fields only)",
     note = "a value of a generic type needs a declared bound: `T: IdempotencyKey` or `T: serde::Serialize`"
 )]
-pub trait KeyMaterial {}
+pub trait IdempotencyKeyOrSerialize {}
 
 impl<T: ?Sized> Unhashable<'_, T> {
     /// Never callable: its bound is never met.
     #[inline(always)]
     pub fn write(&self, _out: &mut KeyHasher)
     where
-        T: KeyMaterial,
+        T: IdempotencyKeyOrSerialize,
     {
-        unreachable!("KeyMaterial has no impls")
+        unreachable!("IdempotencyKeyOrSerialize has no impls")
     }
 }

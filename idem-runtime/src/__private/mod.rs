@@ -25,6 +25,7 @@ pub use crate::registry::Registration;
 
 mod dispatch;
 pub(crate) mod probe;
+pub mod walk;
 
 pub use dispatch::{BySerde, Dispatch, Unhashable, dispatch};
 
@@ -87,6 +88,14 @@ pub fn pin_box<F: Future>(future: F) -> Pin<Box<F>> {
 #[inline]
 pub fn store<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'a, Arc<dyn Store>>> {
     Some(store.into_call_store())
+}
+
+/// `store = <expr>` when the body may move what the expression borrows from (a receiver other
+/// than `&self`, an owned parameter): the store is taken as an owned `Arc` (a clone of a
+/// borrowed `Arc<dyn Store>`) before the body is built, so the call does not borrow it.
+#[inline]
+pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Arc<dyn Store>>> {
+    Some(Cow::Owned(store.into_call_store().into_owned()))
 }
 
 /// One call of an `#[idempotent]` fn: checks the registry (cached), answers a
@@ -203,7 +212,10 @@ fn prepare<'a>(
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
 ) -> Result<crate::operation::Call<'a>, Error> {
-    crate::registry::check_unique(op)?;
+    if let Err(duplicate) = crate::registry::check_unique(op) {
+        // A `key_of`/`forget_call` probe reports this error, not "no idempotent call".
+        return Err(probe::offer_error(op, duplicate, store.as_deref()));
+    }
     let key = match probe::offer(op, key, store.as_deref()) {
         probe::Offer::Taken(refusal) => return Err(refusal),
         probe::Offer::NotProbed(key) => key?,

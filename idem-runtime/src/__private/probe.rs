@@ -47,6 +47,21 @@ pub(crate) fn offer(
     offer_slow(operation, key, store)
 }
 
+/// Offers `error` in place of a call's key (the operation's name is not unique): the probe of
+/// this task, if any, reports it as the call's outcome. Returns the error the call returns.
+#[cold]
+pub(crate) fn offer_error(
+    operation: &'static Operation,
+    error: Error,
+    store: Option<&Arc<dyn Store>>,
+) -> Error {
+    match offer(operation, Err(error), store) {
+        Offer::Taken(refusal) => refusal,
+        Offer::NotProbed(Err(error)) => error,
+        Offer::NotProbed(Ok(_)) => unreachable!("an error was offered"),
+    }
+}
+
 #[cold]
 fn offer_slow(
     operation: &'static Operation,

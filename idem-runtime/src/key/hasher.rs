@@ -630,15 +630,10 @@ impl KeyHasher {
         K: IdempotencyKey + ?Sized + 'a,
         V: IdempotencyKey + ?Sized + 'a,
     {
-        let entries = entries.into_iter();
-        let mut digests = DigestList::with_hint(entries.size_hint().0);
-        let mut sub = KeyHasher::bare();
-        for (k, v) in entries {
-            k.write_key(&mut sub);
-            v.write_key(&mut sub);
-            digests.push(sub.take_digest(&mut self.error));
-        }
-        self.write_digests(tag::MAP, &mut digests);
+        self.write_map_with(entries.into_iter(), |(k, v), sub| {
+            k.write_key(sub);
+            v.write_key(sub);
+        });
     }
 
     /// `0x18` + LEB128 element count + the elements' 32-byte digests in ascending order, where
@@ -650,14 +645,48 @@ impl KeyHasher {
         I: IntoIterator<Item = &'a T>,
         T: IdempotencyKey + ?Sized + 'a,
     {
-        let items = items.into_iter();
+        self.write_set_with(items.into_iter(), |item, sub| item.write_key(sub));
+    }
+
+    /// The map form of [`write_map`](Self::write_map), with each entry written by `write` into
+    /// a headerless sub-hasher (the key's encoding, then the value's): the same bytes when
+    /// `write` writes what the key and value impls write. For the structural walk of
+    /// `#[derive(IdempotencyKey)]`, which writes each entry's parts by their own impls.
+    #[inline]
+    pub(crate) fn write_map_with<E>(
+        &mut self,
+        entries: impl Iterator<Item = E>,
+        write: impl FnMut(E, &mut KeyHasher),
+    ) {
+        self.write_digested(tag::MAP, entries, write);
+    }
+
+    /// The set form of [`write_set`](Self::write_set), with each element written by `write`
+    /// (see [`write_map_with`](Self::write_map_with)).
+    #[inline]
+    pub(crate) fn write_set_with<E>(
+        &mut self,
+        items: impl Iterator<Item = E>,
+        write: impl FnMut(E, &mut KeyHasher),
+    ) {
+        self.write_digested(tag::SET, items, write);
+    }
+
+    /// Hashes each item on its own with `write` into a bare sub-hasher, then writes `tag`, the
+    /// count and the sorted digests. An error recorded by a sub-hasher moves to `self`.
+    fn write_digested<E>(
+        &mut self,
+        tag: u8,
+        items: impl Iterator<Item = E>,
+        mut write: impl FnMut(E, &mut KeyHasher),
+    ) {
         let mut digests = DigestList::with_hint(items.size_hint().0);
         let mut sub = KeyHasher::bare();
         for item in items {
-            item.write_key(&mut sub);
+            write(item, &mut sub);
             digests.push(sub.take_digest(&mut self.error));
         }
-        self.write_digests(tag::SET, &mut digests);
+        self.write_digests(tag, &mut digests);
     }
 
     /// Writes the sorted digest list of a map or set.

@@ -91,6 +91,25 @@ impl<T: IdempotencyKey> IdempotencyKey for Option<T> {
     }
 }
 
+/// As serde writes a `Result`: the newtype variant `"Ok"` or `"Err"` (`0x1A` + the name), then
+/// the value. A `Result` of key-trait types therefore has the same key as through the serde
+/// bridge, except that nested derived types keep their own encoding (and exclusions).
+impl<T: IdempotencyKey, E: IdempotencyKey> IdempotencyKey for Result<T, E> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        match self {
+            Ok(v) => {
+                out.variant("Ok");
+                v.write_key(out);
+            }
+            Err(e) => {
+                out.variant("Err");
+                e.write_key(out);
+            }
+        }
+    }
+}
+
 /// The sequence form: `0x14`, the elements, `0x15` + count.
 impl<T: IdempotencyKey> IdempotencyKey for [T] {
     #[inline]
@@ -278,6 +297,19 @@ mod tests {
         for d in [Duration::ZERO, Duration::new(3, 7), Duration::MAX] {
             assert_eq!(digest(&d), digest_serde(&d));
         }
+    }
+
+    #[test]
+    fn key_result_matches_serde() {
+        let values: [Result<u8, String>; 3] = [Ok(7), Err("no".into()), Err(String::new())];
+        for r in &values {
+            assert_eq!(digest(r), digest_serde(r));
+        }
+        assert_ne!(digest(&values[0]), digest(&Some(7u8)));
+        let nested: Result<Option<Vec<u8>>, (u8, bool)> = Err((1, true));
+        assert_eq!(digest(&nested), digest_serde(&nested));
+        let ok: Result<Option<Vec<u8>>, (u8, bool)> = Ok(Some(vec![1]));
+        assert_eq!(digest(&ok), digest_serde(&ok));
     }
 
     #[test]

@@ -116,11 +116,30 @@
 //!   variants keeps keys; renaming a variant changes them. Unit variant: `1A` name `0F`;
 //!   newtype variant: `1A` name + the value; tuple variant: `1A` name + the tuple form; struct
 //!   variant: `1A` name + the struct form (fixed when derived, named through serde).
+//!   `Result<T, E>` is written as serde writes it: `1A` `"Ok"` or `"Err"`, then the value.
 //! - **`Duration`** is the named struct form in serde's order: `19`, `"secs"` + u64, `"nanos"` + u32,
 //!   `15 02`.
 //! - **Bytes**: `Vec<u8>` and `[u8]` are sequences of `u8` values (as in serde).
 //!   [`AsBytes`] and `bytes::Bytes` use the bytes form, as does serde's `serialize_bytes`
 //!   (`serde_bytes`).
+//!
+//! ## Derived types inside containers
+//!
+//! A value is written by one impl for its whole type: the [`IdempotencyKey`] impl if the type
+//! has one, else (in derived impls and `#[idempotent]` fns) its `Serialize` impl. A std
+//! container of a derived type and a serde-only type (`Vec<(Inner, Uuid)>`) has no key-trait
+//! impl, so serde would write all of it, the derived `Inner` by its `Serialize` impl. To keep
+//! nested types' own encoding (and their `#[idem(exclude)]`s), `#[derive(IdempotencyKey)]`
+//! walks such containers by their type syntax and writes each element type by its own impl,
+//! in exactly the bytes of the container forms above (the derive's docs list what is walked:
+//! std containers recognised by name, tuples, arrays, references). Sets are the one container
+//! whose native form (`18`) and serde form (a sequence) differ: a walked set uses the set form
+//! if its element type implements [`IdempotencyKey`], else the sequence form, so walking
+//! changes the bytes of no container whose elements are all key-trait types or all serde-only.
+//! Values the macro sees only as a generic `T: Serialize`, containers of other crates, type
+//! aliases, and the parameters and `key`/`scope` expressions of `#[idempotent]` fns are
+//! written whole (declare `T: IdempotencyKey`, or wrap such values in a derived type, to keep
+//! nested exclusions).
 //!
 //! ## The serde bridge
 //!
@@ -129,7 +148,7 @@
 //! bytes, `None`/`Some`, unit, unit struct (unit), newtype struct (transparent), sequence,
 //! tuple, tuple struct (tuple form), map, struct, and the four variant kinds, exactly as in the
 //! table. For the same value the bridge and the native impls produce the same bytes: strings,
-//! integers, floats, options, vectors, tuples, arrays, maps, `Duration`, smart pointers.
+//! integers, floats, options, results, vectors, tuples, arrays, maps, `Duration`, smart pointers.
 //! `collect_str` is written as a string (the value is formatted twice, to learn its length
 //! without allocating). The bridge reports itself as human-readable (serde's default), so
 //! types with two representations hash their human-readable one (e.g. a `Uuid` or an
