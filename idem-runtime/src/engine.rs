@@ -317,17 +317,24 @@ impl<F> Drop for Drive<'_, F> {
 /// A claim with a lease under a millisecond would lapse before the body could finish (and the
 /// remote stores count in milliseconds). `#[idempotent]` refuses such a lease at compile time;
 /// this catches an [`Operation`] built by hand.
+#[inline]
 pub(crate) fn check_lease(op: &Operation) -> Result<(), Error> {
     if op.lease() < Duration::from_millis(1) {
-        return Err(Error::Config(format!(
-            "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
-             finish; give it a lease of at least 1 ms (e.g. `Operation::with_lease`), longer \
-             than a third of the body's slowest run",
-            op.name(),
-            op.lease()
-        )));
+        return Err(lease_too_short(op));
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn lease_too_short(op: &Operation) -> Error {
+    Error::Config(format!(
+        "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
+             finish; give it a lease of at least 1 ms (e.g. `Operation::with_lease`), longer \
+             than a third of the body's slowest run",
+        op.name(),
+        op.lease()
+    ))
 }
 
 pub(crate) fn renewal_period(lease: Duration) -> Duration {
