@@ -17,6 +17,8 @@ mod local_cache;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod redact;
 #[cfg(feature = "redis")]
 mod redis;
 

@@ -390,43 +390,20 @@ impl PostgresStoreBuilder {
 /// (`postgres://user:password@host` shows as `postgres://user@host`) and every query parameter
 /// whose name ends in `password` (`?password=…`, `?sslpassword=…`) are left out.
 fn redact(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
+    if !url.contains("://") {
         // Not a URL (a `key=value` connection string): drop its password settings.
         return url
             .split_whitespace()
-            .filter(|setting| !is_password_setting(setting))
+            .filter(|setting| !is_password_setting(setting.split('=').next().unwrap_or_default()))
             .collect::<Vec<_>>()
             .join(" ");
-    };
-    let (scheme, rest) = url.split_at(scheme + 3);
-    // The last `@` ends the userinfo (an unencoded `@` in a password is taken as part of it).
-    let rest = match rest.rfind('@') {
-        Some(at) => match rest[..at].split(':').next().unwrap_or_default() {
-            "" => rest[at + 1..].to_owned(),
-            user => format!("{user}{}", &rest[at..]),
-        },
-        None => rest.to_owned(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((path, query)) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|pair| !is_password_setting(pair))
-                .collect();
-            if kept.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}?{}", kept.join("&"))
-            }
-        }
-        None => rest,
-    };
-    format!("{scheme}{rest}")
+    }
+    super::redact::url_without_password(url, is_password_setting)
 }
 
-/// Whether `name=value` sets a password (`password`, `sslpassword`, any case).
-fn is_password_setting(pair: &str) -> bool {
-    let name = pair.split('=').next().unwrap_or_default();
+/// Whether a setting or query parameter named `name` is a password (`password`, `sslpassword`,
+/// any case).
+fn is_password_setting(name: &str) -> bool {
     name.len() >= 8
         && name
             .get(name.len() - 8..)

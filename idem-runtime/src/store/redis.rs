@@ -632,36 +632,9 @@ fn connect_error(target: &str, e: RedisError) -> Error {
 /// `redis://host`) and `pass` / `password` query parameters (`redis+unix:///socket?pass=…`)
 /// are left out.
 fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(at) => url.split_at(at + 3),
-        None => ("", url),
-    };
-    // The last `@` ends the userinfo (an unencoded `@` in a password is taken as part of it).
-    let rest = match rest.rfind('@') {
-        Some(at) => match rest[..at].split(':').next().unwrap_or_default() {
-            "" => rest[at + 1..].to_owned(),
-            user => format!("{user}{}", &rest[at..]),
-        },
-        None => rest.to_owned(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((path, query)) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|pair| {
-                    let name = pair.split('=').next().unwrap_or_default();
-                    !(name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password"))
-                })
-                .collect();
-            if kept.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}?{}", kept.join("&"))
-            }
-        }
-        None => rest,
-    };
-    format!("{scheme}{rest}")
+    super::redact::url_without_password(url, |name| {
+        name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
+    })
 }
 
 /// A `WAIT` timeout in whole milliseconds: rounded up, at least 1 (`WAIT n 0` blocks until the
