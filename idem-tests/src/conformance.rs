@@ -567,6 +567,70 @@ impl Fixture for Arc<dyn Store> {
     }
 }
 
+/// `Duration::MAX` as lease or TTL means "practically never" (never an overflow or an
+/// out-of-range argument), and 1 µs is a valid lease (remote stores round it up to 1 ms, never
+/// to 0, which would delete the key at once).
+pub async fn extreme_durations(store: Arc<dyn Store>) {
+    let year = Duration::from_secs(3600 * 24 * 365);
+    let key = unique_key("huge");
+    let token = Token::generate();
+    let fp = Fingerprint::NONE;
+    assert_eq!(
+        store.claim(&key, &fp, token, Duration::MAX).await.unwrap(),
+        Claim::Acquired
+    );
+    match store
+        .claim(&key, &fp, Token::generate(), Duration::MAX)
+        .await
+    {
+        Ok(Claim::InProgress { remaining, .. }) => assert!(remaining > year, "{remaining:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.renew(&key, token, Duration::MAX).await.unwrap());
+    assert!(
+        store
+            .complete(&key, token, value("v"), Duration::MAX)
+            .await
+            .unwrap()
+    );
+    match store.get(&key).await {
+        Ok(Some(Record::Completed { expires_in, .. })) => assert!(expires_in > year),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.remove(&key).await.unwrap());
+    let tiny = unique_key("tiny");
+    let claim = store.claim(&tiny, &fp, Token::generate(), Duration::from_micros(1));
+    assert_eq!(claim.await.unwrap(), Claim::Acquired);
+}
+
+/// `wait_for_change(key, Duration::MAX)` returns at once for an absent key, and once a running
+/// claim's lease lapses (a crashed owner sends no notification).
+pub async fn waiting_ends_when_the_lease_lapses(store: Arc<dyn Store>) {
+    let bounded = Duration::from_secs(5);
+    let absent = unique_key("wait-absent");
+    tokio::time::timeout(bounded, store.wait_for_change(&absent, Duration::MAX))
+        .await
+        .expect("an absent key is settled at once")
+        .unwrap();
+    let running = unique_key("wait-running");
+    assert_eq!(
+        store
+            .claim(
+                &running,
+                &fp(4),
+                Token::generate(),
+                Duration::from_millis(200)
+            )
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    tokio::time::timeout(bounded, store.wait_for_change(&running, Duration::MAX))
+        .await
+        .expect("returns once the lease lapsed")
+        .unwrap();
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]` for the store built by
 /// `$factory`: an async expression, evaluated inside each test's runtime, that yields an
 /// `Arc<dyn Store>` or any other [`Fixture`].
@@ -578,7 +642,8 @@ macro_rules! conformance_suite {
             lease_expiry_allows_takeover, renew_extends_the_lease, ttl_expiry, remove_forgets,
             purge_counts, waiters_wake_on_completion, corrupt_record_is_a_decode_error,
             storm_runs_once, value_size_limit, lapsed_owner_is_fenced,
-            values_are_stored_byte_for_byte, many_keys_in_parallel, claim_race_has_one_winner);
+            values_are_stored_byte_for_byte, many_keys_in_parallel, claim_race_has_one_winner,
+            extreme_durations, waiting_ends_when_the_lease_lapses);
     };
     (@tests $factory:expr; $($name:ident),*) => {
         $(

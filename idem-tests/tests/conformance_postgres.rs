@@ -200,34 +200,6 @@ async fn local_cache_serves_replays_within_its_bounds() {
     .await;
 }
 
-/// `wait_for_change(key, Duration::MAX)` ("no bound") returns once the key is not in progress,
-/// instead of panicking on `Instant::now() + Duration::MAX`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_for_change_accepts_duration_max() {
-    let fixture = PgFixture::new().await;
-    let store = fixture.postgres();
-    let bounded = Duration::from_secs(5);
-    let absent = unique_key("pg-wait-max-absent");
-    tokio::time::timeout(bounded, store.wait_for_change(&absent, Duration::MAX))
-        .await
-        .expect("an absent key is settled at once")
-        .unwrap();
-    let running = unique_key("pg-wait-max-running");
-    let fp = Fingerprint::from_bytes([4; 32]);
-    let lease = Duration::from_millis(200);
-    assert_eq!(
-        store
-            .claim(&running, &fp, Token::generate(), lease)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
-    tokio::time::timeout(bounded, store.wait_for_change(&running, Duration::MAX))
-        .await
-        .expect("returns once the lease lapsed")
-        .unwrap();
-}
-
 /// `spawn_sweeper(Duration::ZERO)` sweeps every millisecond (a zero period made
 /// `tokio::time::interval` panic inside the task, so nothing was ever swept), and the task ends
 /// once the `Arc` it was given is dropped.
@@ -501,47 +473,6 @@ async fn malformed_rows_name_the_key() {
             );
         }
     }
-}
-
-/// `Duration::MAX` as lease / TTL means "practically never" (clamped, never an interval
-/// overflow), and 1 µs is 1 ms (never 0).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extreme_durations_are_clamped() {
-    use idem_runtime::store::Record;
-
-    let fixture = PgFixture::new().await;
-    let store = fixture.postgres();
-    let year = Duration::from_secs(3600 * 24 * 365);
-    let key = unique_key("pg-huge");
-    let token = Token::generate();
-    let fp = Fingerprint::NONE;
-    assert_eq!(
-        store.claim(&key, &fp, token, Duration::MAX).await.unwrap(),
-        Claim::Acquired
-    );
-    match store
-        .claim(&key, &fp, Token::generate(), Duration::MAX)
-        .await
-    {
-        Ok(Claim::InProgress { remaining, .. }) => assert!(remaining > year),
-        other => panic!("{other:?}"),
-    }
-    assert!(store.renew(&key, token, Duration::MAX).await.unwrap());
-    let value = idem_runtime::record::encode("pg", &"v").unwrap();
-    assert!(
-        store
-            .complete(&key, token, value, Duration::MAX)
-            .await
-            .unwrap()
-    );
-    match store.get(&key).await {
-        Ok(Some(Record::Completed { expires_in, .. })) => assert!(expires_in > year),
-        other => panic!("{other:?}"),
-    }
-    assert!(store.remove(&key).await.unwrap());
-    let tiny = unique_key("pg-tiny");
-    let claim = store.claim(&tiny, &fp, Token::generate(), Duration::from_micros(1));
-    assert_eq!(claim.await.unwrap(), Claim::Acquired);
 }
 
 /// Several instances migrating a fresh schema at once (separate pools), with two tables in it:

@@ -110,39 +110,6 @@ async fn adaptive_claim_order_follows_the_share_of_replays() {
     assert_eq!(runs.load(Ordering::SeqCst), 14);
 }
 
-/// `wait_for_change(key, Duration::MAX)` ("no bound") returns once the key is not in progress,
-/// instead of panicking on `Instant::now() + Duration::MAX`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_for_change_accepts_duration_max() {
-    use std::time::Duration;
-
-    use idem_runtime::store::{Claim, Store};
-    use idem_runtime::{Fingerprint, Token};
-    use idem_tests::conformance::unique_key;
-
-    let fixture = RedisFixture::new().await;
-    let store = fixture.redis();
-    let bounded = Duration::from_secs(5);
-    let absent = unique_key("redis-wait-max-absent");
-    tokio::time::timeout(bounded, store.wait_for_change(&absent, Duration::MAX))
-        .await
-        .expect("an absent key is settled at once")
-        .unwrap();
-    let running = unique_key("redis-wait-max-running");
-    let lease = Duration::from_millis(200);
-    assert_eq!(
-        store
-            .claim(&running, &Fingerprint::NONE, Token::generate(), lease)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
-    tokio::time::timeout(bounded, store.wait_for_change(&running, Duration::MAX))
-        .await
-        .expect("returns once the lease lapsed")
-        .unwrap();
-}
-
 /// The local cache never holds more than `max_entries` records: the bound used to be rounded
 /// up to a multiple of its 16 shards (`local_cache(1, …)` kept up to 16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,51 +233,6 @@ async fn malformed_records_name_the_redis_key() {
     assert!(claim.is_err(), "{claim:?}");
     let wait = store.wait_for_change(&key, Duration::from_millis(50)).await;
     assert!(wait.is_err(), "{wait:?}");
-}
-
-/// `Duration::MAX` as lease / TTL means "practically never" (clamped, never an out-of-range
-/// argument), and 1 µs is 1 ms (never 0, which would delete the key at once).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn extreme_durations_are_clamped() {
-    use std::time::Duration;
-
-    use idem_runtime::store::{Claim, Record, Store};
-    use idem_runtime::{Fingerprint, Token};
-    use idem_tests::conformance::unique_key;
-
-    let fixture = RedisFixture::new().await;
-    let store = fixture.redis();
-    let year = Duration::from_secs(3600 * 24 * 365);
-    let key = unique_key("redis-huge");
-    let token = Token::generate();
-    let fp = Fingerprint::NONE;
-    assert_eq!(
-        store.claim(&key, &fp, token, Duration::MAX).await.unwrap(),
-        Claim::Acquired
-    );
-    match store
-        .claim(&key, &fp, Token::generate(), Duration::MAX)
-        .await
-    {
-        Ok(Claim::InProgress { remaining, .. }) => assert!(remaining > year),
-        other => panic!("{other:?}"),
-    }
-    assert!(store.renew(&key, token, Duration::MAX).await.unwrap());
-    let value = idem_runtime::record::encode("redis", &"v").unwrap();
-    assert!(
-        store
-            .complete(&key, token, value, Duration::MAX)
-            .await
-            .unwrap()
-    );
-    match store.get(&key).await {
-        Ok(Some(Record::Completed { expires_in, .. })) => assert!(expires_in > year),
-        other => panic!("{other:?}"),
-    }
-    assert!(store.remove(&key).await.unwrap());
-    let tiny = unique_key("redis-tiny");
-    let claim = store.claim(&tiny, &fp, Token::generate(), Duration::from_micros(1));
-    assert_eq!(claim.await.unwrap(), Claim::Acquired);
 }
 
 /// Over RESP3 (`?protocol=resp3`), both claims work: the script's Lua `false` arrives as a

@@ -506,27 +506,35 @@ impl MemoryStore {
         purged
     }
 
-    /// Waits until `key` may have left the in-progress state, or `max` passes.
+    /// Waits until `key` may have left the in-progress state (a change, or its lease lapsing),
+    /// or `max` passes.
     pub(crate) async fn wait_now(&self, key: &Key, max: Duration) {
         let Some(notify) = self.waiters_of(key) else {
             return;
         };
         let notified = notify.notified();
         tokio::pin!(notified);
-        {
+        let lapses_at = {
             // Register under the shard lock, after re-checking that the same claim is still
             // running: every state change notifies under this lock, so no wake-up is missed.
             let shard = self.shard(key).lock();
-            let still_waiting = matches!(
-                shard.map.get(key).map(|e| &e.state),
-                Some(State::InProgress { waiters: Some(current), .. }) if Arc::ptr_eq(current, &notify)
-            );
-            if !still_waiting {
+            let Some(State::InProgress {
+                waiters: Some(current),
+                lease_until,
+                ..
+            }) = shard.map.get(key).map(|e| &e.state)
+            else {
+                return;
+            };
+            if !Arc::ptr_eq(current, &notify) {
                 return;
             }
             notified.as_mut().enable();
-        }
-        let _ = tokio::time::timeout(max, notified).await;
+            *lease_until
+        };
+        // A lapsing lease sends no notification: wake up then too (the claim may be taken over).
+        let until = deadline(Instant::now(), max).min(lapses_at);
+        let _ = tokio::time::timeout_at(until, notified).await;
     }
 
     fn waiters_of(&self, key: &Key) -> Option<Arc<Notify>> {
