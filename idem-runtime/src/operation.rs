@@ -141,7 +141,10 @@ impl Operation {
     /// An operation named `name` with default settings: version 0, TTL 24 h, lease 60 s, wait
     /// up to 30 s for a running duplicate.
     ///
-    /// The name is part of every key: keep it stable (e.g. `"payments.charge"`).
+    /// The name is part of every key: keep it stable (e.g. `"payments.charge"`). It must not be
+    /// the name of another operation, since both would compute the same keys; the registry
+    /// refuses duplicates among `#[idempotent]` fns, but does not see operations built by hand
+    /// (see [`check_operations`](crate::check_operations)).
     pub const fn new(name: &'static str) -> Self {
         Operation {
             name,

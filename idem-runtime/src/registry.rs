@@ -10,6 +10,15 @@
 //! on, every call of an operation whose name is taken twice fails with
 //! [`Error::Config`] naming both definitions; operations with unique names are not affected.
 //! Call [`check_operations`] at startup (or in a test) to fail early instead.
+//!
+//! The rule is one name per operation, whatever the versions: two fns named alike with
+//! different `version`s have different keys, but are nearly always a copied fn whose name was
+//! not changed, so they are refused too (a version bump is made in place).
+//!
+//! Only `#[idempotent]` fns are registered. An [`Operation`] built by hand (a `static` for the
+//! explicit API) is not checked: if it takes the name of an `#[idempotent]` fn (with the same
+//! version), it computes that fn's keys and replays its records. Give hand-built operations
+//! names of their own (e.g. a prefix of their module).
 
 use std::sync::OnceLock;
 
@@ -75,6 +84,12 @@ pub fn operation(name: &str) -> Option<&'static Operation> {
 /// operation whose name is taken twice fails with [`Error::Config`] naming both definitions,
 /// while operations with unique names run as usual. Call this at startup (or in a test) to
 /// fail earlier and for all operations at once.
+///
+/// The rule is one name per operation, whatever the versions (two fns named alike with
+/// different `version`s are nearly always a copied fn whose name was not changed). Operations
+/// built by hand (a `static` [`Operation`] for the explicit API) are not registered: one that
+/// takes the name of an `#[idempotent]` fn computes that fn's keys and replays its records, so
+/// give them names of their own.
 pub fn check_operations() -> Result<(), Error> {
     let duplicates = duplicates();
     if duplicates.is_empty() {
