@@ -631,6 +631,25 @@ pub async fn waiting_ends_when_the_lease_lapses(store: Arc<dyn Store>) {
         .unwrap();
 }
 
+/// The error messages of a claim and of a `get` of `key`, whose record a test corrupted behind
+/// the store's back: both must fail (never panic, never answer).
+pub async fn claim_and_get_errors(store: &dyn Store, key: &Key) -> [String; 2] {
+    let claim = store
+        .claim(
+            key,
+            &Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_secs(5),
+        )
+        .await;
+    let get = store.get(key).await;
+    [claim.map(drop), get.map(drop)].map(|outcome| {
+        outcome
+            .expect_err("a corrupt record is an error")
+            .to_string()
+    })
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]` for the store built by
 /// `$factory`: an async expression, evaluated inside each test's runtime, that yields an
 /// `Arc<dyn Store>` or any other [`Fixture`].

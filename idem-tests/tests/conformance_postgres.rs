@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use idem_runtime::store::{Claim, Store};
 use idem_runtime::{Fingerprint, Token};
-use idem_tests::conformance::unique_key;
+use idem_tests::conformance::{claim_and_get_errors, unique_key};
 use idem_tests::servers::PgFixture;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -454,17 +454,7 @@ async fn malformed_rows_name_the_key() {
             .execute(store.pool())
             .await
             .unwrap();
-        let claim = store
-            .claim(
-                &key,
-                &Fingerprint::NONE,
-                Token::generate(),
-                Duration::from_secs(5),
-            )
-            .await;
-        let get = store.get(&key).await;
-        for outcome in [claim.map(drop), get.map(drop)] {
-            let message = outcome.unwrap_err().to_string();
+        for message in claim_and_get_errors(store, &key).await {
             assert!(
                 message.contains("malformed")
                     && message.contains(&key.to_string())

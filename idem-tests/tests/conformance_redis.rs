@@ -195,17 +195,7 @@ async fn malformed_records_name_the_redis_key() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        let claim = store
-            .claim(
-                &key,
-                &Fingerprint::NONE,
-                Token::generate(),
-                Duration::from_secs(5),
-            )
-            .await;
-        let get = store.get(&key).await;
-        for outcome in [claim.map(drop), get.map(drop)] {
-            let message = outcome.unwrap_err().to_string();
+        for message in idem_tests::conformance::claim_and_get_errors(store, &key).await {
             assert!(
                 message.contains("malformed")
                     && message.contains(std::str::from_utf8(&rkey).unwrap()),
