@@ -289,7 +289,8 @@ fn main() {
                     .map(str::to_owned)
             })
             .store(store)
-            .build();
+            .build()
+            .expect("the layer's settings are valid");
         (serve(app()).await, serve(app().layer(layer)).await)
     });
     // Record the response that the replay measurement replays.

@@ -314,12 +314,15 @@ impl<F> Drop for Drive<'_, F> {
     }
 }
 
-/// A claim with a lease under a millisecond would lapse before the body could finish (and the
-/// remote stores count in milliseconds). `#[idempotent]` refuses such a lease at compile time;
-/// this catches an [`Operation`] built by hand.
+/// The shortest lease a claim may have: a claim with a lease under a millisecond would lapse
+/// before the body could finish (and the remote stores count in milliseconds).
+pub(crate) const MIN_LEASE: Duration = Duration::from_millis(1);
+
+/// `#[idempotent]` refuses a lease under [`MIN_LEASE`] at compile time; this catches an
+/// [`Operation`] built by hand.
 #[inline]
 pub(crate) fn check_lease(op: &Operation) -> Result<(), Error> {
-    if op.lease() < Duration::from_millis(1) {
+    if op.lease() < MIN_LEASE {
         return Err(lease_too_short(op));
     }
     Ok(())

@@ -16,7 +16,7 @@ fn memory() -> Arc<dyn Store> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_requests_one_key_run_once() {
-    let server = serve(scoped("concurrent").store(memory()).build()).await;
+    let server = serve(scoped("concurrent").store(memory()).build().unwrap()).await;
     let request = Arc::new(
         post("/payments")
             .tenant("acme")
@@ -66,7 +66,8 @@ async fn waiting_duplicates_all_get_the_recorded_response() {
         .store(memory())
         .on_conflict(OnConflict::Wait)
         .wait_timeout(Duration::from_secs(5))
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     let request = Arc::new(
         post("/payments")
@@ -107,7 +108,8 @@ async fn waiting_duplicate_of_an_unrecorded_response_gets_409() {
     let layer = scoped("wait-fail")
         .store(memory())
         .on_conflict(OnConflict::Wait)
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     // The owner answers 500 (never recorded) after 1 s.
     let request = Arc::new(
@@ -142,7 +144,7 @@ async fn waiting_duplicate_of_an_unrecorded_response_gets_409() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_mid_handler_then_retry_gets_the_recorded_response() {
-    let server = serve(scoped("disconnect").store(memory()).build()).await;
+    let server = serve(scoped("disconnect").store(memory()).build().unwrap()).await;
     let request = post("/payments")
         .tenant("acme")
         .key("k")
@@ -175,7 +177,8 @@ async fn long_handlers_keep_their_lease() {
     let layer = scoped("lease")
         .store(memory())
         .lease(Duration::from_millis(900))
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     let request = post("/payments")
         .tenant("acme")
@@ -211,7 +214,7 @@ async fn long_handlers_keep_their_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unrecorded_responses_release_the_key() {
-    let server = serve(scoped("release").store(memory()).build()).await;
+    let server = serve(scoped("release").store(memory()).build().unwrap()).await;
     let failing = post("/status/503").tenant("acme").key("k");
     assert_eq!(
         failing.send(server.addr).await.status,
@@ -230,7 +233,7 @@ async fn unrecorded_responses_release_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_releases_the_key() {
-    let server = serve(scoped("panic").store(memory()).build()).await;
+    let server = serve(scoped("panic").store(memory()).build().unwrap()).await;
     for run in 1..=2 {
         // hyper drops the connection of a panicking handler; the client sees an error.
         let addr = server.addr;

@@ -2,7 +2,6 @@
 
 mod http_support;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing;
 use http_support::{Req, post, raw, scoped, serve, serve_router};
+use idem_runtime::http::{IdempotencyLayerBuilder, ScopeChosen};
 use idem_runtime::store::{Claim, Record, StoreFuture};
 use idem_runtime::{Error, Fingerprint, Key, KeyHasher, MemoryStore, OnConflict, Store, Token};
 
@@ -24,7 +24,7 @@ fn memory() -> Arc<dyn Store> {
 
 #[tokio::test]
 async fn first_call_then_byte_identical_replay() {
-    let server = serve(scoped("payments").store(memory()).build()).await;
+    let server = serve(scoped("payments").store(memory()).build().unwrap()).await;
     let request = post("/payments")
         .tenant("acme")
         .key("pay-1")
@@ -69,7 +69,7 @@ async fn first_call_then_byte_identical_replay() {
 
 #[tokio::test]
 async fn set_cookie_is_never_replayed() {
-    let server = serve(scoped("cookies").store(memory()).build()).await;
+    let server = serve(scoped("cookies").store(memory()).build().unwrap()).await;
     let request = post("/payments").tenant("acme").key("cookie-1").body("x");
     let first = request.send(server.addr).await;
     assert_eq!(
@@ -83,32 +83,29 @@ async fn set_cookie_is_never_replayed() {
     assert_eq!(again.header("x-not-replayed"), None);
 }
 
+/// The message of the `Error::Config` with which `build()` refuses `builder`'s settings.
+fn refusal(builder: IdempotencyLayerBuilder<ScopeChosen>) -> Option<String> {
+    match builder.build() {
+        Ok(_) => None,
+        Err(Error::Config(message)) => Some(message),
+        Err(other) => panic!("expected Error::Config, got {other:?}"),
+    }
+}
+
 #[test]
-#[should_panic(expected = "never recorded or replayed")]
 fn set_cookie_cannot_be_allowlisted() {
-    let _ = scoped("x").replay_header(axum::http::header::SET_COOKIE);
-}
-
-#[test]
-#[should_panic(expected = "is never recorded")]
-fn transient_statuses_cannot_be_allowlisted() {
-    let _ = scoped("x").record_status(StatusCode::TOO_MANY_REQUESTS);
-}
-
-/// The panic message of `f`, if it panicked.
-fn panic_message(f: impl FnOnce()) -> Option<String> {
-    let payload = catch_unwind(AssertUnwindSafe(f)).err()?;
-    Some(
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default(),
-    )
+    let message = refusal(scoped("x").replay_header(axum::http::header::SET_COOKIE))
+        .expect("set-cookie was accepted");
+    assert!(
+        message.contains("`set-cookie` response header is never recorded or replayed")
+            && message.contains("cookie to another"),
+        "{message}"
+    );
 }
 
 /// The contract records 2xx and an allowlist of 4xx: `record_status` refuses every other class
 /// (3xx and the non-standard 6xx–9xx were accepted, and a 302 was recorded and replayed).
+/// Refused settings are reported by `build()` as `Error::Config`, never by a panic.
 #[test]
 fn only_4xx_can_be_allowlisted() {
     for code in [
@@ -116,18 +113,17 @@ fn only_4xx_can_be_allowlisted() {
         999,
     ] {
         let status = StatusCode::from_u16(code).unwrap();
-        let message = panic_message(|| {
-            let _ = scoped("x").record_status(status);
-        });
-        let message = message.unwrap_or_else(|| panic!("record_status({code}) was accepted"));
-        assert!(message.contains("is never recorded"), "{code}: {message}");
+        let message = refusal(scoped("x").record_status(status))
+            .unwrap_or_else(|| panic!("record_status({code}) was accepted"));
+        assert!(
+            message.contains(&format!("status {status} is never recorded")),
+            "{code}: {message}"
+        );
     }
     for code in [200, 201, 400, 401, 403, 404, 410, 418, 422, 451, 499] {
         let status = StatusCode::from_u16(code).unwrap();
         assert_eq!(
-            panic_message(|| {
-                let _ = scoped("x").record_status(status);
-            }),
+            refusal(scoped("x").record_status(status)),
             None,
             "record_status({code}) must be accepted"
         );
@@ -152,28 +148,80 @@ fn hop_by_hop_headers_cannot_be_allowlisted() {
         "content-length",
     ] {
         let header = HeaderName::from_static(name);
-        let message = panic_message(|| {
-            let _ = scoped("x").replay_header(header.clone());
-        });
-        let message = message.unwrap_or_else(|| panic!("replay_header({name}) was accepted"));
+        let message = refusal(scoped("x").replay_header(header.clone()))
+            .unwrap_or_else(|| panic!("replay_header({name}) was accepted"));
         assert!(
-            message.contains("never recorded or replayed"),
+            message.contains(&format!(
+                "`{name}` response header is never recorded or replayed"
+            )),
             "{name}: {message}"
         );
         // The bulk setter goes through the same check.
         assert!(
-            panic_message(|| {
-                let _ = scoped("x").replay_headers([header.clone()]);
-            })
-            .is_some(),
+            refusal(scoped("x").replay_headers([header.clone()])).is_some(),
             "replay_headers([{name}]) was accepted"
         );
     }
 }
 
+/// Every refused setting is reported at once, in one error naming the layer.
+#[test]
+fn build_reports_every_refused_setting_together() {
+    let message = refusal(
+        scoped("several")
+            .record_status(StatusCode::FOUND)
+            .replay_header(axum::http::header::SET_COOKIE)
+            .lease(Duration::ZERO),
+    )
+    .expect("three refused settings were accepted");
+    assert!(
+        message.starts_with("idempotency layer `several`: "),
+        "{message}"
+    );
+    for part in [
+        "status 302 Found is never recorded",
+        "`set-cookie` response header",
+        "a lease of 0ns is under 1 ms",
+    ] {
+        assert!(message.contains(part), "missing {part:?} in: {message}");
+    }
+}
+
+/// A lease under 1 ms would lapse at once and let duplicates run side by side; a ttl shorter
+/// than the lease would expire records before their claims. Both were accepted (the ttl was
+/// silently raised to the lease).
+#[test]
+fn build_refuses_a_lease_under_a_millisecond_and_a_ttl_under_the_lease() {
+    for lease in [Duration::ZERO, Duration::from_micros(999)] {
+        let message = refusal(scoped("x").lease(lease))
+            .unwrap_or_else(|| panic!("a lease of {lease:?} was accepted"));
+        assert!(message.contains("under 1 ms"), "{message}");
+    }
+    let message = refusal(
+        scoped("x")
+            .lease(Duration::from_secs(60))
+            .ttl(Duration::from_secs(30)),
+    )
+    .expect("a ttl under the lease was accepted");
+    assert!(
+        message.contains("a ttl of 30s is shorter than the lease of 60s"),
+        "{message}"
+    );
+    // The bounds themselves are fine.
+    assert_eq!(refusal(scoped("x").lease(Duration::from_millis(1))), None);
+    assert_eq!(
+        refusal(
+            scoped("x")
+                .lease(Duration::from_secs(60))
+                .ttl(Duration::from_secs(60))
+        ),
+        None
+    );
+}
+
 #[tokio::test]
 async fn same_key_different_request_is_422() {
-    let server = serve(scoped("mismatch").store(memory()).build()).await;
+    let server = serve(scoped("mismatch").store(memory()).build().unwrap()).await;
     let first = post("/payments?currency=eur")
         .tenant("acme")
         .key("k")
@@ -213,7 +261,8 @@ async fn fingerprinted_headers() {
     let layer = scoped("fp-headers")
         .store(memory())
         .fingerprint_header("x-api-version".parse().unwrap())
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     let v1 = post("/payments")
         .tenant("t")
@@ -241,7 +290,7 @@ async fn fingerprinted_headers() {
 
 #[tokio::test]
 async fn missing_key_required_and_optional() {
-    let required = serve(scoped("required").store(memory()).build()).await;
+    let required = serve(scoped("required").store(memory()).build().unwrap()).await;
     let reply = post("/payments")
         .tenant("acme")
         .body("x")
@@ -254,7 +303,14 @@ async fn missing_key_required_and_optional() {
     );
     assert_eq!(required.runs(), 0);
 
-    let optional = serve(scoped("optional").store(memory()).required(false).build()).await;
+    let optional = serve(
+        scoped("optional")
+            .store(memory())
+            .required(false)
+            .build()
+            .unwrap(),
+    )
+    .await;
     for run in 1..=2 {
         let reply = post("/payments")
             .tenant("acme")
@@ -274,7 +330,7 @@ async fn missing_key_required_and_optional() {
 
 #[tokio::test]
 async fn malformed_keys_are_400() {
-    let server = serve(scoped("malformed").store(memory()).build()).await;
+    let server = serve(scoped("malformed").store(memory()).build().unwrap()).await;
     let long = "k".repeat(256);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", b"".to_vec()),
@@ -354,7 +410,7 @@ async fn malformed_keys_are_400() {
 /// `k` (it was refused as malformed).
 #[tokio::test]
 async fn key_parameters_are_ignored() {
-    let server = serve(scoped("key-params").store(memory()).build()).await;
+    let server = serve(scoped("key-params").store(memory()).build().unwrap()).await;
     let first = post("/payments")
         .tenant("acme")
         .key("pay-1")
@@ -392,7 +448,7 @@ async fn key_parameters_are_ignored() {
 
 #[tokio::test]
 async fn two_tenants_one_key_two_executions() {
-    let server = serve(scoped("tenants").store(memory()).build()).await;
+    let server = serve(scoped("tenants").store(memory()).build().unwrap()).await;
     let a = post("/payments")
         .tenant("tenant-a")
         .key("shared-key")
@@ -420,7 +476,7 @@ async fn two_tenants_one_key_two_executions() {
 
 #[tokio::test]
 async fn no_principal_is_401() {
-    let server = serve(scoped("no-principal").store(memory()).build()).await;
+    let server = serve(scoped("no-principal").store(memory()).build().unwrap()).await;
     post("/payments")
         .key("k")
         .body("x")
@@ -436,7 +492,8 @@ async fn unscoped_layer_shares_keys_across_principals() {
         http_support::builder("unscoped")
             .unscoped()
             .store(memory())
-            .build(),
+            .build()
+            .unwrap(),
     )
     .await;
     let first = post("/payments").key("k").body("x").send(server.addr).await;
@@ -452,7 +509,7 @@ async fn unscoped_layer_shares_keys_across_principals() {
 
 #[tokio::test]
 async fn get_and_other_methods_pass_through() {
-    let server = serve(scoped("methods").store(memory()).build()).await;
+    let server = serve(scoped("methods").store(memory()).build().unwrap()).await;
     for run in 1..=2 {
         let reply = Req::new("GET", "/payments")
             .tenant("acme")
@@ -483,7 +540,8 @@ async fn get_and_other_methods_pass_through() {
         scoped("put")
             .store(memory())
             .methods([axum::http::Method::PUT])
-            .build(),
+            .build()
+            .unwrap(),
     )
     .await;
     let reply = post("/payments").body("x").send(put_only.addr).await;
@@ -500,7 +558,8 @@ async fn oversized_request_body_is_413_and_not_recorded() {
         scoped("limits")
             .store(memory())
             .max_request_body(1024)
-            .build(),
+            .build()
+            .unwrap(),
     )
     .await;
     let big = vec![b'a'; 1025];
@@ -555,7 +614,8 @@ async fn oversized_response_is_passed_through_and_released() {
         scoped("big")
             .store(memory())
             .max_response_body(1000)
-            .build(),
+            .build()
+            .unwrap(),
     )
     .await;
     let request = post("/big/5000").tenant("acme").key("k");
@@ -581,7 +641,8 @@ async fn which_statuses_are_recorded() {
         .store(memory())
         .record_status(StatusCode::NOT_FOUND)
         .record_status(StatusCode::UNPROCESSABLE_ENTITY)
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     let mut expected_runs = 0;
     for (code, recorded) in [
@@ -666,7 +727,7 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn store_failure_is_503_with_retry_after() {
-    let server = serve(scoped("down").store(Arc::new(DownStore)).build()).await;
+    let server = serve(scoped("down").store(Arc::new(DownStore)).build().unwrap()).await;
     let reply = post("/payments")
         .tenant("acme")
         .key("k")
@@ -688,7 +749,7 @@ async fn store_failure_is_503_with_retry_after() {
 #[tokio::test]
 async fn documented_key_derivation_and_unreadable_record() {
     let store = Arc::new(MemoryStore::new());
-    let server = serve(scoped("derive").store(store.clone()).build()).await;
+    let server = serve(scoped("derive").store(store.clone()).build().unwrap()).await;
     // The key the module docs specify: for_key("http:<name>", version), scope, header key.
     let mut hasher = KeyHasher::for_key("http:derive", 0);
     hasher.scoped();
@@ -734,7 +795,7 @@ async fn documented_key_derivation_and_unreadable_record() {
 
 #[tokio::test]
 async fn layer_uses_the_process_wide_store_by_default() {
-    let server = serve(scoped("default-store").build()).await;
+    let server = serve(scoped("default-store").build().unwrap()).await;
     let request = post("/payments").tenant("acme").key("k").body("x");
     request.send(server.addr).await;
     assert!(request.send(server.addr).await.replayed());
@@ -780,7 +841,7 @@ async fn nested_router_prefix_is_in_the_fingerprint() {
     };
     let accounts = Router::new()
         .route("/payments", routing::post(handler))
-        .layer(scoped("nested").store(memory()).build());
+        .layer(scoped("nested").store(memory()).build().unwrap());
     let router = Router::new()
         .nest("/accounts/{id}", accounts)
         .layer(middleware::from_fn(authenticate));
@@ -846,7 +907,7 @@ async fn outer_limit(request: Request, next: Next) -> Response {
 async fn outer_body_limit_is_413() {
     let runs = Arc::new(AtomicUsize::new(0));
     let router = http_support::app(runs.clone())
-        .layer(scoped("outer-limit").store(memory()).build())
+        .layer(scoped("outer-limit").store(memory()).build().unwrap())
         .layer(middleware::from_fn(outer_limit))
         .layer(middleware::from_fn(authenticate));
     let server = serve_router(router, runs).await;
@@ -891,7 +952,8 @@ async fn unbounded_wait_timeout_waits_for_the_owner() {
         .store(memory())
         .on_conflict(OnConflict::Wait)
         .wait_timeout(Duration::MAX)
-        .build();
+        .build()
+        .unwrap();
     let server = serve(layer).await;
     let addr = server.addr;
     let request = || {

@@ -146,7 +146,8 @@ async fn main() {
 
     let idempotency = IdempotencyLayer::builder("payments")
         .scope(|parts| parts.extensions.get::<Account>().map(|a| a.0.clone()))
-        .build();
+        .build()
+        .unwrap_or_else(|e| fail(&e.to_string()));
     // Layers added later run earlier: authentication runs first, so the account is known.
     let app = Router::new()
         .route("/payments", post(create_payment))

@@ -10,8 +10,9 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 
 use super::service::IdempotencyService;
+use crate::engine::MIN_LEASE;
 use crate::store::Store;
-use crate::{DEFAULT_LEASE, DEFAULT_TTL, KeyHasher, OnConflict};
+use crate::{DEFAULT_LEASE, DEFAULT_TTL, Error, KeyHasher, OnConflict};
 
 /// Default limit of a request body the layer buffers and fingerprints: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
@@ -156,6 +157,7 @@ impl IdempotencyLayer {
             store: None,
             scope: None,
             problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
+            refused: Vec::new(),
             _state: PhantomData,
         }
     }
@@ -183,7 +185,7 @@ pub struct ScopeMissing;
 pub struct ScopeChosen;
 
 /// Builder of an [`IdempotencyLayer`]; from [`IdempotencyLayer::builder`].
-#[must_use = "call `.build()` to get the layer"]
+#[must_use = "call `.build()?` to get the layer"]
 pub struct IdempotencyLayerBuilder<State> {
     name: String,
     version: u32,
@@ -202,6 +204,8 @@ pub struct IdempotencyLayerBuilder<State> {
     store: Option<Arc<dyn Store>>,
     scope: Option<Scope>,
     problem_type_base: String,
+    /// Settings refused so far, reported together by `build()`.
+    refused: Vec<String>,
     _state: PhantomData<State>,
 }
 
@@ -258,6 +262,7 @@ impl IdempotencyLayerBuilder<ScopeMissing> {
             store: self.store,
             scope: Some(scope),
             problem_type_base: self.problem_type_base,
+            refused: self.refused,
             _state: PhantomData,
         }
     }
@@ -281,14 +286,46 @@ mod sealed {
 impl<State> IdempotencyLayerBuilder<State> {
     /// Builds the layer. Only available once the scope is chosen with
     /// [`scope`](Self::scope) or [`unscoped`](Self::unscoped).
-    pub fn build(self) -> IdempotencyLayer
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`], listing every refused setting at once:
+    /// - a [`lease`](Self::lease) under 1 ms (a claim would lapse before the handler ran, and
+    ///   duplicates would run side by side);
+    /// - a [`ttl`](Self::ttl) shorter than the lease (the record would expire before the
+    ///   claim that wrote it);
+    /// - a status that [`record_status`](Self::record_status) never records;
+    /// - a header that [`replay_header`](Self::replay_header) never replays.
+    pub fn build(self) -> Result<IdempotencyLayer, Error>
     where
         State: ScopeIsChosen,
     {
+        let mut refused = self.refused;
+        if self.lease < MIN_LEASE {
+            refused.push(format!(
+                "a lease of {:?} is under 1 ms: claims would lapse before the handler runs and \
+                 duplicates would run side by side; use a lease longer than the slowest \
+                 handler's run (default 60 s)",
+                self.lease
+            ));
+        } else if self.ttl < self.lease {
+            refused.push(format!(
+                "a ttl of {:?} is shorter than the lease of {:?}: a record would expire before \
+                 the claim that wrote it; raise the ttl or lower the lease",
+                self.ttl, self.lease
+            ));
+        }
+        if !refused.is_empty() {
+            return Err(Error::Config(format!(
+                "idempotency layer `{}`: {}",
+                self.name,
+                refused.join("; ")
+            )));
+        }
         // One small allocation per layer, kept for the process's lifetime: records and errors
         // carry the operation name as `&'static str`. Layers are built once at startup.
         let operation: &'static str = Box::leak(format!("http:{}", self.name).into_boxed_str());
-        IdempotencyLayer {
+        Ok(IdempotencyLayer {
             config: Arc::new(Config {
                 operation,
                 version: self.version,
@@ -302,7 +339,7 @@ impl<State> IdempotencyLayerBuilder<State> {
                 max_request_body: self.max_request_body,
                 max_response_body: self.max_response_body,
                 lease: self.lease,
-                ttl: self.ttl.max(self.lease),
+                ttl: self.ttl,
                 on_conflict: self.on_conflict,
                 wait_timeout: self.wait_timeout,
                 retry_after: self.retry_after,
@@ -310,7 +347,7 @@ impl<State> IdempotencyLayerBuilder<State> {
                 scope: self.scope.unwrap_or(Scope::Unscoped),
                 problem_type_base: self.problem_type_base,
             }),
-        }
+        })
     }
 }
 
@@ -349,33 +386,33 @@ impl<State> IdempotencyLayerBuilder<State> {
     /// `content-type`, `content-encoding`, `content-language`, `content-location`, `location`,
     /// `etag` and `last-modified`.
     ///
-    /// # Panics
-    ///
-    /// For `set-cookie` (a replay must never hand one client's cookie to another),
-    /// `content-length` (the server writes its own) and the hop-by-hop headers `connection`,
-    /// `keep-alive`, `proxy-connection`, `transfer-encoding`, `te`, `trailer`, `upgrade`,
-    /// `proxy-authenticate` and `proxy-authorization` (they belong to one connection, not to
-    /// the response).
+    /// Some headers are never replayed, and [`build`](Self::build) refuses them with
+    /// [`Error::Config`]: `set-cookie` (a replay must never hand one client's cookie to
+    /// another), `content-length` (the server writes its own) and the hop-by-hop headers
+    /// `connection`, `keep-alive`, `proxy-connection`, `transfer-encoding`, `te`, `trailer`,
+    /// `upgrade`, `proxy-authenticate` and `proxy-authorization` (they belong to one
+    /// connection, not to the response).
     pub fn replay_header(mut self, name: HeaderName) -> Self {
-        assert!(
-            !NEVER_REPLAYED.contains(&name),
-            "idem: the `{name}` response header is never recorded or replayed{}",
-            if name == header::SET_COOKIE {
-                " (a replay must not hand one client's cookie to another)"
+        if NEVER_REPLAYED.contains(&name) {
+            let why = if name == header::SET_COOKIE {
+                "a replay must not hand one client's cookie to another"
             } else if name == header::CONTENT_LENGTH {
-                " (the server writes its own for the replayed body)"
+                "the server writes its own for the replayed body"
             } else {
-                " (it is a hop-by-hop header: it belongs to one connection, not to the response)"
-            }
-        );
-        if !self.replay_headers.contains(&name) {
+                "it is a hop-by-hop header: it belongs to one connection, not to the response"
+            };
+            self.refused.push(format!(
+                "the `{name}` response header is never recorded or replayed ({why})"
+            ));
+        } else if !self.replay_headers.contains(&name) {
             self.replay_headers.push(name);
         }
         self
     }
 
     /// Replaces the recorded response headers with `names` (see
-    /// [`replay_header`](Self::replay_header), which panics for the same headers).
+    /// [`replay_header`](Self::replay_header): [`build`](Self::build) refuses the same
+    /// headers).
     pub fn replay_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         self.replay_headers.clear();
         names.into_iter().fold(self, Self::replay_header)
@@ -386,12 +423,10 @@ impl<State> IdempotencyLayerBuilder<State> {
     /// `400`, `404` or `422`. Responses not recorded release the key, so a retry runs the
     /// handler again.
     ///
-    /// # Panics
-    ///
-    /// For every status but `2xx` and `4xx`, and for the `4xx` that describe a transient
-    /// situation: `408`, `409`, `425` and `429`. That is: `1xx` (not a final response), `3xx`
-    /// (a redirect is not the outcome of the request), `5xx` (transient), and the non-standard
-    /// `6xx`–`9xx`.
+    /// [`build`](Self::build) refuses with [`Error::Config`] every status but `2xx` and `4xx`,
+    /// and the `4xx` that describe a transient situation: `408`, `409`, `425` and `429`. That
+    /// is: `1xx` (not a final response), `3xx` (a redirect is not the outcome of the request),
+    /// `5xx` (transient), and the non-standard `6xx`–`9xx`.
     pub fn record_status(mut self, status: StatusCode) -> Self {
         let why = if status.is_success() || status.is_client_error() {
             NEVER_RECORDED.contains(&status).then_some(
@@ -407,12 +442,11 @@ impl<State> IdempotencyLayerBuilder<State> {
             Some("it is not a standard status (6xx to 9xx)")
         };
         if let Some(why) = why {
-            panic!(
-                "idem: status {status} is never recorded: {why}; only 2xx and 4xx other than 408, \
-                 409, 425 and 429 can be"
-            );
-        }
-        if !status.is_success() && !self.record_statuses.contains(&status) {
+            self.refused.push(format!(
+                "status {status} is never recorded: {why}; only 2xx and 4xx other than 408, 409, \
+                 425 and 429 can be"
+            ));
+        } else if !status.is_success() && !self.record_statuses.contains(&status) {
             self.record_statuses.push(status);
         }
         self
@@ -433,15 +467,16 @@ impl<State> IdempotencyLayerBuilder<State> {
         self
     }
 
-    /// How long a claim lives without renewal (default 60 s). While the handler runs, the
-    /// layer renews it every third of the lease; if the process dies, the key is free again
-    /// once the lease lapses.
+    /// How long a claim lives without renewal (default 60 s, at least 1 ms). While the handler
+    /// runs, the layer renews it every third of the lease; if the process dies, the key is free
+    /// again once the lease lapses.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
     }
 
-    /// How long a recorded response is replayed (default 24 h, at least the lease).
+    /// How long a recorded response is replayed (default 24 h; at least the lease, or
+    /// [`build`](Self::build) refuses it).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self

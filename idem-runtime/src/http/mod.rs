@@ -10,7 +10,7 @@
 //! processes.
 //!
 //! ```no_run
-//! # async fn serve() -> std::io::Result<()> {
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Router, routing::post};
 //! use idem_runtime::http::IdempotencyLayer;
 //!
@@ -19,13 +19,14 @@
 //!
 //! let idempotency = IdempotencyLayer::builder("payments")
 //!     .scope(|parts| parts.extensions.get::<Principal>().map(|p| p.0.clone()))
-//!     .build();
+//!     .build()?; // an `Error::Config` for a refused setting (e.g. a lease under 1 ms)
 //! let app = Router::new()
 //!     .route("/payments", post(|| async { "paid" }))
 //!     .layer(idempotency);
 //!     // .layer(your_auth_layer)  — added after, so it runs before (outside) idempotency
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await
+//! axum::serve(listener, app).await?;
+//! # Ok(())
 //! # }
 //! ```
 //!
@@ -65,8 +66,8 @@
 //!
 //! **Recorded responses.** Every `2xx`, and the `4xx` added with
 //! [`record_status`](IdempotencyLayerBuilder::record_status) (deterministic client errors such
-//! as `400`, `404`, `422`). Never `1xx`, `3xx`, `408`, `409`, `425`, `429`, `5xx` (the builder
-//! panics if asked to), nor the layer's own problem responses: those release the key, so a
+//! as `400`, `404`, `422`). Never `1xx`, `3xx`, `408`, `409`, `425`, `429`, `5xx` (`build()`
+//! refuses them with [`Error::Config`](crate::Error::Config)), nor the layer's own problem responses: those release the key, so a
 //! retry runs the handler again. A record holds the status, the allowlisted response headers
 //! ([`replay_header`](IdempotencyLayerBuilder::replay_header); `Set-Cookie`, `Content-Length`
 //! and the hop-by-hop headers are never recorded) and the body. A response body above
