@@ -53,12 +53,8 @@ pub fn result<T, E>(
 
 /// The sequence form: `0x14`, the elements, `0x15` + count.
 #[inline(always)]
-pub fn slice<T>(value: &[T], out: &mut KeyHasher, mut each: impl FnMut(&T, &mut KeyHasher)) {
-    out.begin_seq();
-    for item in value {
-        each(item, out);
-    }
-    out.end_seq(value.len() as u64);
+pub fn slice<T>(value: &[T], out: &mut KeyHasher, each: impl FnMut(&T, &mut KeyHasher)) {
+    out.write_seq_with(value.iter(), each);
 }
 
 /// A `Vec` as a sequence ([`slice`]). Takes `&Vec` on purpose: generated code names the
@@ -74,13 +70,9 @@ pub fn vec<T>(value: &Vec<T>, out: &mut KeyHasher, each: impl FnMut(&T, &mut Key
 pub fn vec_deque<T>(
     value: &VecDeque<T>,
     out: &mut KeyHasher,
-    mut each: impl FnMut(&T, &mut KeyHasher),
+    each: impl FnMut(&T, &mut KeyHasher),
 ) {
-    out.begin_seq();
-    for item in value {
-        each(item, out);
-    }
-    out.end_seq(value.len() as u64);
+    out.write_seq_with(value.iter(), each);
 }
 
 /// An array `[T; N]` in the tuple form: `0x16` + N, the elements.
@@ -183,23 +175,15 @@ impl<T: IdempotencyKey, S> SetForm<'_, HashSet<T, S>> {
 impl<T> SeqForm<'_, BTreeSet<T>> {
     /// The sequence form, in the set's (sorted) order, as the serde bridge writes it.
     #[inline]
-    pub fn write(&self, out: &mut KeyHasher, mut each: impl FnMut(&T, &mut KeyHasher)) {
-        out.begin_seq();
-        for item in self.0 {
-            each(item, out);
-        }
-        out.end_seq(self.0.len() as u64);
+    pub fn write(&self, out: &mut KeyHasher, each: impl FnMut(&T, &mut KeyHasher)) {
+        out.write_seq_with(self.0.iter(), each);
     }
 }
 
 impl<T, S> SeqForm<'_, HashSet<T, S>> {
     /// The sequence form, in iteration order, as the serde bridge writes it.
     #[inline]
-    pub fn write(&self, out: &mut KeyHasher, mut each: impl FnMut(&T, &mut KeyHasher)) {
-        out.begin_seq();
-        for item in self.0 {
-            each(item, out);
-        }
-        out.end_seq(self.0.len() as u64);
+    pub fn write(&self, out: &mut KeyHasher, each: impl FnMut(&T, &mut KeyHasher)) {
+        out.write_seq_with(self.0.iter(), each);
     }
 }

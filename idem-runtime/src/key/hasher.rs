@@ -661,6 +661,22 @@ impl KeyHasher {
         self.write_digested(tag::MAP, entries, write);
     }
 
+    /// The sequence form of `items` (`0x14`, each item written by `write`, `0x15` + count): the
+    /// one writer of slices, `VecDeque`s and the sets that serde shows as sequences.
+    #[inline(always)]
+    pub(crate) fn write_seq_with<E>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = E>,
+        mut write: impl FnMut(E, &mut KeyHasher),
+    ) {
+        let count = items.len() as u64;
+        self.begin_seq();
+        for item in items {
+            write(item, self);
+        }
+        self.end_seq(count);
+    }
+
     /// The set form of [`write_set`](Self::write_set), with each element written by `write`
     /// (see [`write_map_with`](Self::write_map_with)).
     #[inline]

@@ -114,11 +114,7 @@ impl<T: IdempotencyKey, E: IdempotencyKey> IdempotencyKey for Result<T, E> {
 impl<T: IdempotencyKey> IdempotencyKey for [T] {
     #[inline]
     fn write_key(&self, out: &mut KeyHasher) {
-        out.begin_seq();
-        for item in self {
-            item.write_key(out);
-        }
-        out.end_seq(self.len() as u64);
+        out.write_seq_with(self.iter(), T::write_key);
     }
 }
 
@@ -132,11 +128,7 @@ impl<T: IdempotencyKey> IdempotencyKey for Vec<T> {
 impl<T: IdempotencyKey> IdempotencyKey for VecDeque<T> {
     #[inline]
     fn write_key(&self, out: &mut KeyHasher) {
-        out.begin_seq();
-        for item in self {
-            item.write_key(out);
-        }
-        out.end_seq(self.len() as u64);
+        out.write_seq_with(self.iter(), T::write_key);
     }
 }
 
