@@ -1,6 +1,7 @@
 //! Checking `#[idempotent]`'s options against the function, and deciding what is hashed.
 
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::{
     Attribute, Expr, FnArg, GenericArgument, GenericParam, Ident, Pat, PathArguments, ReturnType,
@@ -117,6 +118,21 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
         );
         None
     };
+    // A borrowed value can never be `DeserializeOwned`; the compiler would say so in three
+    // errors about higher-ranked lifetimes, none of them at the `&`.
+    if let Some((_, output)) = &shape_output
+        && let Some(value) = single_generic(output, "Result")
+        && let Some(borrow) = find_reference(value.to_token_stream())
+    {
+        cx.error_at(
+            borrow,
+            format!(
+                "the value returned by `#[idempotent]` fn `{fn_name}` borrows: it is recorded and \
+                 replayed to later calls, after this call's borrows have ended, so it must be \
+                 owned data (`String` for `&str`, `Vec<u8>` for `&[u8]`, `T` for `&T`)"
+            ),
+        );
+    }
     if let Some(c) = &func.sig.constness {
         cx.error_spanned_by(c, "`#[idempotent]` cannot be used on a `const fn`");
     }
@@ -594,4 +610,14 @@ fn check_idents(
             _ => {}
         }
     }
+}
+
+/// The span of the first `&` in `tokens` (a reference type, however deeply nested:
+/// `Vec<&str>`, `(u8, &[u8])`).
+fn find_reference(tokens: proc_macro2::TokenStream) -> Option<Span> {
+    tokens.into_iter().find_map(|token| match token {
+        proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => Some(punct.span()),
+        proc_macro2::TokenTree::Group(group) => find_reference(group.stream()),
+        _ => None,
+    })
 }

@@ -64,6 +64,9 @@ pub fn finish_fingerprint(hasher: &mut KeyHasher) -> Result<Fingerprint, Error> 
 )]
 pub trait Recordable: serde::Serialize + serde::de::DeserializeOwned {}
 
+// `do_not_recommend`: a missing `Serialize` or `Deserialize` is reported once, with this trait's
+// message, instead of once more per missing serde trait with the compiler's own.
+#[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Recordable for T {}
 
 /// The error type of an `#[idempotent]` fn: idempotency failures are returned through it.
@@ -74,6 +77,8 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Recordable for T {}
 )]
 pub trait FromIdemError: From<Error> {}
 
+// `do_not_recommend`: one error with this trait's message, not a second one about `From`.
+#[diagnostic::do_not_recommend]
 impl<E: From<Error>> FromIdemError for E {}
 
 /// `Box::pin` for `#[async_trait]` methods (a function, so that no prelude path appears in
