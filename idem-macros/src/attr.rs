@@ -28,9 +28,12 @@ pub fn option_name(
             .map(|v| format!("`{v}`"))
             .collect::<Vec<_>>()
             .join(", ");
+        let hint = closest(&name, valid)
+            .map(|close| format!("did you mean `{close}`? "))
+            .unwrap_or_default();
         cx.error_spanned_by(
             &meta.path,
-            format!("unknown {what} option `{name}`; expected one of: {list}"),
+            format!("unknown {what} option `{name}`; {hint}expected one of: {list}"),
         );
         skip_value(meta)?;
         return Ok(None);
@@ -42,6 +45,49 @@ pub fn option_name(
     }
     seen.0.push(name.clone());
     Ok(Some(name))
+}
+
+/// The valid option meant by `name`: the one it is another crate's word for (`skip` for
+/// `exclude`), or the nearest to it if misspelled: at most two edits away (an edit is an
+/// insertion, a deletion, a substitution or a swap of two neighbours), and fewer edits than
+/// `name` has characters, so that a short unrelated word suggests nothing.
+pub fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
+    // What other derives call it (serde's `skip`).
+    const ALIASES: [(&str, &str); 2] = [("skip", "exclude"), ("ignore", "exclude")];
+    if let Some(&(_, meant)) = ALIASES.iter().find(|(alias, _)| *alias == name)
+        && let Some(meant) = valid.iter().find(|v| **v == meant)
+    {
+        return Some(meant);
+    }
+    let limit = 2.min(name.chars().count().saturating_sub(1));
+    valid
+        .iter()
+        .map(|v| (edit_distance(name, v), *v))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// Optimal string alignment distance between `a` and `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Rows `i - 2`, `i - 1` and `i` of the distance table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut current = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let substitution = usize::from(a[i - 1] != b[j - 1]);
+            current[j] = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + substitution);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut previous, current);
+    }
+    previous[b.len()]
 }
 
 /// The span of the option's name, for errors and for the `(value, span)` pairs of flags.

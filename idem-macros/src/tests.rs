@@ -92,3 +92,41 @@ fn errors_keep_the_function() {
     );
     assert!(!text.contains("__IDEM_OP"));
 }
+
+#[test]
+fn misspelled_options_suggest_the_nearest() {
+    let valid = [
+        "ttl",
+        "key",
+        "scope",
+        "name",
+        "version",
+        "lease",
+        "on_conflict",
+    ];
+    for (typo, expected) in [
+        ("tll", Some("ttl")),
+        ("nmae", Some("name")),
+        ("nam", Some("name")),
+        ("scoep", Some("scope")),
+        ("verison", Some("version")),
+        ("onconflict", Some("on_conflict")),
+        ("retries", None),
+        ("x", None),
+        ("keys", Some("key")),
+    ] {
+        assert_eq!(crate::attr::closest(typo, &valid), expected, "{typo}");
+    }
+    for (alias, expected) in [("skip", Some("exclude")), ("ignore", Some("exclude"))] {
+        assert_eq!(
+            crate::attr::closest(alias, &["exclude", "include"]),
+            expected
+        );
+        assert_eq!(
+            crate::attr::closest(alias, &["ttl"]),
+            None,
+            "only a valid option"
+        );
+    }
+    assert_eq!(crate::attr::closest("", &valid), None);
+}

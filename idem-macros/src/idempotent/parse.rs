@@ -180,6 +180,10 @@ fn option(
             }
             meta.parse_nested_meta(|inner| {
                 match inner.path.get_ident() {
+                    Some(ident) if args.exclude.contains(ident) => cx.error_spanned_by(
+                        ident,
+                        format!("`{ident}` is listed twice in `exclude(..)`; list it once"),
+                    ),
                     Some(ident) => args.exclude.push(ident.clone()),
                     None => cx.error_spanned_by(&inner.path, "`exclude(..)` lists parameter names"),
                 }

@@ -185,6 +185,15 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                 if let Some(name) = &simple {
                     for (i, listed) in args.exclude.iter().enumerate() {
                         if listed == name {
+                            if opts.exclude.is_some() {
+                                cx.error_spanned_by(
+                                    listed,
+                                    format!(
+                                        "`{name}` is excluded twice: by `exclude({name})` and by \
+                                         `#[idem(exclude)]` on the parameter; keep one"
+                                    ),
+                                );
+                            }
                             excluded = true;
                             excluded_by_list[i] = true;
                         }
