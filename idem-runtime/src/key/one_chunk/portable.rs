@@ -52,6 +52,7 @@ fn compress(cv: &mut [u32; 8], m: [u32; 16], block_len: u32, flags: u32) {
 
 #[inline(always)]
 fn round(s: &mut [u32; 16], m: &[u32; 16], r: usize) {
+    keep_scalar(s);
     let o = &SCHEDULE[r];
     g(s, 0, 4, 8, 12, m[o[0]], m[o[1]]);
     g(s, 1, 5, 9, 13, m[o[2]], m[o[3]]);
@@ -73,4 +74,31 @@ fn g(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize, x: u32, y: u32) 
     s[d] = (s[d] ^ s[a]).rotate_right(8);
     s[c] = s[c].wrapping_add(s[d]);
     s[b] = (s[b] ^ s[c]).rotate_right(7);
+}
+
+/// Keeps the state in general-purpose registers when the build targets x86-64 CPUs with wide
+/// vectors (`-C target-cpu=native`, `x86-64-v3` and up). There LLVM's SLP vectorizer turns this
+/// kernel into a row-per-vector one: the AVX-512 kernel's form, which [`super::hash`] chooses
+/// at run time where it is faster, and which is slower than scalar code where it is not (AMD
+/// Zen 5, whose vector integer operations take 2 cycles: 107 against 66 ns per key). An empty
+/// `asm!` that takes and returns a word is opaque to the vectorizer and emits no instruction.
+/// Baseline x86-64 builds (SSE2, no vector rotate) are not vectorized and do not need it: the
+/// constraint costs them 15 ns per `#[idempotent]` replay, by the register allocation it forces.
+#[inline(always)]
+fn keep_scalar(s: &mut [u32; 16]) {
+    // One word per column is enough: a vector of the columns would have to be rebuilt from
+    // general-purpose registers every round, which the vectorizer's cost model refuses.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    for word in &mut s[..4] {
+        // SAFETY: the assembly is empty: it reads and writes only the register holding `word`.
+        unsafe {
+            std::arch::asm!(
+                "/* {0:e} */",
+                inout(reg) * word,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    let _ = s;
 }
