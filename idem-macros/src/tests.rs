@@ -95,15 +95,7 @@ fn errors_keep_the_function() {
 
 #[test]
 fn misspelled_options_suggest_the_nearest() {
-    let valid = [
-        "ttl",
-        "key",
-        "scope",
-        "name",
-        "version",
-        "lease",
-        "on_conflict",
-    ];
+    let valid = crate::idempotent::parse::OPTIONS;
     for (typo, expected) in [
         ("tll", Some("ttl")),
         ("nmae", Some("name")),
@@ -115,7 +107,7 @@ fn misspelled_options_suggest_the_nearest() {
         ("x", None),
         ("keys", Some("key")),
     ] {
-        assert_eq!(crate::attr::closest(typo, &valid), expected, "{typo}");
+        assert_eq!(crate::attr::closest(typo, valid), expected, "{typo}");
     }
     for (alias, expected) in [("skip", Some("exclude")), ("ignore", Some("exclude"))] {
         assert_eq!(
@@ -128,5 +120,5 @@ fn misspelled_options_suggest_the_nearest() {
             "only a valid option"
         );
     }
-    assert_eq!(crate::attr::closest("", &valid), None);
+    assert_eq!(crate::attr::closest("", valid), None);
 }

@@ -1,7 +1,7 @@
 //! `#[idempotent]`: parse the options and the function, validate them together, expand.
 
 mod expand;
-mod parse;
+pub(crate) mod parse;
 mod validate;
 
 use proc_macro2::TokenStream;
