@@ -33,14 +33,7 @@ async fn unique(id: u64) -> Result<u64, Error> {
 async fn duplicate_names_are_refused_with_both_locations() {
     with_store(Arc::new(MemoryStore::new()), async {
         for result in [first::a(1).await, second::b(1).await] {
-            let Err(Error::Config(message)) = result else {
-                panic!("expected a refusal, got {result:?}");
-            };
-            assert!(message.contains("`registry.duplicate`"), "{message}");
-            assert!(
-                message.matches("macro_registry.rs:").count() == 2,
-                "{message}"
-            );
+            let message = duplicate_refusal(result);
             assert!(
                 message.contains("macro_registry::first")
                     && message.contains("macro_registry::second"),
@@ -93,14 +86,22 @@ async fn key_of_and_forget_call_report_the_duplicate_name() {
         idem_runtime::key_of(first::a(1)).await.map(|_| ()),
         idem_runtime::forget_call(second::b(1)).await.map(|_| ()),
     ] {
-        let Err(Error::Config(message)) = result else {
-            panic!("expected a refusal, got {result:?}");
-        };
-        assert!(message.contains("`registry.duplicate`"), "{message}");
-        assert!(
-            message.matches("macro_registry.rs:").count() == 2,
-            "{message}"
-        );
+        duplicate_refusal(result);
     }
     assert!(idem_runtime::key_of(unique(1)).await.is_ok());
+}
+
+/// The message of the `Error::Config` refusing the duplicate name, which names it and both
+/// locations.
+fn duplicate_refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
+    let Err(Error::Config(message)) = result else {
+        panic!("expected a refusal, got {result:?}");
+    };
+    assert!(message.contains("`registry.duplicate`"), "{message}");
+    assert_eq!(
+        message.matches("macro_registry.rs:").count(),
+        2,
+        "{message}"
+    );
+    message
 }
