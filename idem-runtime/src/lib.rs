@@ -22,23 +22,52 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
 //! use std::sync::atomic::{AtomicU32, Ordering};
+//! use idem_runtime::{IdempotencyKey, idempotent};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(IdempotencyKey)]
+//! struct Charge {
+//!     customer: String,
+//!     amount_cents: u64,
+//!     #[idem(exclude)] // per-call data stays out of the key
+//!     requested_at: std::time::SystemTime,
+//! }
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Receipt { id: String }
+//!
+//! static GATEWAY_CALLS: AtomicU32 = AtomicU32::new(0);
+//!
+//! #[idempotent(ttl = "24h", name = "payments.charge")]
+//! async fn charge(req: &Charge) -> Result<Receipt, idem_runtime::Error> {
+//!     GATEWAY_CALLS.fetch_add(1, Ordering::SeqCst); // the side effect
+//!     Ok(Receipt { id: format!("rcpt_{}_{}", req.customer, req.amount_cents) })
+//! }
+//!
+//! let req = |at| Charge { customer: "cus_42".into(), amount_cents: 1999, requested_at: at };
+//! let first = charge(&req(std::time::SystemTime::now())).await?;
+//! let retry = charge(&req(std::time::SystemTime::now())).await?; // replayed
+//! assert_eq!(first, retry);
+//! assert_eq!(GATEWAY_CALLS.load(Ordering::SeqCst), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Code that cannot use the attribute calls the engine itself, with a key it computes:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
 //! use idem_runtime::Operation;
 //!
-//! static CHARGE: Operation = Operation::new("payments.charge");
-//! static RUNS: AtomicU32 = AtomicU32::new(0);
+//! static CHARGE: Operation = Operation::new("payments.charge_by_hand");
 //!
 //! async fn charge(customer: &str, cents: u64) -> Result<String, idem_runtime::Error> {
 //!     let key = CHARGE.key(&(customer, cents))?;
 //!     CHARGE.call(key).run(async {
-//!         RUNS.fetch_add(1, Ordering::SeqCst); // the side effect
-//!         Ok(format!("receipt for {cents} cents"))
+//!         Ok(format!("receipt for {cents} cents")) // the side effect goes here
 //!     }).await
 //! }
 //!
-//! let first = charge("cus_42", 1999).await?;
-//! let second = charge("cus_42", 1999).await?;   // replayed
-//! assert_eq!(first, second);
-//! assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+//! assert_eq!(charge("cus_42", 1999).await?, charge("cus_42", 1999).await?);
 //! # Ok(()) }
 //! ```
 //!
@@ -54,6 +83,7 @@
 //! enable it).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
 mod engine;
