@@ -331,6 +331,19 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             );
         }
     }
+    if let Some((_, output)) = &shape_output
+        && let Some(value) = single_generic(output, "Result")
+    {
+        check_generic_value(
+            cx,
+            &func.sig.generics,
+            value,
+            &params,
+            args.key.as_ref(),
+            args.scope.as_ref(),
+            &fn_name,
+        );
+    }
     let store_owned = args
         .store
         .as_ref()
@@ -627,6 +640,85 @@ fn find_reference(tokens: proc_macro2::TokenStream) -> Option<Span> {
     tokens.into_iter().find_map(|token| match token {
         proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => Some(punct.span()),
         proc_macro2::TokenTree::Group(group) => find_reference(group.stream()),
+        _ => None,
+    })
+}
+
+/// Refuses a type or const parameter that appears in the recorded value's type but nowhere in
+/// the key: all instantiations share one operation, so `f::<A>(x)` would replay the value
+/// recorded by `f::<B>(x)` (or fail to decode it). The key "mentions" a parameter when a hashed
+/// parameter's type or the `key`/`scope` expression names it (`scope = T::KIND`); that proves
+/// nothing about the hashed values, but it leaves the judgement to code that looked at `T`.
+/// Parameters that only appear in the error type are fine: errors are never recorded.
+fn check_generic_value(
+    cx: &mut Ctxt,
+    generics: &syn::Generics,
+    value: &Type,
+    params: &[Param],
+    key_expr: Option<&Expr>,
+    scope: Option<&Expr>,
+    fn_name: &str,
+) {
+    let exprs: Vec<proc_macro2::TokenStream> = key_expr
+        .into_iter()
+        .chain(scope)
+        .map(ToTokens::to_token_stream)
+        .collect();
+    let mut key = proc_macro2::TokenStream::new();
+    for tokens in &exprs {
+        key.extend(tokens.clone());
+    }
+    for param in params {
+        let Some(hashed) = &param.hashed else {
+            continue;
+        };
+        // With `key = …`, the parameters the expressions name carry the key; without it,
+        // every hashed parameter does (the others form the fingerprint, which separates nothing).
+        let named = exprs
+            .iter()
+            .any(|tokens| find_ident(tokens.clone(), &hashed.ident).is_some());
+        if named || key_expr.is_none() {
+            key.extend(hashed.ty.to_token_stream());
+        }
+    }
+    for generic in &generics.params {
+        let (ident, kind) = match generic {
+            GenericParam::Type(t) => (&t.ident, "type"),
+            GenericParam::Const(c) => (&c.ident, "const"),
+            GenericParam::Lifetime(_) => continue,
+        };
+        if find_ident(key.clone(), ident).is_some() {
+            continue;
+        }
+        let Some(at) = find_ident(value.to_token_stream(), ident) else {
+            continue;
+        };
+        let suggestion = if kind == "type" {
+            format!(
+                "`scope = {ident}::KIND`, with an associated `const KIND: &'static str` on a trait \
+                 that `{ident}` implements (a value that stays the same across builds, not \
+                 `std::any::type_name`)"
+            )
+        } else {
+            format!("`scope = {ident}`")
+        };
+        cx.error_at(
+            at,
+            format!(
+                "{kind} parameter `{ident}` appears in the value that `{fn_name}` records but not \
+                 in its key: every instantiation shares the records, so a call with one `{ident}` \
+                 would replay a value recorded for another; put what tells them apart into the \
+                 key, e.g. {suggestion}"
+            ),
+        );
+    }
+}
+
+/// The span of the first `ident` in `tokens`, however deeply nested.
+fn find_ident(tokens: proc_macro2::TokenStream, ident: &Ident) -> Option<Span> {
+    tokens.into_iter().find_map(|token| match token {
+        proc_macro2::TokenTree::Ident(found) if found == *ident => Some(found.span()),
+        proc_macro2::TokenTree::Group(group) => find_ident(group.stream(), ident),
         _ => None,
     })
 }
