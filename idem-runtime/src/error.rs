@@ -60,6 +60,7 @@ pub enum Error {
     /// record was removed), so its result was not recorded. Fencing keeps a stale owner from
     /// overwriting the new owner's record. The engine renews the lease every third of it while
     /// the body runs, so this means renewals failed or could not run, or the record was removed.
+    /// Retryable: a new call replays the new owner's result, waits for it, or runs again.
     #[error(
         "lease on key {key} of operation `{operation}` was lost before the result could be recorded: \
          another caller took the key over after the lease lapsed, or the record was removed \
@@ -116,7 +117,7 @@ pub enum Error {
 
     /// The memory store has no room for a new claim: the shard of its key is full of
     /// in-progress records (the bound is split evenly over the shards; completed and expired
-    /// records would have been evicted).
+    /// records would have been evicted). Retryable: claims end or lapse and free their room.
     #[error(
         "the memory store is full: the shard of this key holds {shard_capacity} records, all in \
          progress ({max_entries} in all, split over the shards); raise \

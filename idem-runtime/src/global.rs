@@ -100,11 +100,7 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
         return Ok(Cow::Borrowed(store));
     }
     if strict() {
-        return Err(Error::Config(
-            "strict mode: no idem store is installed; call idem_runtime::install(..) at startup \
-             (e.g. a Redis or PostgreSQL store) or scope one with idem_runtime::with_store"
-                .into(),
-        ));
+        return Err(strict_without_store());
     }
     let store = GLOBAL.get_or_init(|| {
         DEFAULTED.store(true, Ordering::Relaxed);
@@ -119,7 +115,26 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
     Ok(Cow::Borrowed(store))
 }
 
-/// The name of the store a call made now would use (after resolving the default).
+#[cold]
+fn strict_without_store() -> Error {
+    Error::Config(
+        "strict mode: no idem store is installed; call idem_runtime::install(..) at startup \
+         (e.g. a Redis or PostgreSQL store) or scope one with idem_runtime::with_store"
+            .into(),
+    )
+}
+
+/// The name of the store a call made now would use: the task's scoped store, else the
+/// installed one, else `"memory"`, the default. Asking does not settle the default, so
+/// [`install`] still works afterwards. In strict mode without a store, the error such a call
+/// would get.
 pub fn store_name() -> Result<&'static str, Error> {
-    resolve().map(|r| r.name())
+    if let Ok(name) = OVERRIDE.try_with(|store| store.name()) {
+        return Ok(name);
+    }
+    match GLOBAL.get() {
+        None if strict() => Err(strict_without_store()),
+        None => Ok(MemoryStore::NAME),
+        Some(_) => resolve().map(|store| store.name()),
+    }
 }

@@ -14,8 +14,9 @@
 //! | 6 | … | payload | the value, encoded by the codec |
 //!
 //! The state (in progress / completed), the fingerprint, the fencing token and the expiry live
-//! next to these bytes in the store's own structure (a Rust struct in memory, hash fields in Redis,
-//! columns in PostgreSQL).
+//! next to these bytes in the store's own structure: a Rust struct in memory, a fixed header in
+//! front of these bytes in the one Redis string of the key (see
+//! `RedisStore`'s documentation), columns in PostgreSQL.
 //!
 //! # Why JSON
 //!

@@ -5,6 +5,8 @@ use idem_runtime::{Error, MemoryStore, Operation};
 #[tokio::test]
 async fn install_once_before_use_and_never_after() {
     static OP: Operation = Operation::new("global.install");
+    // Asking which store a call would use does not settle the default.
+    assert_eq!(idem_runtime::store_name().unwrap(), MemoryStore::NAME);
     idem_runtime::install(MemoryStore::builder().max_entries(10).build()).unwrap();
     let again = idem_runtime::install(MemoryStore::new()).unwrap_err();
     assert!(

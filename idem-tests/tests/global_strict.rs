@@ -15,7 +15,17 @@ async fn strict_mode_refuses_the_implicit_default() {
         matches!(&err, Error::Config(m) if m.contains("strict mode")),
         "{err}"
     );
+    let no_store = idem_runtime::store_name().unwrap_err();
+    assert!(
+        matches!(&no_store, Error::Config(m) if m.contains("strict mode")),
+        "{no_store}"
+    );
     // A task-scoped store is explicit, so it is allowed.
+    let name = idem_runtime::with_store(Arc::new(MemoryStore::new()), async {
+        idem_runtime::store_name()
+    })
+    .await;
+    assert_eq!(name.unwrap(), MemoryStore::NAME);
     let scoped: Result<u8, Error> = idem_runtime::with_store(
         Arc::new(MemoryStore::new()),
         OP.call(key).run(async { Ok(2) }),

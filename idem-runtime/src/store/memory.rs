@@ -227,6 +227,9 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Its [`Store::name`]: `"memory"`.
+    pub const NAME: &'static str = "memory";
+
     /// A store with the default bounds.
     pub fn new() -> Self {
         MemoryStore::default()
@@ -623,7 +626,7 @@ impl Shard {
 
 impl Store for MemoryStore {
     fn name(&self) -> &'static str {
-        "memory"
+        Self::NAME
     }
 
     fn claim<'a>(

@@ -262,9 +262,10 @@ fn hex(key: &Key) -> [u8; 64] {
 ///   When the store reads first ([`RedisStoreBuilder::claim_order`]: by default only while
 ///   nearly all recent claims were replays), a plain `GET` comes first and answers completed
 ///   records by itself; the claim command follows only when it found none.
-/// - **complete**, **release**, **renew** (and `get`) are Lua scripts: each compares the
-///   caller's token with the record's (fencing) and then rewrites (`SET … PX ttl`), deletes or
-///   re-expires (`PEXPIRE`) the key; a completed record has no token, an expired one is gone.
+/// - **complete**, **release**, **renew** are Lua scripts: each compares the caller's token
+///   with the record's (fencing) and then rewrites (`SET … PX ttl`), deletes or re-expires
+///   (`PEXPIRE`) the key; a completed record has no token, an expired one is gone. `get` is a
+///   script too, with no token: it reads the record and its remaining lifetime (`PTTL`) at once.
 ///   Scripts are sent as `EVALSHA`; a server that does not know a script yet (restart, failover,
 ///   `SCRIPT FLUSH`) answers `NOSCRIPT`, and the store then sends the same call once as `EVAL`
 ///   with the full source, which also caches it. `remove` is a plain `DEL`.
@@ -465,8 +466,8 @@ impl RedisStoreBuilder {
     ///
     /// Reading first, a replay costs the server a `GET` (about half the work of the claim
     /// command), but a first call costs **three** round trips instead of two (`GET`, claim,
-    /// complete). Measured at 32 callers (README, Performance): replays 0.87–0.99× a raw `GET`
-    /// instead of 0.77–0.93×, first calls 14–24 % slower. Atomicity is the same in every
+    /// complete). Measured at 32 callers (README, Performance): replays 0.92–1.01× a raw `GET`
+    /// instead of 0.85–0.90×, first calls 4–20 % slower. Atomicity is the same in every
     /// order: the `GET` only reads; every claim is the single `SET … NX GET`.
     pub fn claim_order(mut self, order: ClaimOrder) -> Self {
         self.order = order;
