@@ -714,11 +714,27 @@ fn check_generic_value(
     }
 }
 
-/// The span of the first `ident` in `tokens`, however deeply nested.
+/// The span of the first `ident` in `tokens`, however deeply nested, that starts a path: `T`,
+/// `T::KIND` and `Vec<T>` name a generic parameter `T`, `other::T` and `<X as Tr>::T` do not.
 fn find_ident(tokens: proc_macro2::TokenStream, ident: &Ident) -> Option<Span> {
-    tokens.into_iter().find_map(|token| match token {
-        proc_macro2::TokenTree::Ident(found) if found == *ident => Some(found.span()),
-        proc_macro2::TokenTree::Group(group) => find_ident(group.stream(), ident),
-        _ => None,
-    })
+    let mut after_path_sep = false;
+    let mut colons = 0;
+    for token in tokens {
+        let found = match &token {
+            proc_macro2::TokenTree::Ident(found) if found == ident && !after_path_sep => {
+                Some(found.span())
+            }
+            proc_macro2::TokenTree::Group(group) => find_ident(group.stream(), ident),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+        colons = match &token {
+            proc_macro2::TokenTree::Punct(p) if p.as_char() == ':' => colons + 1,
+            _ => 0,
+        };
+        after_path_sep = colons == 2;
+    }
+    None
 }

@@ -46,3 +46,14 @@ pub async fn count<E: From<Error>>(items: Vec<u32>) -> Result<usize, E> {
 }
 
 fn main() {}
+
+mod other {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub struct T(pub u64);
+}
+
+// `other::T` is a type of its own, not the parameter `T`.
+#[idempotent(name = "generics.other_t")]
+pub async fn other_t<T: Sync>(marker: &str) -> Result<other::T, Error> {
+    Ok(other::T(marker.len() as u64))
+}
