@@ -1,9 +1,13 @@
 //! A loopback TCP proxy for fault tests: it forwards to a real server until it is cut (every
 //! open connection is dropped and the port refuses new ones), and forwards again once restored
-//! on the same port. Runs as tasks of the current tokio runtime.
+//! on the same port; it can also hold back the client's bytes from a pattern on, to split one
+//! pipeline into two deliveries. Runs as tasks of the current tokio runtime.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -19,11 +23,28 @@ pub struct FaultProxy {
     upstream: SocketAddr,
     connections: Arc<Mutex<Vec<AbortHandle>>>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// Client bytes from this pattern on reach the server this much later.
+    hold: Option<(&'static [u8], Duration)>,
 }
 
 impl FaultProxy {
     /// Starts forwarding a free loopback port to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> FaultProxy {
+        Self::start_with(upstream, None).await
+    }
+
+    /// Like [`start`](Self::start), but a client write that contains `pattern` is delivered in
+    /// two parts: the bytes before `pattern` at once, the rest `hold` later. Splits a pipeline
+    /// (or delays a command), so that other clients' commands run in between.
+    pub async fn start_holding(
+        upstream: &str,
+        pattern: &'static [u8],
+        hold: Duration,
+    ) -> FaultProxy {
+        Self::start_with(upstream, Some((pattern, hold))).await
+    }
+
+    async fn start_with(upstream: &str, hold: Option<(&'static [u8], Duration)>) -> FaultProxy {
         let upstream = tokio::net::lookup_host(upstream)
             .await
             .ok()
@@ -38,6 +59,7 @@ impl FaultProxy {
             upstream,
             connections: Arc::new(Mutex::new(Vec::new())),
             listener: Mutex::new(None),
+            hold,
         };
         proxy.serve(listener);
         proxy
@@ -49,12 +71,21 @@ impl FaultProxy {
     }
 
     fn serve(&self, listener: TcpListener) {
-        let (upstream, connections) = (self.upstream, self.connections.clone());
+        let (upstream, connections, hold) = (self.upstream, self.connections.clone(), self.hold);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    match hold {
+                        None => {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Some((pattern, hold)) => {
+                            forward_holding(inbound, outbound, pattern, hold).await
+                        }
                     }
                 });
                 lock(&connections).push(forward.abort_handle());
@@ -98,4 +129,34 @@ impl Drop for FaultProxy {
             connection.abort();
         }
     }
+}
+
+/// Forwards like `copy_bidirectional`, holding back client bytes from `pattern` on for `hold`.
+async fn forward_holding(inbound: TcpStream, outbound: TcpStream, pattern: &[u8], hold: Duration) {
+    let (mut client_in, mut client_out) = inbound.into_split();
+    let (mut server_in, mut server_out) = outbound.into_split();
+    let replies = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_in, &mut client_out).await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client_in.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let split = chunk.windows(pattern.len()).position(|w| w == pattern);
+        let sent = match split {
+            Some(at) => {
+                let first = server_out.write_all(&chunk[..at]).await;
+                tokio::time::sleep(hold).await;
+                first.and(server_out.write_all(&chunk[at..]).await)
+            }
+            None => server_out.write_all(chunk).await,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    replies.abort();
 }

@@ -20,6 +20,20 @@ mod local_cache {
     idem_tests::conformance_suite!(RedisFixture::with_local_cache());
 }
 
+/// The Lua claim together with the local cache (the script answers the record's `PTTL`).
+mod script_claim_local_cache {
+    use std::time::Duration;
+
+    use idem_runtime::store::RedisStore;
+    use idem_tests::servers::RedisFixture;
+
+    idem_tests::conformance_suite!(RedisFixture::with_builder(
+        RedisStore::builder()
+            .claim_with_script(true)
+            .local_cache(1000, Duration::from_secs(60))
+    ));
+}
+
 /// The same suite reading each record before claiming it (`read_first`).
 mod read_first {
     use idem_tests::servers::RedisFixture;

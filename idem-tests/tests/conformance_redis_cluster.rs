@@ -13,3 +13,26 @@ mod read_first {
 
     idem_tests::conformance_suite!(RedisClusterFixture::with_read_first());
 }
+
+/// The same suite with the local cache: its claims and reads send `PTTL` in one
+/// `MULTI`/`EXEC` with them, routed to the key's node.
+mod local_cache {
+    use std::time::Duration;
+
+    use idem_runtime::store::{ClaimOrder, RedisStore};
+    use idem_tests::servers::RedisClusterFixture;
+
+    idem_tests::conformance_suite!(RedisClusterFixture::with_builder(
+        RedisStore::builder().local_cache(1000, Duration::from_secs(60))
+    ));
+
+    mod read_first {
+        use super::*;
+
+        idem_tests::conformance_suite!(RedisClusterFixture::with_builder(
+            RedisStore::builder()
+                .claim_order(ClaimOrder::ReadFirst)
+                .local_cache(1000, Duration::from_secs(60))
+        ));
+    }
+}

@@ -317,6 +317,99 @@ async fn redis_completed_value_is_acknowledged_before_return() {
     }
 }
 
+/// The local cache learns how long a replayed record lives from a `PTTL` sent with the claim.
+/// If another client's command ran between the two (a pipeline split across TCP reads, a busy
+/// server), the `PTTL` could measure that client's fresh claim, and the cache would keep the
+/// expired record for a whole lease next to its successor. The proxy splits every pipeline
+/// before its `PTTL` so that another store's claim lands in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_local_cache_never_outlives_a_record_claimed_again_in_between() {
+    use idem_runtime::store::ClaimOrder;
+    for (script_claim, order) in [
+        (false, ClaimOrder::ClaimFirst),
+        (true, ClaimOrder::ClaimFirst),
+        (false, ClaimOrder::ReadFirst),
+    ] {
+        let fixture = RedisFixture::new().await;
+        let url = redis_url();
+        let upstream = url
+            .trim_start_matches("redis://")
+            .split(['/', '@'])
+            .find(|part| part.contains(':'))
+            .expect("host:port in IDEM_REDIS_URL")
+            .to_owned();
+        let proxy = FaultProxy::start_holding(
+            &upstream,
+            b"*2\r\n$4\r\nPTTL\r\n",
+            Duration::from_millis(150),
+        )
+        .await;
+        let cached = RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .local_cache(100, Duration::from_secs(60))
+            .claim_with_script(script_claim)
+            .claim_order(order)
+            .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+            .await
+            .unwrap();
+        let other = fixture.store();
+        let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
+        let old = idem_runtime::record::encode("faults", &"old").unwrap();
+        let new = idem_runtime::record::encode("faults", &"new").unwrap();
+        let key = unique_key("split-pttl");
+
+        let first = Token::generate();
+        assert_eq!(
+            other.claim(&key, &fp, first, lease).await.unwrap(),
+            idem_runtime::store::Claim::Acquired
+        );
+        assert!(
+            other
+                .complete(&key, first, old.clone(), Duration::from_millis(300))
+                .await
+                .unwrap()
+        );
+        let expires = tokio::time::Instant::now() + Duration::from_millis(300);
+        // The cached store's claim is sent 50 ms before the record expires and held in the proxy.
+        tokio::time::sleep_until(expires - Duration::from_millis(50)).await;
+        let replay = {
+            let cached = cached.clone();
+            tokio::spawn(async move { cached.claim(&key, &fp, Token::generate(), lease).await })
+        };
+        // Meanwhile the other store claims the key as soon as the record has expired.
+        let second = Token::generate();
+        loop {
+            match other.claim(&key, &fp, second, lease).await.unwrap() {
+                idem_runtime::store::Claim::Acquired => break,
+                idem_runtime::store::Claim::Completed { .. } => {
+                    tokio::time::sleep(Duration::from_millis(2)).await
+                }
+                answer => panic!("{answer:?}"),
+            }
+        }
+        replay.await.unwrap().unwrap();
+        assert!(
+            other
+                .complete(&key, second, new.clone(), lease)
+                .await
+                .unwrap()
+        );
+        match cached
+            .claim(&key, &fp, Token::generate(), lease)
+            .await
+            .unwrap()
+        {
+            idem_runtime::store::Claim::Completed { value, .. } => assert_eq!(
+                value,
+                new,
+                "{order:?}, script claim {script_claim}: the cache replays the record that expired {:?} ago",
+                tokio::time::Instant::now() - expires,
+            ),
+            answer => panic!("{answer:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_missing_replicas_fail_the_call_but_keep_the_record() {
     let fixture = RedisFixture::new().await;

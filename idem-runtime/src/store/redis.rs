@@ -23,11 +23,12 @@ use super::local_cache::LocalCache;
 const NAME: &str = "redis";
 
 /// The claim for servers before Redis 7.0 (no `SET … NX GET`): `KEYS[1]` record; `ARGV`: the
-/// in-progress record, lease in ms. Answers the previous record, or nil after claiming.
+/// in-progress record, lease in ms. Answers `{previous record, its PTTL}` (read together, so
+/// the local cache never keeps a record longer than it lives), or nil after claiming.
 const CLAIM_LUA: &str = r"
 local r = redis.call('GET', KEYS[1])
 if r then
-  return r
+  return {r, redis.call('PTTL', KEYS[1])}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
@@ -766,7 +767,8 @@ impl RedisStore {
     }
 
     /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil),
-    /// and with `with_pttl` the key's `PTTL` right after it (pipelined: the same round trip).
+    /// and with `with_pttl` the key's `PTTL` right after it (in one `MULTI`/`EXEC`: the same
+    /// round trip, and no other client's command in between).
     async fn set_nx_get(
         &self,
         rkey: RecordKey<'_>,
@@ -808,14 +810,13 @@ impl RedisStore {
         // to move) by two more commands.
         let claim =
             Box::pin(self.eval(&CLAIM, rkey, &[Arg::Bytes(record), Arg::Int(lease_ms)])).await?;
-        let left = if with_pttl && matches!(claim, Value::BulkString(_)) {
-            let mut cmd = redis::cmd("PTTL");
-            cmd.arg(rkey);
-            Some(self.query(&cmd).await.map_err(store_error)?)
-        } else {
-            None
-        };
-        Ok((claim, left))
+        match claim {
+            Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+                Ok([previous, left]) => Ok((previous, Some(left))),
+                Err(_) => Err(malformed(rkey, "the claim script did not answer a pair")),
+            },
+            nil => Ok((nil, None)),
+        }
     }
 
     /// The read-first step of a claim: `GET` (with the local cache, and `PTTL` in the same
@@ -852,14 +853,17 @@ impl RedisStore {
         }
     }
 
-    /// `cmd` and `PTTL rkey` in one pipeline; answers both replies (errors as errors).
+    /// `cmd` and `PTTL rkey` in one transaction (`MULTI`/`EXEC`, one round trip); answers both
+    /// replies (errors as errors). A plain pipeline is not enough: another client's claim could
+    /// run between the two, and the `PTTL` of its fresh lease would let the local cache keep
+    /// the record this `cmd` read long after it expired. Single key: cluster-safe.
     async fn query_with_pttl(
         &self,
         cmd: Cmd,
         rkey: RecordKey<'_>,
     ) -> Result<(Value, Value), RedisError> {
         let mut pipe = redis::pipe();
-        pipe.add_command(cmd).cmd("PTTL").arg(rkey);
+        pipe.atomic().add_command(cmd).cmd("PTTL").arg(rkey);
         // Each reply is checked below, so that the claim's own error (e.g. a server before
         // 7.0 refusing `NX` with `GET`) keeps its kind.
         pipe.ignore_errors();
