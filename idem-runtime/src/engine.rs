@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{self, Frame};
+use crate::guard::ClaimGuard;
 use crate::operation::{Call, OnConflict, Operation};
 use crate::store::memory::{Replay, ReplayValue};
 use crate::store::{Claim, MemoryStore, Record, Store, deadline};
@@ -136,8 +137,8 @@ where
     check_lease(op)?;
     let backend = Backend::of(store);
     let token = Token::generate();
-    // Armed before the claim is sent: if this future is dropped while a remote claim is in
-    // flight, the claim may have been recorded, and the token is all it takes to release it.
+    // Releases the claim on `Err`, panic or cancellation; dropped while a remote claim is in
+    // flight, it sees the claim through to the store's answer first (`guard.rs`).
     let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
     // The body moves into its driver before the first `.await`, so no other copy of it stays
     // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
@@ -145,7 +146,7 @@ where
     let mut drive = pin!(Drive::new(body, store, op.lease()));
     let claim = match backend {
         Backend::Memory(m) => m.claim_at(&key, &fingerprint, token, op.lease(), claimed_at),
-        Backend::Dyn(s) => s.claim(&key, &fingerprint, token, op.lease()).await,
+        Backend::Dyn(_) => guard.claim_remote(&fingerprint, op.lease()).await,
     };
     let claim = claim?;
     let recorded = match claim {
@@ -538,19 +539,6 @@ impl<'a> Backend<'a> {
         }
     }
 
-    pub(crate) async fn claim(
-        self,
-        key: &Key,
-        fp: &Fingerprint,
-        token: Token,
-        lease: Duration,
-    ) -> Result<Claim, Error> {
-        match self {
-            Backend::Memory(m) => m.claim_now(key, fp, token, lease),
-            Backend::Dyn(s) => s.claim(key, fp, token, lease).await,
-        }
-    }
-
     pub(crate) async fn complete(
         self,
         key: &Key,
@@ -578,73 +566,6 @@ impl<'a> Backend<'a> {
                 Ok(())
             }
             Backend::Dyn(s) => s.wait_for_change(key, max).await,
-        }
-    }
-}
-
-/// Releases a claim unless disarmed: on `Err`, panic (unwinding) and cancellation alike.
-pub(crate) struct ClaimGuard<'a> {
-    pub(crate) store: Cow<'a, Arc<dyn Store>>,
-    pub(crate) key: Key,
-    pub(crate) token: Token,
-    armed: bool,
-}
-
-impl<'a> ClaimGuard<'a> {
-    pub(crate) fn new(store: Cow<'a, Arc<dyn Store>>, key: Key, token: Token) -> Self {
-        ClaimGuard {
-            store,
-            key,
-            token,
-            armed: true,
-        }
-    }
-
-    pub(crate) fn disarm(&mut self) {
-        self.armed = false;
-    }
-
-    /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
-    /// more (lease lapsed or record removed).
-    /// Stays armed until the store has answered, so a caller dropped while the release is in
-    /// flight still releases (from `Drop`) instead of leaving the key in progress for a lease.
-    pub(crate) async fn release(&mut self) -> Result<bool, Error> {
-        let released = match Backend::of(&self.store) {
-            Backend::Memory(m) => Ok(m.release_now(&self.key, self.token)),
-            Backend::Dyn(s) => s.release(&self.key, self.token).await,
-        };
-        self.armed = false;
-        released
-    }
-
-    /// [`release`](Self::release) on the engine's error paths, where the caller's own error
-    /// wins: a failure is logged and the lease expires instead.
-    async fn release_quietly(&mut self) {
-        if let Err(error) = self.release().await {
-            tracing::warn!(target: "idem", key = %self.key, %error, "release failed; the lease will expire instead");
-        }
-    }
-}
-
-impl Drop for ClaimGuard<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        tracing::debug!(target: "idem", key = %self.key, "call dropped or panicked; releasing its claim");
-        if let Some(memory) = self.store.as_memory() {
-            memory.release_now(&self.key, self.token);
-            return;
-        }
-        // A remote release needs a runtime; without one the lease expires on its own.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = Arc::clone(&self.store);
-            let (key, token) = (self.key, self.token);
-            runtime.spawn(async move {
-                if let Err(error) = store.release(&key, token).await {
-                    tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
-                }
-            });
         }
     }
 }

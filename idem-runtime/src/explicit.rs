@@ -18,7 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, ClaimGuard, check_lease, renew_lease, renewal_period};
+use crate::engine::{AbortOnDrop, Backend, check_lease, renew_lease, renewal_period};
+use crate::guard::ClaimGuard;
 use crate::key::IdempotencyKey;
 use crate::store::{Claim, Record, Store};
 use crate::{Error, Fingerprint, Key, Operation, Token, record};
@@ -144,8 +145,8 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         check_lease(op)?;
         let token = Token::generate();
         let mut guard = ClaimGuard::new(Cow::Owned(self.store.clone()), key, token);
-        let claim = Backend::of(&self.store)
-            .claim(&key, &fingerprint, token, op.lease())
+        let claim = guard
+            .claim(&fingerprint, op.lease(), tokio::time::Instant::now())
             .await?;
         let mismatch = || Error::PayloadMismatch {
             operation: op.name(),

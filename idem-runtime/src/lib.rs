@@ -90,6 +90,7 @@ mod engine;
 mod error;
 mod explicit;
 mod global;
+mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod key;

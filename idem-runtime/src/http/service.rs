@@ -24,7 +24,8 @@ use super::layer::{Config, Scope};
 use super::problem::{self, Kind};
 use super::recorded;
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, ClaimGuard, renew_lease};
+use crate::engine::{AbortOnDrop, Backend, renew_lease};
+use crate::guard::ClaimGuard;
 use crate::store::{Claim, Record, Store};
 use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
 
@@ -265,11 +266,11 @@ where
     };
     let fingerprint = fingerprint(&config, &parts, &body);
     let token = Token::generate();
-    // Armed before the claim is sent: if this future is dropped while a remote claim is in
-    // flight, the token is all it takes to release it.
+    // If this future is dropped while a remote claim is in flight, the guard sees the claim
+    // through to its answer and releases it then.
     let mut guard = ClaimGuard::new(Cow::Owned(store.clone()), key, token);
-    let claim = Backend::of(&store)
-        .claim(&key, &fingerprint, token, config.lease)
+    let claim = guard
+        .claim(&fingerprint, config.lease, tokio::time::Instant::now())
         .await;
     match claim {
         Err(error) => Ok(store_failed(&config, &key, &error)),

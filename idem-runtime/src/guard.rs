@@ -1,0 +1,188 @@
+//! Claims and their release: a claim is released on `Err`, panic and cancellation alike, and
+//! never before the store has answered the claim itself.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::engine::Backend;
+use crate::store::{Claim, Store};
+use crate::{Error, Fingerprint, Key, Token};
+
+/// Releases a claim unless disarmed: on `Err`, panic (unwinding) and cancellation alike.
+pub(crate) struct ClaimGuard<'a> {
+    pub(crate) store: Cow<'a, Arc<dyn Store>>,
+    pub(crate) key: Key,
+    pub(crate) token: Token,
+    armed: bool,
+}
+
+impl<'a> ClaimGuard<'a> {
+    pub(crate) fn new(store: Cow<'a, Arc<dyn Store>>, key: Key, token: Token) -> Self {
+        ClaimGuard {
+            store,
+            key,
+            token,
+            armed: true,
+        }
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Claims the guard's key with its token. A remote claim is seen through to its answer even
+    /// if this future is dropped on the way ([`ClaimInFlight`]); the guard is armed again once
+    /// the store has answered.
+    pub(crate) async fn claim(
+        &mut self,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Claim, Error> {
+        if let Some(memory) = self.store.as_memory() {
+            return memory.claim_at(&self.key, fingerprint, self.token, lease, now);
+        }
+        self.claim_remote(fingerprint, lease).await
+    }
+
+    /// [`claim`](Self::claim) on a store other than the built-in memory store.
+    pub(crate) async fn claim_remote(
+        &mut self,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<Claim, Error> {
+        // While the claim is in flight, `ClaimInFlight` is the one to release it if dropped.
+        self.armed = false;
+        let claim = ClaimInFlight::send(
+            Arc::clone(&self.store),
+            self.key,
+            *fingerprint,
+            self.token,
+            lease,
+        )
+        .await;
+        self.armed = true;
+        claim
+    }
+
+    /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
+    /// more (lease lapsed or record removed).
+    /// Stays armed until the store has answered, so a caller dropped while the release is in
+    /// flight still releases (from `Drop`) instead of leaving the key in progress for a lease.
+    pub(crate) async fn release(&mut self) -> Result<bool, Error> {
+        let released = match Backend::of(&self.store) {
+            Backend::Memory(m) => Ok(m.release_now(&self.key, self.token)),
+            Backend::Dyn(s) => s.release(&self.key, self.token).await,
+        };
+        self.armed = false;
+        released
+    }
+
+    /// [`release`](Self::release) on the engine's error paths, where the caller's own error
+    /// wins: a failure is logged and the lease expires instead.
+    pub(crate) async fn release_quietly(&mut self) {
+        if let Err(error) = self.release().await {
+            tracing::warn!(target: "idem", key = %self.key, %error, "release failed; the lease will expire instead");
+        }
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        tracing::debug!(target: "idem", key = %self.key, "call dropped or panicked; releasing its claim");
+        if let Some(memory) = self.store.as_memory() {
+            memory.release_now(&self.key, self.token);
+            return;
+        }
+        // A remote release needs a runtime; without one the lease expires on its own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = Arc::clone(&self.store);
+            let (key, token) = (self.key, self.token);
+            runtime.spawn(async move {
+                if let Err(error) = store.release(&key, token).await {
+                    tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
+                }
+            });
+        }
+    }
+}
+
+/// The claim sent, handing the store back with the answer.
+type Sent = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<Claim, Error>)> + Send>>;
+
+/// A remote claim in flight. Dropped before the store answered (the caller was cancelled), it
+/// is handed to a task that awaits the answer and then releases the claim. Releasing at once
+/// could reach the store before the claim itself: a pooled backend such as PostgreSQL sends
+/// the two on different connections, and a query whose future was dropped may still run, so
+/// the release would find nothing and the claim would then hold the key for a whole lease.
+struct ClaimInFlight {
+    sent: Option<Sent>,
+    key: Key,
+    token: Token,
+}
+
+impl ClaimInFlight {
+    fn send(
+        store: Arc<dyn Store>,
+        key: Key,
+        fingerprint: Fingerprint,
+        token: Token,
+        lease: Duration,
+    ) -> Self {
+        let sent: Sent = Box::pin(async move {
+            let claim = store.claim(&key, &fingerprint, token, lease).await;
+            (store, claim)
+        });
+        ClaimInFlight {
+            sent: Some(sent),
+            key,
+            token,
+        }
+    }
+}
+
+impl Future for ClaimInFlight {
+    type Output = Result<Claim, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Polled again after its answer (never done here): it stays pending.
+        let Some(sent) = self.sent.as_mut() else {
+            return Poll::Pending;
+        };
+        let (_, claim) = ready!(sent.as_mut().poll(cx));
+        self.sent = None;
+        Poll::Ready(claim)
+    }
+}
+
+impl Drop for ClaimInFlight {
+    fn drop(&mut self) {
+        let Some(sent) = self.sent.take() else {
+            return;
+        };
+        // Without a runtime the claim cannot finish either; its lease is the backstop.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (key, token) = (self.key, self.token);
+        tracing::debug!(target: "idem", %key, "call dropped while claiming; releasing once the claim is answered");
+        runtime.spawn(async move {
+            let (store, claim) = sent.await;
+            // Answered with another caller's record: nothing of ours to release.
+            if matches!(claim, Ok(Claim::Completed { .. } | Claim::InProgress { .. })) {
+                return;
+            }
+            if let Err(error) = store.release(&key, token).await {
+                tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
+            }
+        });
+    }
+}
