@@ -21,7 +21,8 @@
 //! A type with at most one distinct non-scalar element type needs no walk: its whole-value
 //! impl is the key-trait one exactly when that element's is (each recognised container
 //! implements the key trait when its elements do), so `dispatch` already picks the right impl
-//! for the element. Scalars (`u64`, `String`, `Duration`, …) are key-trait and `Serialize`
+//! for the element. The exception is a `HashSet` of non-scalar elements, always walked: serde
+//! would write it in iteration order, so two equal sets of a serde-only type would differ. Scalars (`u64`, `String`, `Duration`, …) are key-trait and `Serialize`
 //! with the same bytes either way, so they do not count.
 
 use proc_macro2::{Delimiter, Ident, Span, TokenStream, TokenTree};
@@ -265,7 +266,18 @@ fn needs_walk(ty: &Type) -> bool {
     }
     let mut leaves = Vec::new();
     collect_leaves(ty, &mut leaves);
-    leaves.len() >= 2
+    leaves.len() >= 2 || has_hash_set(ty)
+}
+
+/// Whether `ty` holds a `HashSet` of non-scalar elements: if those are serde-only, `dispatch`
+/// would write the set through serde, as a sequence in iteration order, which differs between
+/// two equal sets; the walk writes it in the set form.
+fn has_hash_set(ty: &Type) -> bool {
+    let n = node(ty);
+    match n {
+        Node::Set(MapKind::Hash, elem) => !all_scalar(elem),
+        _ => children(&n).into_iter().any(has_hash_set),
+    }
 }
 
 struct Walker<'k> {

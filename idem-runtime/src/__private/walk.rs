@@ -129,8 +129,9 @@ pub fn hash_map<K, V, S>(
 /// sequence in iteration order. So that walking changes no key other than those of derived
 /// types reached through serde, the form follows what `dispatch` would have picked for the
 /// whole set: the set form if the element type implements [`IdempotencyKey`] ([`SetForm`]),
-/// else the sequence form ([`SeqForm`]; sorted for a `BTreeSet`, but in iteration order, so
-/// not reproducible, for a `HashSet`).
+/// else, for a `BTreeSet`, the sequence form in its sorted order ([`SeqForm`]). A `HashSet` of
+/// such elements gets the set form too: serde's sequence would follow its iteration order,
+/// which differs between two equal sets, so that key was never reproducible to keep.
 #[inline(always)]
 pub fn btree_set<T>(value: &BTreeSet<T>) -> SetForm<'_, BTreeSet<T>> {
     SetForm(SeqForm(value))
@@ -181,9 +182,9 @@ impl<T> SeqForm<'_, BTreeSet<T>> {
 }
 
 impl<T, S> SeqForm<'_, HashSet<T, S>> {
-    /// The sequence form, in iteration order, as the serde bridge writes it.
+    /// The set form, as for key-trait elements (see [`btree_set`]).
     #[inline]
     pub fn write(&self, out: &mut KeyHasher, each: impl FnMut(&T, &mut KeyHasher)) {
-        out.write_seq_with(self.0.iter(), each);
+        out.write_set_with(self.0.iter(), each);
     }
 }
