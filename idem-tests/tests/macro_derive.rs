@@ -770,3 +770,37 @@ fn a_hash_set_of_serde_only_elements_has_one_key() {
     };
     assert_ne!(key(&fewer), first);
 }
+
+/// A field of an associated type (`E::Id`) needs no bound on `E` itself: `Account` is only a
+/// marker, and the id goes through its own impls (serde here, as the trait requires).
+trait Entity {
+    type Id: Serialize;
+}
+
+struct Account;
+
+impl Entity for Account {
+    type Id = u64;
+}
+
+#[derive(IdempotencyKey)]
+struct Ref<E: Entity> {
+    id: E::Id,
+}
+
+#[derive(IdempotencyKey)]
+struct QualifiedRef<E: Entity> {
+    id: <E as Entity>::Id,
+}
+
+#[test]
+fn associated_type_fields_need_no_bound_on_their_parameter() {
+    #[derive(IdempotencyKey)]
+    struct Plain {
+        id: u64,
+    }
+    let plain = key(&Plain { id: 7 });
+    assert_eq!(key(&Ref::<Account> { id: 7 }), plain);
+    assert_eq!(key(&QualifiedRef::<Account> { id: 7 }), plain);
+    assert_ne!(key(&Ref::<Account> { id: 8 }), plain);
+}

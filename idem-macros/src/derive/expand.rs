@@ -262,16 +262,18 @@ fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
 }
 
 /// The identifiers of `ty` that can name a type parameter, except those inside
-/// `PhantomData<…>` (bare or `std`/`core`-qualified; name-based).
+/// `PhantomData<…>` (bare or `std`/`core`-qualified; name-based) and those of associated types:
+/// a field `E::Id` (or `<E as Entity>::Id`) is bounded by the trait that declares `Id`, and
+/// asking `E` itself to be key material would refuse every `E` that is only a marker.
 fn idents_in_type(ty: &Type, out: &mut Vec<Ident>) {
     match ty {
         Type::Path(p) if p.qself.is_none() && is_phantom(&p.path) => {}
         Type::Path(p) => {
-            if let Some(q) = &p.qself {
-                idents_in_type(&q.ty, out);
-            }
-            for seg in &p.path.segments {
-                out.push(seg.ident.clone());
+            let projection = p.qself.is_some() || p.path.segments.len() > 1;
+            for (index, seg) in p.path.segments.iter().enumerate() {
+                if !(projection && index == 0) {
+                    out.push(seg.ident.clone());
+                }
                 match &seg.arguments {
                     PathArguments::AngleBracketed(args) => {
                         for arg in &args.args {

@@ -121,7 +121,7 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     // A borrowed value can never be `DeserializeOwned`; the compiler would say so in three
     // errors about higher-ranked lifetimes, none of them at the `&`.
     if let Some((_, output)) = &shape_output
-        && let Some(value) = single_generic(output, "Result")
+        && let Some(value) = result_value(output)
         && let Some(borrow) = find_reference(value.to_token_stream())
     {
         cx.error_at(
@@ -331,9 +331,10 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             );
         }
     }
-    if let Some((_, output)) = &shape_output
-        && let Some(value) = single_generic(output, "Result")
-    {
+    if let Some((_, output)) = &shape_output {
+        // `Result<T, E>`, `io::Result<T>`, `AppResult<T>`: the value is the first argument;
+        // errors are never recorded. Under any other name, the whole type may be the value.
+        let value = result_value(output).unwrap_or(output);
         check_generic_value(
             cx,
             &func.sig.generics,
@@ -520,6 +521,22 @@ fn async_trait_output(output: &ReturnType) -> Option<Type> {
             GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(assoc.ty.clone()),
             _ => None,
         })
+    })
+}
+
+/// The first type argument of a type whose name ends in `Result`.
+fn result_value(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if !last.ident.to_string().ends_with("Result") {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|a| match a {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
     })
 }
 
