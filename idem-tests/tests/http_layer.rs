@@ -985,3 +985,50 @@ async fn unbounded_wait_timeout_waits_for_the_owner() {
     assert_eq!(duplicate.body, owner.body);
     assert_eq!(server.runs(), 1);
 }
+
+/// A response body that fails part way (a streamed export whose database went away) is not
+/// recorded, and reaches the client as a failure: chunked and cut off before its last chunk,
+/// never framed as a complete message by a `Content-Length` of what came before the error.
+#[tokio::test]
+async fn a_response_body_that_fails_is_not_framed_as_complete() {
+    async fn export(request: Request) -> Response {
+        let first = match request.uri().path() {
+            "/partial" => vec![Ok(bytes::Bytes::from_static(b"id,amount\n1,"))],
+            _ => Vec::new(),
+        };
+        let failure = Err(std::io::Error::other("database gone"));
+        let stream = futures::stream::iter(first.into_iter().chain([failure]));
+        Response::new(axum::body::Body::from_stream(stream))
+    }
+    let runs = Arc::new(AtomicUsize::new(0));
+    let router = Router::new()
+        .route("/partial", routing::post(export))
+        .route("/empty", routing::post(export))
+        .layer(scoped("failing-body").store(memory()).build().unwrap())
+        .layer(middleware::from_fn(authenticate));
+    let server = serve_router(router, runs).await;
+    for path in ["/partial", "/empty"] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme\r\n\
+             Idempotency-Key: export\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        // The server cuts the connection: the client sees nothing, or a chunked message
+        // without its last chunk, as it would without the layer.
+        let reply = raw(server.addr, request.as_bytes()).await;
+        let lower = reply.to_ascii_lowercase();
+        assert!(
+            !lower.contains("content-length"),
+            "{path}: framed as complete: {reply}"
+        );
+        assert!(
+            !reply.ends_with("0\r\n\r\n"),
+            "{path}: the last chunk was sent: {reply}"
+        );
+        if !reply.is_empty() {
+            assert!(
+                lower.contains("transfer-encoding: chunked"),
+                "{path}: {reply}"
+            );
+        }
+    }
+}

@@ -161,6 +161,13 @@ where
                         }
                         hint
                     }
+                    // A body that failed part way must not look complete: with an exact size,
+                    // the server would frame what came before the error as the whole message.
+                    None if state.error.is_some() => {
+                        let mut hint = SizeHint::new();
+                        hint.set_lower(head);
+                        hint
+                    }
                     None => SizeHint::with_exact(head),
                 }
             }
