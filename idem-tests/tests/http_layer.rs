@@ -1032,3 +1032,44 @@ async fn a_response_body_that_fails_is_not_framed_as_complete() {
         }
     }
 }
+
+/// With the default limits, every response the layer may record fits the default store: a
+/// binary body just under `DEFAULT_MAX_RESPONSE_BODY` (base64 in the record) and text made of
+/// characters that JSON escapes are replayed, not run again.
+#[tokio::test]
+async fn responses_up_to_the_default_limit_fit_the_default_store() {
+    use idem_runtime::http::DEFAULT_MAX_RESPONSE_BODY;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let respond = move |request: Request| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let body: Vec<u8> = match request.uri().path() {
+                // Not UTF-8.
+                "/binary" => (0..DEFAULT_MAX_RESPONSE_BODY)
+                    .map(|i| (i % 256) as u8 | 0x80)
+                    .collect(),
+                _ => "\"\n\u{1}"
+                    .repeat(DEFAULT_MAX_RESPONSE_BODY / 3)
+                    .into_bytes(),
+            };
+            (StatusCode::CREATED, body)
+        }
+    };
+    let router = Router::new()
+        .route("/binary", routing::post(respond.clone()))
+        .route("/escaped", routing::post(respond))
+        .layer(scoped("default-limits").store(memory()).build().unwrap())
+        .layer(middleware::from_fn(authenticate));
+    let server = serve_router(router, runs.clone()).await;
+    for path in ["/binary", "/escaped"] {
+        let request = post(path).tenant("acme").key(path).body("x");
+        let first = request.send(server.addr).await;
+        let again = request.send(server.addr).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{path}");
+        assert!(again.replayed(), "{path}: not recorded");
+        assert_eq!(again.body, first.body, "{path}");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}

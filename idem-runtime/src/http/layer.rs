@@ -16,8 +16,10 @@ use crate::{DEFAULT_LEASE, DEFAULT_TTL, Error, KeyHasher, OnConflict};
 
 /// Default limit of a request body the layer buffers and fingerprints: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
-/// Default limit of a response body the layer records: 1 MiB.
-pub const DEFAULT_MAX_RESPONSE_BODY: usize = 1 << 20;
+/// Default limit of a response body the layer records: 512 KiB. Its record takes at most 4/3
+/// of that (binary bodies are base64-encoded) plus the replayed headers, which the 1 MiB value
+/// limit of the built-in stores holds.
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 512 << 10;
 /// Default time a duplicate waits for the running request with [`OnConflict::Wait`]: 10 s.
 pub const DEFAULT_HTTP_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default base of the problem `type` URIs.
@@ -460,8 +462,14 @@ impl<State> IdempotencyLayerBuilder<State> {
         self
     }
 
-    /// The largest response body the layer records (default 1 MiB). A larger response is
+    /// The largest response body the layer records (default 512 KiB). A larger response is
     /// passed to the client unchanged, not recorded, and its key is released.
+    ///
+    /// A record takes up to 4/3 of the body (a body that is not UTF-8, or text that JSON
+    /// escaping would grow more, is base64-encoded) plus the replayed headers, and must fit the
+    /// store's value limit (`max_value_bytes`, 1 MiB by default in the built-in stores): when
+    /// raising this, raise that too, or responses near the limit are answered but not
+    /// recorded (logged as a warning), and a retry runs the handler again.
     pub fn max_response_body(mut self, bytes: usize) -> Self {
         self.max_response_body = bytes;
         self

@@ -75,6 +75,13 @@
 //! passed to the client unchanged and not recorded, and the key is released. The record format
 //! is described in the `recorded` section below.
 //!
+//! **Responses are buffered.** To be recorded, a response body is read whole (up to
+//! `max_response_body`) before anything is sent: the client gets the status line when the
+//! handler's body has ended, or passed the limit. Keep the layer off streaming routes
+//! (server-sent events, long downloads, token streams): there the first bytes would wait for
+//! the end of the stream. A body that fails part way is not recorded and reaches the client as
+//! a failed (cut off) response, as it would without the layer.
+//!
 //! **Disconnects and crashes.** Once the key is claimed, the handler runs to completion in its
 //! own task (the layer takes the service that `poll_ready` readied, by `std::mem::replace`, and
 //! moves it into the task): a client that disconnects neither cancels the handler nor loses its

@@ -103,6 +103,10 @@ pub(crate) fn encode(
             raw = serde_json::from_str::<Box<RawValue>>(text).ok();
             match &raw {
                 Some(raw) if raw.get() == text => BodyOut::Json(raw),
+                // Escaping can grow text six-fold (control characters); base64 by a third.
+                _ if escaped_len(text) > base64_len(body.len()) => {
+                    BodyOut::Base64(STANDARD.encode(body))
+                }
                 _ => BodyOut::Text(text),
             }
         }
@@ -116,6 +120,22 @@ pub(crate) fn encode(
             body,
         },
     )
+}
+
+/// The length of `text` as a JSON string (quotes included), as `serde_json` escapes it.
+fn escaped_len(text: &str) -> usize {
+    text.bytes().fold(2, |len, b| {
+        len + match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        }
+    })
+}
+
+/// The length of `len` bytes in padded base64, quotes included.
+fn base64_len(len: usize) -> usize {
+    len.div_ceil(3) * 4 + 2
 }
 
 /// Decodes a record written by [`encode`].
@@ -255,6 +275,55 @@ from_str_slice!(Base64Bytes(Bytes), "the body in base64", |s| {
 mod tests {
     use super::*;
     use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+
+    #[test]
+    fn escaped_len_is_serde_jsons() {
+        for text in [
+            "",
+            "plain",
+            "a \"quote\" and \\",
+            "lines\n\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}é€😀",
+        ] {
+            assert_eq!(
+                escaped_len(text),
+                serde_json::to_string(text).unwrap().len(),
+                "{text:?}"
+            );
+        }
+        for len in 0..10 {
+            let encoded = serde_json::to_string(&STANDARD.encode(vec![0u8; len])).unwrap();
+            assert_eq!(base64_len(len), encoded.len());
+        }
+    }
+
+    /// Text that escaping would grow beyond base64 is recorded as base64: no body takes more
+    /// than 4/3 of its size in the record.
+    #[test]
+    fn heavily_escaped_text_is_recorded_as_base64() {
+        let allow = [];
+        for body in [
+            "\u{1}".repeat(3000),
+            "\"\n".repeat(3000),
+            "plain text ".repeat(300),
+        ] {
+            let bytes = encode(
+                "http:t",
+                StatusCode::OK,
+                &HeaderMap::new(),
+                &allow,
+                body.as_bytes(),
+            )
+            .unwrap();
+            assert!(
+                bytes.len() <= body.len() * 4 / 3 + 64,
+                "{} for {}",
+                bytes.len(),
+                body.len()
+            );
+            assert_eq!(&decode("http:t", &bytes).unwrap().body[..], body.as_bytes());
+        }
+    }
 
     #[test]
     fn round_trip_text_and_binary() {
