@@ -317,6 +317,72 @@ async fn redis_completed_value_is_acknowledged_before_return() {
     }
 }
 
+/// A connection that drops and comes back while a body runs (a server restart, a failover, an
+/// idle timeout of the provider) fails the first command sent on it. If that is the owner's
+/// `complete`, the result must still be recorded, not lost with the key released for a second
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() {
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let upstream = url
+        .trim_start_matches("redis://")
+        .split(['/', '@'])
+        .find(|part| part.contains(':'))
+        .expect("host:port in IDEM_REDIS_URL")
+        .to_owned();
+    let proxy = FaultProxy::start(&upstream).await;
+    let store = RedisStore::builder()
+        .key_prefix(fixture.prefix())
+        .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+        .await
+        .unwrap();
+    let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
+    let value = idem_runtime::record::encode("faults", &"done").unwrap();
+    for round in 0..3 {
+        let key = unique_key(&format!("blip-{round}"));
+        let token = Token::generate();
+        assert_eq!(
+            store.claim(&key, &fp, token, lease).await.unwrap(),
+            idem_runtime::store::Claim::Acquired
+        );
+        // The body runs; meanwhile the connection drops and the server is reachable again.
+        proxy.cut().await;
+        proxy.restore().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            store
+                .complete(&key, token, value.clone(), lease)
+                .await
+                .unwrap(),
+            "round {round}"
+        );
+        match store.get(&key).await.unwrap() {
+            Some(Record::Completed { value: stored, .. }) => assert_eq!(stored, value),
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    // Repeated with the same token after it succeeded (a lost reply), `complete` reports the
+    // recorded value; another value is fenced out.
+    let key = unique_key("blip-repeat");
+    let token = Token::generate();
+    store.claim(&key, &fp, token, lease).await.unwrap();
+    assert!(
+        store
+            .complete(&key, token, value.clone(), lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete(&key, token, value.clone(), lease)
+            .await
+            .unwrap()
+    );
+    let other = idem_runtime::record::encode("faults", &"other").unwrap();
+    assert!(!store.complete(&key, token, other, lease).await.unwrap());
+}
+
 /// The local cache learns how long a replayed record lives from a `PTTL` sent with the claim.
 /// If another client's command ran between the two (a pipeline split across TCP reads, a busy
 /// server), the `PTTL` could measure that client's fresh claim, and the cache would keep the

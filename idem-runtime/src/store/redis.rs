@@ -35,8 +35,13 @@ return false
 ";
 
 /// `KEYS[1]` record; `ARGV`: token, value, TTL in ms. Answers 1 if completed, 0 if fenced out.
+/// A record already completed with this very value also answers 1, so that a call repeated
+/// after a lost reply reports what happened.
 const COMPLETE_LUA: &str = r"
 local r = redis.call('GET', KEYS[1])
+if r and string.sub(r, 1, 1) == 'c' and string.sub(r, 34) == ARGV[2] then
+  return 1
+end
 if not r or string.sub(r, 1, 1) ~= 'p' or string.sub(r, 34, 49) ~= ARGV[1] then
   return 0
 end
@@ -621,6 +626,16 @@ fn store_error(e: RedisError) -> Error {
     Error::store(NAME, e)
 }
 
+/// Whether `error` is a Redis connection that failed (broken, dropped, refused), not an answer.
+fn connection_lost(error: &Error) -> bool {
+    let Error::Store { source, .. } = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<RedisError>()
+        .is_some_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
+}
+
 /// `target` is already [redacted](redact).
 fn connect_error(target: &str, e: RedisError) -> Error {
     Error::store(
@@ -1063,7 +1078,19 @@ impl Store for RedisStore {
                 Arg::Bytes(&value),
                 Arg::Int(millis(ttl)),
             ];
-            let completed = flag(rkey, self.eval(&COMPLETE, rkey, &args).await?)?;
+            let answer = match self.eval(&COMPLETE, rkey, &args).await {
+                // The first command on a connection that dropped since the last one fails while
+                // the connection manager reconnects; one more try goes over the new connection.
+                // Without it, a body that outlived a blip would lose its result and its key be
+                // released for a second run. Safe to repeat: the script is token-fenced, and a
+                // record already completed with this value answers 1.
+                Err(error) if connection_lost(&error) => {
+                    tracing::debug!(target: "idem", %error, "redis connection lost; completing again");
+                    self.eval(&COMPLETE, rkey, &args).await?
+                }
+                answer => answer?,
+            };
+            let completed = flag(rkey, answer)?;
             if completed && let Some((replicas, timeout)) = self.replicas {
                 self.wait_for_replicas(rkey, replicas, timeout).await?;
             }
