@@ -233,6 +233,56 @@ async fn tuple_key(tenant: String, request: Request) -> Result<String, Error> {
     Ok(format!("{tenant}/{}", request.id)) // `tenant` and `request` were borrowed, not moved
 }
 
+#[idempotent(key = (tenant,))]
+async fn one_tuple_key(tenant: String) -> Result<String, Error> {
+    Ok(tenant)
+}
+
+#[idempotent(key = ((tenant, region), id))]
+async fn nested_tuple_key(tenant: String, region: String, id: u64) -> Result<String, Error> {
+    Ok(format!("{tenant}/{region}/{id}"))
+}
+
+#[idempotent(key = &(tenant, region))]
+async fn borrowed_tuple_key(tenant: String, region: String) -> Result<String, Error> {
+    Ok(format!("{tenant}/{region}"))
+}
+
+/// Every tuple form borrows its parameters (they are used in the body after the key) and
+/// hashes like the same tuple given to `Operation::key`.
+#[tokio::test]
+async fn tuple_keys_of_any_shape_borrow_their_parts() {
+    with_store(store(), async {
+        let op =
+            |name: &str| idem_runtime::operation(&format!("{}::{name}", module_path!())).unwrap();
+        assert_eq!(one_tuple_key("t".into()).await.unwrap(), "t");
+        let key = key_of(one_tuple_key("t".into())).await.unwrap();
+        assert_eq!(key, op("one_tuple_key").key(&("t",)).unwrap());
+
+        assert_eq!(
+            nested_tuple_key("t".into(), "eu".into(), 7).await.unwrap(),
+            "t/eu/7"
+        );
+        let key = key_of(nested_tuple_key("t".into(), "eu".into(), 7))
+            .await
+            .unwrap();
+        assert_eq!(
+            key,
+            op("nested_tuple_key").key(&(("t", "eu"), 7u64)).unwrap()
+        );
+
+        assert_eq!(
+            borrowed_tuple_key("t".into(), "eu".into()).await.unwrap(),
+            "t/eu"
+        );
+        let key = key_of(borrowed_tuple_key("t".into(), "eu".into()))
+            .await
+            .unwrap();
+        assert_eq!(key, op("borrowed_tuple_key").key(&("t", "eu")).unwrap());
+    })
+    .await;
+}
+
 #[derive(Serialize)]
 struct Request {
     id: u64,

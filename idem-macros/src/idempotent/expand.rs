@@ -251,18 +251,25 @@ fn write_param(k: &TokenStream, p: &Hashed) -> TokenStream {
 }
 
 /// Writes a `key` or `scope` expression; a tuple expression is written as a tuple of its
-/// elements, each borrowed, so `key = (tenant, id)` moves nothing and hashes like
-/// `Operation::key(&(tenant, id))` (`scope` likewise, like `Operation::scoped_key`).
+/// elements, each borrowed (nested tuples and `&(…)` likewise), so `key = (tenant, id)` moves
+/// nothing and hashes like `Operation::key(&(tenant, id))` (`scope` likewise, like
+/// `Operation::scoped_key`).
 fn write_expr(k: &TokenStream, expr: &Expr) -> TokenStream {
-    if let Expr::Tuple(t) = strip_parens(expr)
-        && t.elems.len() > 1
-    {
-        let h = hasher();
-        let arity = proc_macro2::Literal::u64_unsuffixed(t.elems.len() as u64);
-        let elems = t.elems.iter().map(|e| write_one(k, e));
-        return quote!(#h.begin_tuple(#arity); #(#elems)*);
+    match strip_parens(expr) {
+        Expr::Tuple(t) if !t.elems.is_empty() => {
+            let h = hasher();
+            let arity = proc_macro2::Literal::u64_unsuffixed(t.elems.len() as u64);
+            let elems = t.elems.iter().map(|e| write_expr(k, e));
+            quote!(#h.begin_tuple(#arity); #(#elems)*)
+        }
+        // `&T` is written as `T`.
+        Expr::Reference(r)
+            if r.mutability.is_none() && matches!(strip_parens(&r.expr), Expr::Tuple(_)) =>
+        {
+            write_expr(k, &r.expr)
+        }
+        _ => write_one(k, expr),
     }
-    write_one(k, expr)
 }
 
 fn write_one(k: &TokenStream, expr: &Expr) -> TokenStream {
