@@ -314,6 +314,19 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
         .iter()
         .filter_map(|p| p.name.as_ref().map(Ident::to_string))
         .collect();
+    // Names bound inside pattern parameters (`Order { id, .. }: Order`): not usable in the
+    // options, which see whole parameters; the error says so.
+    let mut in_patterns = Vec::new();
+    for d in &destructure {
+        pattern_bindings(&d.pat, &mut in_patterns);
+    }
+    for arg in &func.sig.inputs {
+        if let FnArg::Typed(pt) = arg
+            && !matches!(&*pt.pat, Pat::Ident(pi) if pi.subpat.is_none())
+        {
+            pattern_bindings(&pt.pat, &mut in_patterns);
+        }
+    }
     for (option, expr) in [
         ("key", &args.key),
         ("scope", &args.scope),
@@ -325,6 +338,7 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                 expr,
                 option,
                 &known,
+                &in_patterns,
                 receiver.is_some(),
                 &fn_name,
                 &params,
@@ -587,6 +601,7 @@ fn check_idents(
     expr: &Expr,
     option: &str,
     known: &[String],
+    in_patterns: &[String],
     has_self: bool,
     fn_name: &str,
     params: &[Param],
@@ -614,7 +629,17 @@ fn check_idents(
                     .chars()
                     .next()
                     .is_some_and(|c| c.is_lowercase() || c == '_');
-                if lower && !known.contains(&name) {
+                if lower && !known.contains(&name) && in_patterns.contains(&name) {
+                    cx.error_spanned_by(
+                        ident,
+                        format!(
+                            "`{option}` uses `{name}`, which is bound inside a parameter's \
+                             pattern; `{option} = …` is evaluated over whole parameters, before \
+                             the body destructures them: name the parameter (e.g. \
+                             `order: Order`) and write `{option} = order.{name}`"
+                        ),
+                    );
+                } else if lower && !known.contains(&name) {
                     cx.error_spanned_by(
                         ident,
                         format!(
@@ -754,4 +779,25 @@ fn find_ident(tokens: proc_macro2::TokenStream, ident: &Ident) -> Option<Span> {
         after_path_sep = colons == 2;
     }
     None
+}
+
+/// The identifiers a pattern binds.
+fn pattern_bindings(pat: &Pat, out: &mut Vec<String>) {
+    match pat {
+        Pat::Ident(p) => {
+            out.push(p.ident.unraw().to_string());
+            if let Some((_, sub)) = &p.subpat {
+                pattern_bindings(sub, out);
+            }
+        }
+        Pat::Tuple(t) => t.elems.iter().for_each(|e| pattern_bindings(e, out)),
+        Pat::TupleStruct(t) => t.elems.iter().for_each(|e| pattern_bindings(e, out)),
+        Pat::Struct(s) => s.fields.iter().for_each(|f| pattern_bindings(&f.pat, out)),
+        Pat::Slice(s) => s.elems.iter().for_each(|e| pattern_bindings(e, out)),
+        Pat::Or(o) => o.cases.iter().for_each(|c| pattern_bindings(c, out)),
+        Pat::Paren(p) => pattern_bindings(&p.pat, out),
+        Pat::Reference(r) => pattern_bindings(&r.pat, out),
+        Pat::Type(t) => pattern_bindings(&t.pat, out),
+        _ => {}
+    }
 }
