@@ -337,8 +337,10 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                 cx,
                 expr,
                 option,
-                &known,
-                &in_patterns,
+                Names {
+                    params: &known,
+                    in_patterns: &in_patterns,
+                },
                 receiver.is_some(),
                 &fn_name,
                 &params,
@@ -600,8 +602,7 @@ fn check_idents(
     cx: &mut Ctxt,
     expr: &Expr,
     option: &str,
-    known: &[String],
-    in_patterns: &[String],
+    names: Names<'_>,
     has_self: bool,
     fn_name: &str,
     params: &[Param],
@@ -629,7 +630,7 @@ fn check_idents(
                     .chars()
                     .next()
                     .is_some_and(|c| c.is_lowercase() || c == '_');
-                if lower && !known.contains(&name) && in_patterns.contains(&name) {
+                if lower && !names.params.contains(&name) && names.in_patterns.contains(&name) {
                     cx.error_spanned_by(
                         ident,
                         format!(
@@ -639,7 +640,7 @@ fn check_idents(
                              `order: Order`) and write `{option} = order.{name}`"
                         ),
                     );
-                } else if lower && !known.contains(&name) {
+                } else if lower && !names.params.contains(&name) {
                     cx.error_spanned_by(
                         ident,
                         format!(
@@ -779,6 +780,14 @@ fn find_ident(tokens: proc_macro2::TokenStream, ident: &Ident) -> Option<Span> {
         after_path_sep = colons == 2;
     }
     None
+}
+
+/// The names an option's expression may mean: the parameters, and (refused with a hint) the
+/// bindings inside pattern parameters.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    params: &'a [String],
+    in_patterns: &'a [String],
 }
 
 /// The identifiers a pattern binds.
