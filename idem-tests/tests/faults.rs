@@ -317,6 +317,16 @@ async fn redis_completed_value_is_acknowledged_before_return() {
     }
 }
 
+/// `host:port` of a `redis://[user:password@]host:port[/db]` URL, for a proxy in front of it.
+fn redis_host_port(url: &str) -> String {
+    let authority = url.trim_start_matches("redis://").split('/').next();
+    authority
+        .and_then(|a| a.rsplit('@').next())
+        .filter(|host_port| host_port.contains(':'))
+        .expect("host:port in IDEM_REDIS_URL")
+        .to_owned()
+}
+
 /// A connection that drops and comes back while a body runs (a server restart, a failover, an
 /// idle timeout of the provider) fails the first command sent on it. If that is the owner's
 /// `complete`, the result must still be recorded, not lost with the key released for a second
@@ -325,12 +335,7 @@ async fn redis_completed_value_is_acknowledged_before_return() {
 async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() {
     let fixture = RedisFixture::new().await;
     let url = redis_url();
-    let upstream = url
-        .trim_start_matches("redis://")
-        .split(['/', '@'])
-        .find(|part| part.contains(':'))
-        .expect("host:port in IDEM_REDIS_URL")
-        .to_owned();
+    let upstream = redis_host_port(&url);
     let proxy = FaultProxy::start(&upstream).await;
     let store = RedisStore::builder()
         .key_prefix(fixture.prefix())
@@ -398,12 +403,7 @@ async fn redis_local_cache_never_outlives_a_record_claimed_again_in_between() {
     ] {
         let fixture = RedisFixture::new().await;
         let url = redis_url();
-        let upstream = url
-            .trim_start_matches("redis://")
-            .split(['/', '@'])
-            .find(|part| part.contains(':'))
-            .expect("host:port in IDEM_REDIS_URL")
-            .to_owned();
+        let upstream = redis_host_port(&url);
         let proxy = FaultProxy::start_holding(
             &upstream,
             b"*2\r\n$4\r\nPTTL\r\n",

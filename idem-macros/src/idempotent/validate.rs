@@ -542,24 +542,18 @@ fn async_trait_output(output: &ReturnType) -> Option<Type> {
 
 /// The first type argument of a type whose name ends in `Result`.
 fn result_value(ty: &Type) -> Option<&Type> {
-    let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    if !last.ident.to_string().ends_with("Result") {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    args.args.iter().find_map(|a| match a {
-        GenericArgument::Type(t) => Some(t),
-        _ => None,
-    })
+    first_type_arg(ty, |name| name.to_string().ends_with("Result"))
 }
 
 fn single_generic<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    first_type_arg(ty, |ident| ident == name)
+}
+
+/// The first type argument of a path type whose last segment's name `named` accepts.
+fn first_type_arg(ty: &Type, named: impl Fn(&Ident) -> bool) -> Option<&Type> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
-    if last.ident != name {
+    if !named(&last.ident) {
         return None;
     }
     let PathArguments::AngleBracketed(args) = &last.arguments else {
