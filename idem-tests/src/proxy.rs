@@ -1,9 +1,11 @@
 //! A loopback TCP proxy for fault tests: it forwards to a real server until it is cut (every
 //! open connection is dropped and the port refuses new ones), and forwards again once restored
 //! on the same port; it can also hold back the client's bytes from a pattern on, to split one
-//! pipeline into two deliveries. Runs as tasks of the current tokio runtime.
+//! pipeline into two deliveries, and swallow the server's replies, so that a command runs but
+//! its answer is lost. Runs as tasks of the current tokio runtime.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ pub struct FaultProxy {
     listener: Mutex<Option<JoinHandle<()>>>,
     /// Client bytes from this pattern on reach the server this much later.
     hold: Option<(&'static [u8], Duration)>,
+    /// While set, the server's replies are read and dropped.
+    muted: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
@@ -60,6 +64,7 @@ impl FaultProxy {
             connections: Arc::new(Mutex::new(Vec::new())),
             listener: Mutex::new(None),
             hold,
+            muted: Arc::new(AtomicBool::new(false)),
         };
         proxy.serve(listener);
         proxy
@@ -70,23 +75,23 @@ impl FaultProxy {
         self.port
     }
 
+    /// Swallows the server's replies from now on (`true`) or forwards them again (`false`):
+    /// commands sent meanwhile run, but their clients never hear back.
+    pub fn mute_replies(&self, muted: bool) {
+        self.muted.store(muted, Ordering::SeqCst);
+    }
+
     fn serve(&self, listener: TcpListener) {
         let (upstream, connections, hold) = (self.upstream, self.connections.clone(), self.hold);
+        let muted = self.muted.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let muted = muted.clone();
                 let forward = tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
-                    match hold {
-                        None => {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                        Some((pattern, hold)) => {
-                            forward_holding(inbound, outbound, pattern, hold).await
-                        }
-                    }
+                    forward(inbound, outbound, hold, muted).await
                 });
                 lock(&connections).push(forward.abort_handle());
             }
@@ -131,12 +136,27 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Forwards like `copy_bidirectional`, holding back client bytes from `pattern` on for `hold`.
-async fn forward_holding(inbound: TcpStream, outbound: TcpStream, pattern: &[u8], hold: Duration) {
+/// Forwards like `copy_bidirectional`, holding back client bytes from `hold`'s pattern on for
+/// its duration, and dropping the server's bytes while `muted`.
+async fn forward(
+    inbound: TcpStream,
+    outbound: TcpStream,
+    hold: Option<(&'static [u8], Duration)>,
+    muted: Arc<AtomicBool>,
+) {
     let (mut client_in, mut client_out) = inbound.into_split();
     let (mut server_in, mut server_out) = outbound.into_split();
     let replies = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_in, &mut client_out).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_in.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !muted.load(Ordering::SeqCst) && client_out.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
     });
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -145,9 +165,12 @@ async fn forward_holding(inbound: TcpStream, outbound: TcpStream, pattern: &[u8]
             Ok(n) => n,
         };
         let chunk = &buf[..n];
-        let split = chunk.windows(pattern.len()).position(|w| w == pattern);
+        let split = hold.and_then(|(pattern, hold)| {
+            let at = chunk.windows(pattern.len()).position(|w| w == pattern)?;
+            Some((at, hold))
+        });
         let sent = match split {
-            Some(at) => {
+            Some((at, hold)) => {
                 let first = server_out.write_all(&chunk[..at]).await;
                 tokio::time::sleep(hold).await;
                 first.and(server_out.write_all(&chunk[at..]).await)

@@ -388,6 +388,95 @@ async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() 
     assert!(!store.complete(&key, token, other, lease).await.unwrap());
 }
 
+/// The same blip before a claim: the first claim after it goes out again over the new
+/// connection instead of failing. And a claim whose answer was lost after it ran on the server
+/// finds its own record when sent again, by its token: it is acquired, not mistaken for another
+/// caller's claim (which would make its caller wait out its own lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
+    use idem_runtime::store::{Claim, ClaimOrder};
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let upstream = redis_host_port(&url);
+    let direct = RedisStore::builder()
+        .key_prefix(fixture.prefix())
+        .connect(&url)
+        .await
+        .unwrap();
+    let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
+    let value = idem_runtime::record::encode("faults", &"done").unwrap();
+    for (script, order) in [
+        (false, ClaimOrder::ClaimFirst),
+        (true, ClaimOrder::ClaimFirst),
+        (false, ClaimOrder::ReadFirst),
+    ] {
+        let proxy = FaultProxy::start(&upstream).await;
+        let store = Arc::new(
+            RedisStore::builder()
+                .key_prefix(fixture.prefix())
+                .claim_with_script(script)
+                .claim_order(order)
+                .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+                .await
+                .unwrap(),
+        );
+        let case = format!("script claim {script}, {order:?}");
+
+        let key = unique_key(&format!("blip-claim-{script}-{order:?}"));
+        proxy.cut().await;
+        proxy.restore().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let token = Token::generate();
+        assert_eq!(
+            store.claim(&key, &fp, token, lease).await.unwrap(),
+            Claim::Acquired,
+            "{case}"
+        );
+        assert!(
+            store
+                .complete(&key, token, value.clone(), lease)
+                .await
+                .unwrap()
+        );
+
+        let key = unique_key(&format!("lost-answer-{script}-{order:?}"));
+        let token = Token::generate();
+        proxy.mute_replies(true);
+        let claim = tokio::spawn({
+            let (store, key) = (store.clone(), key);
+            async move { store.claim(&key, &fp, token, lease).await }
+        });
+        if order == ClaimOrder::ReadFirst {
+            // The read waits for its answer, and the claim is sent after it: both go out again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            // The claim ran on the server; its answer is lost with the connection.
+            let ran = async {
+                while !matches!(direct.get(&key).await, Ok(Some(Record::InProgress { .. }))) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(5), ran)
+                .await
+                .unwrap_or_else(|_| panic!("{case}: the muted claim never reached the server"));
+        }
+        proxy.cut().await;
+        proxy.mute_replies(false);
+        proxy.restore().await;
+        assert_eq!(claim.await.unwrap().unwrap(), Claim::Acquired, "{case}");
+        assert!(
+            store
+                .complete(&key, token, value.clone(), lease)
+                .await
+                .unwrap()
+        );
+        match direct.get(&key).await.unwrap() {
+            Some(Record::Completed { value: stored, .. }) => assert_eq!(stored, value),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+}
+
 /// The local cache learns how long a replayed record lives from a `PTTL` sent with the claim.
 /// If another client's command ran between the two (a pipeline split across TCP reads, a busy
 /// server), the `PTTL` could measure that client's fresh claim, and the cache would keep the

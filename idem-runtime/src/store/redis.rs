@@ -88,6 +88,7 @@ const LEASE: std::ops::Range<usize> = 49..57;
 enum Stored {
     InProgress {
         fingerprint: Fingerprint,
+        token: [u8; 16],
         lease: Duration,
     },
     Completed {
@@ -126,8 +127,13 @@ fn parse_record(rkey: RecordKey<'_>, bytes: Vec<u8>) -> Result<Stored, Error> {
                 .and_then(|l| <[u8; 8]>::try_from(l).ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| malformed(rkey, "in-progress record too short"))?;
+            let token = bytes
+                .get(TOKEN)
+                .and_then(|t| <[u8; 16]>::try_from(t).ok())
+                .ok_or_else(|| malformed(rkey, "in-progress record too short"))?;
             Ok(Stored::InProgress {
                 fingerprint,
+                token,
                 lease: Duration::from_millis(lease),
             })
         }
@@ -293,6 +299,17 @@ fn hex(key: &Key) -> [u8; 64] {
 /// | first call whose body fails | 2 (claim, `EVALSHA release`) |
 /// | duplicate while running | 2 (claim, `PTTL`; 1 with the local cache on, which pipelines the `PTTL`), then polls (below), then 1 read |
 /// | script unknown to the server | +1 once per script and server (`EVAL` after `NOSCRIPT`) |
+///
+/// ## Lost connections
+///
+/// A command that fails because the connection was lost (not one that timed out) is sent once
+/// more, over the connection the manager opens again: a server restart, a failover or a
+/// provider's idle timeout between two calls, or while a body runs, costs a reconnect instead
+/// of a failed call or a lost result. Every command is safe to repeat after it may have run:
+/// a claim that ran but whose answer was lost finds its own record (by its token) and is
+/// acquired; `complete` answers "completed" again for a record it already completed with the
+/// same value. If the repeat fails as well, the call fails with [`Error::Store`] and the body
+/// does not run (fail closed).
 ///
 /// ## Waiting for a running call
 ///
@@ -626,14 +643,10 @@ fn store_error(e: RedisError) -> Error {
     Error::store(NAME, e)
 }
 
-/// Whether `error` is a Redis connection that failed (broken, dropped, refused), not an answer.
-fn connection_lost(error: &Error) -> bool {
-    let Error::Store { source, .. } = error else {
-        return false;
-    };
-    source
-        .downcast_ref::<RedisError>()
-        .is_some_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
+/// Whether `error` is a connection that failed (broken, dropped, refused), not an answer, and
+/// not a timeout: a server too slow to answer is not sent the command a second time.
+fn connection_lost(e: &RedisError) -> bool {
+    !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
 }
 
 /// `target` is already [redacted](redact).
@@ -769,7 +782,26 @@ impl RedisStore {
         }
     }
 
+    /// Sends `cmd`, and once more if the connection was lost: the first command sent on a
+    /// connection that dropped since the last one (a server restart, a failover, a provider's
+    /// idle timeout) fails while the connection manager reconnects, and the repeat goes over
+    /// the new connection. Without it, a body that outlived such a blip would fail its
+    /// `complete` and have its key released for a second run, and the next claim would fail.
+    /// Every command sent here is safe to repeat after it may have run: reads; a claim, whose
+    /// repeat answers the record it wrote, recognised by its token; the token-fenced scripts,
+    /// `complete` answering 1 again for a record it already completed with the same value (a
+    /// repeated `release` answers 0, as for a lapsed lease: the key is free either way).
     async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match self.query_once(cmd).await {
+            Err(error) if connection_lost(&error) => {
+                tracing::debug!(target: "idem", %error, "redis connection lost; sending again");
+                self.query_once(cmd).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn query_once(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match &self.conn {
             // `query_async` boxes the connection's future: one allocation, but the futures that
             // await this one (a claim's, boxed per call) stay small. Awaiting the manager's
@@ -882,9 +914,16 @@ impl RedisStore {
         // Each reply is checked below, so that the claim's own error (e.g. a server before
         // 7.0 refusing `NX` with `GET`) keeps its kind.
         pipe.ignore_errors();
-        let replies: Vec<Value> = match &self.conn {
-            Connection::Single(c) => pipe.query_async(&mut c.clone()).await?,
-            Connection::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
+        let send = || async {
+            match &self.conn {
+                Connection::Single(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
+                Connection::Cluster(c) => pipe.query_async::<Vec<Value>>(&mut c.clone()).await,
+            }
+        };
+        // Once more after a lost connection, as `query` does.
+        let replies = match send().await {
+            Err(error) if connection_lost(&error) => send().await?,
+            answer => answer?,
         };
         match <[Value; 2]>::try_from(replies) {
             Ok([claim, left]) => Ok((claim.extract_error()?, left.extract_error()?)),
@@ -1036,7 +1075,16 @@ impl Store for RedisStore {
                         }
                         Ok(Claim::Completed { fingerprint, value })
                     }
-                    Stored::InProgress { fingerprint, lease } => {
+                    // Our own record: this claim was sent twice (`query` after a lost
+                    // connection) and the first one had been applied. Tokens are unique per
+                    // call, so no other caller holds this one.
+                    Stored::InProgress { token: held, .. } if held == token.to_bytes() => {
+                        self.note_claim(false);
+                        Ok(Claim::Acquired)
+                    }
+                    Stored::InProgress {
+                        fingerprint, lease, ..
+                    } => {
                         self.note_claim(false);
                         let left = match left {
                             Some(left) => left,
@@ -1078,19 +1126,9 @@ impl Store for RedisStore {
                 Arg::Bytes(&value),
                 Arg::Int(millis(ttl)),
             ];
-            let answer = match self.eval(&COMPLETE, rkey, &args).await {
-                // The first command on a connection that dropped since the last one fails while
-                // the connection manager reconnects; one more try goes over the new connection.
-                // Without it, a body that outlived a blip would lose its result and its key be
-                // released for a second run. Safe to repeat: the script is token-fenced, and a
-                // record already completed with this value answers 1.
-                Err(error) if connection_lost(&error) => {
-                    tracing::debug!(target: "idem", %error, "redis connection lost; completing again");
-                    self.eval(&COMPLETE, rkey, &args).await?
-                }
-                answer => answer?,
-            };
-            let completed = flag(rkey, answer)?;
+            // Sent again if the connection was lost (`query`): a blip while the body ran must
+            // not lose its result.
+            let completed = flag(rkey, self.eval(&COMPLETE, rkey, &args).await?)?;
             if completed && let Some((replicas, timeout)) = self.replicas {
                 self.wait_for_replicas(rkey, replicas, timeout).await?;
             }
@@ -1135,7 +1173,9 @@ impl Store for RedisStore {
                     value,
                     expires_in: left,
                 },
-                Stored::InProgress { fingerprint, lease } => Record::InProgress {
+                Stored::InProgress {
+                    fingerprint, lease, ..
+                } => Record::InProgress {
                     fingerprint,
                     remaining: left.min(lease),
                 },
