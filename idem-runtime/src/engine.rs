@@ -20,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
@@ -198,16 +197,11 @@ where
             return Err(error.into());
         }
     };
-    // A failed `complete` leaves the guard armed: it releases the claim when dropped.
-    let completed = match backend {
-        Backend::Memory(m) => m.complete_now(&key, token, bytes, op.ttl()),
-        Backend::Dyn(s) => s.complete(&key, token, bytes, op.ttl()).await,
-    };
-    if completed? {
-        guard.disarm();
+    // Seen through if this call is dropped meanwhile; a failed `complete` leaves the guard
+    // armed: it releases the claim when dropped.
+    if guard.complete(bytes, op.ttl()).await? {
         Ok(value)
     } else {
-        guard.disarm();
         frame.lease_lost.store(true, Ordering::Release);
         tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
         Err(Error::LeaseLost {
@@ -536,19 +530,6 @@ impl<'a> Backend<'a> {
         match store.as_memory() {
             Some(memory) => Backend::Memory(memory),
             None => Backend::Dyn(&**store),
-        }
-    }
-
-    pub(crate) async fn complete(
-        self,
-        key: &Key,
-        token: Token,
-        value: Bytes,
-        ttl: Duration,
-    ) -> Result<bool, Error> {
-        match self {
-            Backend::Memory(m) => m.complete_now(key, token, value, ttl),
-            Backend::Dyn(s) => s.complete(key, token, value, ttl).await,
         }
     }
 

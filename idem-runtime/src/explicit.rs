@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, check_lease, renew_lease, renewal_period};
+use crate::engine::{AbortOnDrop, check_lease, renew_lease, renewal_period};
 use crate::guard::ClaimGuard;
 use crate::key::IdempotencyKey;
 use crate::store::{Claim, Record, Store};
@@ -240,12 +240,9 @@ impl<T: Serialize> Claimed<T> {
         let operation = self.frame.operation;
         let bytes = record::encode(operation, value)?;
         self.renewer = None;
-        let (key, token) = (self.guard.key, self.guard.token);
-        let written = Backend::of(&self.guard.store)
-            .complete(&key, token, bytes, self.ttl)
-            .await?;
-        self.guard.disarm();
-        if written {
+        let key = self.guard.key;
+        // Seen through if this future is dropped meanwhile (`ClaimGuard::complete`).
+        if self.guard.complete(bytes, self.ttl).await? {
             Ok(())
         } else {
             Err(Error::LeaseLost { operation, key })

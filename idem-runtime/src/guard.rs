@@ -1,5 +1,6 @@
 //! Claims and their release: a claim is released on `Err`, panic and cancellation alike, and
-//! never before the store has answered the claim itself.
+//! never before the store has answered the claim itself; a body's result, once handed to the
+//! store, is recorded even if the caller is cancelled meanwhile.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -11,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::engine::Backend;
 use crate::store::{Claim, Store};
+use bytes::Bytes;
+
 use crate::{Error, Fingerprint, Key, Token};
 
 /// Releases a claim unless disarmed: on `Err`, panic (unwinding) and cancellation alike.
@@ -68,6 +71,26 @@ impl<'a> ClaimGuard<'a> {
         .await;
         self.armed = true;
         claim
+    }
+
+    /// Records `value` for the guard's claim: `Ok(true)` if written, `Ok(false)` if the claim
+    /// was not ours any more (lease lost); either way the guard is disarmed. On `Err` it stays
+    /// armed (the caller releases, or its drop does).
+    ///
+    /// A remote `complete` is seen through even if this future is dropped on the way
+    /// ([`CompleteInFlight`]): the body has run, and releasing its claim instead would let the
+    /// next call run it a second time.
+    pub(crate) async fn complete(&mut self, value: Bytes, ttl: Duration) -> Result<bool, Error> {
+        let completed = match Backend::of(&self.store) {
+            Backend::Memory(m) => m.complete_now(&self.key, self.token, value, ttl),
+            Backend::Dyn(_) => {
+                self.armed = false;
+                let store = Arc::clone(&self.store);
+                CompleteInFlight::send(store, self.key, self.token, value, ttl).await
+            }
+        };
+        self.armed = completed.is_err();
+        completed
     }
 
     /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
@@ -180,6 +203,70 @@ impl Drop for ClaimInFlight {
             if matches!(claim, Ok(Claim::Completed { .. } | Claim::InProgress { .. })) {
                 return;
             }
+            if let Err(error) = store.release(&key, token).await {
+                tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
+            }
+        });
+    }
+}
+
+/// The result sent, handing the store back with the answer.
+type Completing = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<bool, Error>)> + Send>>;
+
+/// A remote `complete` in flight. Dropped before the store answered (the caller was cancelled
+/// while the result was being recorded), it is handed to a task that sees it through: the body
+/// has already run, so its result is kept rather than its claim released. If the store fails
+/// to record it, the task releases the claim, as the caller would have.
+struct CompleteInFlight {
+    sent: Option<Completing>,
+    key: Key,
+    token: Token,
+}
+
+impl CompleteInFlight {
+    fn send(store: Arc<dyn Store>, key: Key, token: Token, value: Bytes, ttl: Duration) -> Self {
+        let sent: Completing = Box::pin(async move {
+            let completed = store.complete(&key, token, value, ttl).await;
+            (store, completed)
+        });
+        CompleteInFlight {
+            sent: Some(sent),
+            key,
+            token,
+        }
+    }
+}
+
+impl Future for CompleteInFlight {
+    type Output = Result<bool, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(sent) = self.sent.as_mut() else {
+            return Poll::Pending;
+        };
+        let (_, completed) = ready!(sent.as_mut().poll(cx));
+        self.sent = None;
+        Poll::Ready(completed)
+    }
+}
+
+impl Drop for CompleteInFlight {
+    fn drop(&mut self) {
+        let Some(sent) = self.sent.take() else {
+            return;
+        };
+        // Without a runtime the write cannot finish; the lease is the backstop.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (key, token) = (self.key, self.token);
+        tracing::debug!(target: "idem", %key, "call dropped while recording its result; recording it anyway");
+        runtime.spawn(async move {
+            let (store, completed) = sent.await;
+            let Err(error) = completed else {
+                return;
+            };
+            tracing::warn!(target: "idem", %key, %error, "result not recorded after the call was dropped; releasing its claim");
             if let Err(error) = store.release(&key, token).await {
                 tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
             }

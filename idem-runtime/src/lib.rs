@@ -74,8 +74,9 @@
 //! ## The guarantee, stated honestly
 //!
 //! At most one execution per key per live lease, and every caller gets the one recorded result.
-//! A body that already caused an external effect and is then cancelled or crashes may run again
-//! after its claim is released or its lease lapses; to close that gap, read the call's key with
+//! A body that already caused an external effect and is then cancelled or crashes before it
+//! returns may run again after its claim is released or its lease lapses (once it has returned,
+//! its result is recorded even if the caller is cancelled meanwhile); to close that gap, read the call's key with
 //! [`current()`] inside the body and pass it downstream (e.g. as a payment provider's
 //! `Idempotency-Key`).
 //!

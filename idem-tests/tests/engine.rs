@@ -785,7 +785,7 @@ async fn a_lease_under_a_millisecond_is_a_config_error() {
 async fn a_call_dropped_while_its_release_is_in_flight_still_releases() {
     static OP: Operation =
         Operation::new("engine.cancel_release").with_on_conflict(OnConflict::Reject);
-    let slow = Arc::new(idem_tests::slow_release::SlowRelease::new(
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::releasing_in(
         Duration::from_millis(200),
     ));
     let store: Arc<dyn Store> = slow.clone();
@@ -801,4 +801,39 @@ async fn a_call_dropped_while_its_release_is_in_flight_still_releases() {
     assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
     let retry: Result<u8, Error> = OP.call(key).store(store).run(async { Ok(2) }).await;
     assert_eq!(retry.unwrap(), 2);
+}
+
+/// The body returned `Ok` and its result is on its way to a remote-style store when the
+/// caller's future is dropped (a timeout, a client gone). The result must still be recorded:
+/// releasing the claim instead would run the finished body a second time on the next call.
+#[tokio::test]
+async fn a_call_dropped_while_its_result_is_recorded_keeps_the_result() {
+    static OP: Operation =
+        Operation::new("engine.cancel_complete").with_on_conflict(OnConflict::Reject);
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::completing_in(
+        Duration::from_millis(200),
+    ));
+    let store: Arc<dyn Store> = slow.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = OP.key(&1u8).unwrap();
+    let call = |value: u8| {
+        let runs = runs.clone();
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<u8, Error>(value)
+        })
+    };
+    // Dropped 20 ms in: the body is done, its `complete` is in flight.
+    let dropped = tokio::time::timeout(Duration::from_millis(20), call(1)).await;
+    assert!(dropped.is_err(), "still recording when dropped");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        matches!(
+            slow.inner.get(&key).await.unwrap(),
+            Some(Record::Completed { .. })
+        ),
+        "recorded"
+    );
+    assert_eq!(call(2).await.unwrap(), 1, "replayed");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

@@ -161,7 +161,7 @@ async fn a_removed_claim_is_seen_as_lost() {
 /// `fail` dropped while its (remote) release is in flight still releases the claim.
 #[tokio::test]
 async fn a_fail_dropped_mid_release_still_releases() {
-    let slow = Arc::new(idem_tests::slow_release::SlowRelease::new(
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::releasing_in(
         Duration::from_millis(200),
     ));
     let idem = Idempotency::<u8>::new(
@@ -177,6 +177,29 @@ async fn a_fail_dropped_mid_release_still_releases() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
     assert!(matches!(idem.start(key).await.unwrap(), Start::New(_)));
+}
+
+/// `complete` dropped while its (remote) write is in flight still records the value.
+#[tokio::test]
+async fn a_complete_dropped_mid_write_still_records() {
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::completing_in(
+        Duration::from_millis(200),
+    ));
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.complete_dropped"),
+        slow.clone() as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    let dropped = tokio::time::timeout(Duration::from_millis(20), claim.complete(&7)).await;
+    assert!(dropped.is_err(), "still recording when dropped");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(
+        idem.start(key).await.unwrap(),
+        Start::Duplicate(7)
+    ));
 }
 
 /// A hand-built operation whose lease is zero is refused before the claim.

@@ -373,20 +373,15 @@ where
                 &bytes,
             );
             let completed = match encoded {
-                Ok(value) => {
-                    Backend::of(&store)
-                        .complete(&key, token, value, config.ttl)
-                        .await
-                }
+                // Seen through if the request is dropped meanwhile (`ClaimGuard::complete`).
+                Ok(value) => guard.complete(value, config.ttl).await,
                 Err(error) => Err(error),
             };
             match completed {
                 Ok(true) => {
-                    guard.disarm();
                     tracing::debug!(target: "idem", operation = config.operation, %key, "response recorded");
                 }
                 Ok(false) => {
-                    guard.disarm();
                     frame.lease_lost.store(true, Ordering::Release);
                     tracing::warn!(target: "idem", operation = config.operation, %key, "lease lost before the response could be recorded; raise the layer's lease");
                 }

@@ -1,6 +1,6 @@
-//! A store whose `release` takes a while, like a remote round trip: the engine treats it as a
-//! remote store (no static memory dispatch), so tests can cancel a call while its release is
-//! in flight.
+//! A store whose `release` and `complete` take a while, like remote round trips: the engine
+//! treats it as a remote store (no static memory dispatch), so tests can cancel a call while
+//! its release or the recording of its result is in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,27 +9,38 @@ use bytes::Bytes;
 use idem_runtime::store::{Claim, Record, Store, StoreFuture};
 use idem_runtime::{Fingerprint, Key, MemoryStore, Token};
 
-/// A [`MemoryStore`] behind the `dyn Store` path, with `delay` before every release.
-pub struct SlowRelease {
+/// A [`MemoryStore`] behind the `dyn Store` path, with a delay before every release or
+/// complete.
+pub struct SlowStore {
     /// The records, for the test to inspect.
     pub inner: Arc<MemoryStore>,
-    /// How long each release takes.
-    pub delay: Duration,
+    release_delay: Duration,
+    complete_delay: Duration,
 }
 
-impl SlowRelease {
+impl SlowStore {
     /// A new, empty store whose releases take `delay`.
-    pub fn new(delay: Duration) -> Self {
-        SlowRelease {
+    pub fn releasing_in(delay: Duration) -> Self {
+        SlowStore {
             inner: Arc::new(MemoryStore::new()),
-            delay,
+            release_delay: delay,
+            complete_delay: Duration::ZERO,
+        }
+    }
+
+    /// A new, empty store whose completes take `delay`.
+    pub fn completing_in(delay: Duration) -> Self {
+        SlowStore {
+            inner: Arc::new(MemoryStore::new()),
+            release_delay: Duration::ZERO,
+            complete_delay: delay,
         }
     }
 }
 
-impl Store for SlowRelease {
+impl Store for SlowStore {
     fn name(&self) -> &'static str {
-        "slow-release"
+        "slow"
     }
 
     fn claim<'a>(
@@ -49,12 +60,15 @@ impl Store for SlowRelease {
         value: Bytes,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        self.inner.complete(key, token, value, ttl)
+        Box::pin(async move {
+            tokio::time::sleep(self.complete_delay).await;
+            self.inner.complete(key, token, value, ttl).await
+        })
     }
 
     fn release<'a>(&'a self, key: &'a Key, token: Token) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            tokio::time::sleep(self.delay).await;
+            tokio::time::sleep(self.release_delay).await;
             self.inner.release(key, token).await
         })
     }
