@@ -192,7 +192,9 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
     }
 
     /// Replays, waits or rejects, or runs `work` and records its `Ok` value: the engine of
-    /// `#[idempotent]`, with this handle's operation and store.
+    /// `#[idempotent]`, with this handle's operation and store. `work` is called only when
+    /// the key is claimed (not on a replay), inside the call (so [`current`](crate::current)
+    /// answers there).
     pub async fn execute<E, F, Fut>(&self, key: Key, work: F) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
@@ -202,7 +204,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         self.operation
             .call(key)
             .store(&self.store)
-            .run(work())
+            .run(async move { work().await })
             .await
     }
 

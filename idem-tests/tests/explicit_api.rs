@@ -1,6 +1,7 @@
 //! The explicit API: check / start / complete / fail / execute / cleanup.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idem_runtime::{Check, Error, Idempotency, MemoryStore, Operation, Start, Store};
@@ -200,6 +201,33 @@ async fn a_complete_dropped_mid_write_still_records() {
         idem.start(key).await.unwrap(),
         Start::Duplicate(7)
     ));
+}
+
+/// `execute` calls its closure only when the key is claimed: side effects written before the
+/// closure's `async` block do not run again on replays.
+#[tokio::test]
+async fn execute_calls_work_only_when_it_runs() {
+    let idem = Idempotency::<u32>::new(
+        Operation::new("explicit.execute_lazy"),
+        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let value = idem
+            .execute(key, || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let current = idem_runtime::current().map(|c| c.key());
+                async move {
+                    assert_eq!(current, Some(key), "called inside the call");
+                    Ok::<_, Error>(7)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 7);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 /// A hand-built operation whose lease is zero is refused before the claim.
