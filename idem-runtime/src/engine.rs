@@ -309,9 +309,10 @@ impl<F> Drop for Drive<'_, F> {
     }
 }
 
-/// The shortest lease a claim may have: a claim with a lease under a millisecond would lapse
-/// before the body could finish (and the remote stores count in milliseconds).
-pub(crate) const MIN_LEASE: Duration = Duration::from_millis(1);
+/// The shortest lease a claim may have: renewals come every third of the lease, and no
+/// sooner than every millisecond (the timer's and the remote stores' resolution), so a shorter
+/// lease would lapse before its first renewal.
+pub(crate) const MIN_LEASE: Duration = Duration::from_millis(3);
 
 /// `#[idempotent]` refuses a lease under [`MIN_LEASE`] at compile time; this catches an
 /// [`Operation`] built by hand.
@@ -328,7 +329,7 @@ pub(crate) fn check_lease(op: &Operation) -> Result<(), Error> {
 fn lease_too_short(op: &Operation) -> Error {
     Error::Config(format!(
         "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
-             finish; give it a lease of at least 1 ms (e.g. `Operation::with_lease`), longer \
+             finish; give it a lease of at least 3 ms (e.g. `Operation::with_lease`), longer \
              than a third of the body's slowest run",
         op.name(),
         op.lease()
@@ -340,15 +341,22 @@ pub(crate) fn renewal_period(lease: Duration) -> Duration {
 }
 
 /// Renews the lease every `period` until aborted or fenced out (then flags `lease_lost`).
+/// Started `period` after the claim. Renewals that fail (the store unreachable) are retried;
+/// once none has been confirmed for a whole lease, the lease may have lapsed and another
+/// caller may hold the key: `lease_lost` is flagged too, and renewal goes on, so the claim
+/// is kept if the store comes back in time.
 pub(crate) async fn renew_lease(
     store: Arc<dyn Store>,
     frame: Arc<Frame>,
     lease: Duration,
     period: Duration,
 ) {
+    // The claim confirmed the lease `period` ago.
+    let mut held_until = deadline(Instant::now(), lease.saturating_sub(period));
     loop {
+        let sent = Instant::now();
         match store.renew(&frame.key, frame.token, lease).await {
-            Ok(true) => {}
+            Ok(true) => held_until = deadline(sent, lease),
             Ok(false) => {
                 frame.lease_lost.store(true, Ordering::Release);
                 tracing::warn!(
@@ -358,6 +366,11 @@ pub(crate) async fn renew_lease(
                     "lease lost while the body runs: another caller took the key over or the record was removed"
                 );
                 return;
+            }
+            Err(error) if Instant::now() >= held_until => {
+                if !frame.lease_lost.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "no lease renewal confirmed for a whole lease: the lease may have lapsed and another caller may hold the key; retrying");
+                }
             }
             Err(error) => {
                 tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");

@@ -230,8 +230,9 @@ impl<T: Serialize> Claimed<T> {
         self.guard.token
     }
 
-    /// Whether a renewal found this claim gone: another caller may own the key now, and
-    /// `complete` will return [`Error::LeaseLost`]. Work that has not started yet can stop.
+    /// Whether a renewal found this claim gone (then `complete` returns [`Error::LeaseLost`]),
+    /// or no renewal could be confirmed for a whole lease (the store unreachable): another
+    /// caller may own the key now. Work that has not started yet can stop.
     pub fn lease_lost(&self) -> bool {
         self.frame.lease_lost.load(Ordering::Acquire)
     }

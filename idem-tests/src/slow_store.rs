@@ -1,13 +1,14 @@
-//! A store whose `release` and `complete` take a while, like remote round trips: the engine
-//! treats it as a remote store (no static memory dispatch), so tests can cancel a call while
-//! its release or the recording of its result is in flight.
+//! A store whose `release` and `complete` take a while, like remote round trips, or whose
+//! renewals fail: the engine treats it as a remote store (no static memory dispatch), so tests
+//! can cancel a call while its release or the recording of its result is in flight, or cut
+//! off its renewals.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use idem_runtime::store::{Claim, Record, Store, StoreFuture};
-use idem_runtime::{Fingerprint, Key, MemoryStore, Token};
+use idem_runtime::{Error, Fingerprint, Key, MemoryStore, Token};
 
 /// A [`MemoryStore`] behind the `dyn Store` path, with a delay before every release or
 /// complete.
@@ -16,6 +17,7 @@ pub struct SlowStore {
     pub inner: Arc<MemoryStore>,
     release_delay: Duration,
     complete_delay: Duration,
+    renewals_fail: bool,
 }
 
 impl SlowStore {
@@ -25,6 +27,7 @@ impl SlowStore {
             inner: Arc::new(MemoryStore::new()),
             release_delay: delay,
             complete_delay: Duration::ZERO,
+            renewals_fail: false,
         }
     }
 
@@ -34,6 +37,16 @@ impl SlowStore {
             inner: Arc::new(MemoryStore::new()),
             release_delay: Duration::ZERO,
             complete_delay: delay,
+            renewals_fail: false,
+        }
+    }
+
+    /// A new, empty store whose renewals all fail with a store error, as when the server is
+    /// unreachable (claims and completes still work).
+    pub fn failing_renewals() -> Self {
+        SlowStore {
+            renewals_fail: true,
+            ..Self::completing_in(Duration::ZERO)
         }
     }
 }
@@ -74,6 +87,10 @@ impl Store for SlowStore {
     }
 
     fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool> {
+        if self.renewals_fail {
+            let refused = Error::store("slow", "connection refused (test)");
+            return Box::pin(std::future::ready(Err(refused)));
+        }
         self.inner.renew(key, token, lease)
     }
 

@@ -753,7 +753,7 @@ async fn duration_max_settings_keep_records_and_wait_without_overflow() {
 
 /// An operation built by hand with a lease under a millisecond is refused before any claim.
 #[tokio::test]
-async fn a_lease_under_a_millisecond_is_a_config_error() {
+async fn a_zero_lease_is_a_config_error() {
     static OP: Operation = Operation::new("engine.zero_lease").with_lease(Duration::ZERO);
     let store = store();
     let key = OP.key(&1u8).unwrap();
@@ -836,4 +836,72 @@ async fn a_call_dropped_while_its_result_is_recorded_keeps_the_result() {
     );
     assert_eq!(call(2).await.unwrap(), 1, "replayed");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+/// Renewals that keep failing (the store unreachable) flag the lease as lost once none has
+/// been confirmed for a whole lease: another caller may have taken the key over by then, and
+/// the body can see it. Not before: a single failed renewal is retried.
+#[tokio::test(start_paused = true)]
+async fn renewals_failing_for_a_whole_lease_flag_the_lease_as_lost() {
+    static OP: Operation = Operation::new("engine.renewals_fail")
+        .with_lease(Duration::from_millis(300))
+        .with_on_conflict(OnConflict::Reject);
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::failing_renewals());
+    let key = OP.key(&1u8).unwrap();
+    let seen: Result<(bool, bool), Error> = OP
+        .call(key)
+        .store(store.clone())
+        .run(async {
+            let call = idem_runtime::current().expect("inside the call");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let early = call.lease_lost();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok((early, call.lease_lost()))
+        })
+        .await;
+    // The lease lapsed unrenewed, so the result could not be recorded either.
+    let err = seen.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    let flags: Result<(bool, bool), Error> = OP
+        .call(OP.key(&2u8).unwrap())
+        .store(store)
+        .run(async {
+            let call = idem_runtime::current().expect("inside the call");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let early = call.lease_lost();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Err(Error::Config(format!("{early} {}", call.lease_lost())))
+        })
+        .await;
+    match flags {
+        Err(Error::Config(seen)) => assert_eq!(seen, "false true", "(before, after a lease)"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The shortest lease accepted is renewed in time: a body that outlives it many times over
+/// keeps its claim. A shorter one is refused (its first renewal would come too late).
+#[tokio::test(start_paused = true)]
+async fn the_shortest_lease_accepted_is_renewed_in_time() {
+    let op = Operation::new("engine.min_lease").with_lease(Duration::from_millis(3));
+    let out: Result<u8, Error> = op
+        .call(op.key(&1u8).unwrap())
+        .store(store())
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(1)
+        })
+        .await;
+    assert_eq!(out.unwrap(), 1);
+    let op = Operation::new("engine.min_lease").with_lease(Duration::from_millis(2));
+    let out: Result<u8, Error> = op
+        .call(op.key(&1u8).unwrap())
+        .store(store())
+        .run(async { Ok(1) })
+        .await;
+    let err = out.unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("at least 3 ms")),
+        "{err}"
+    );
 }

@@ -305,7 +305,7 @@ impl<State> IdempotencyLayerBuilder<State> {
         let mut refused = self.refused;
         if self.lease < MIN_LEASE {
             refused.push(format!(
-                "a lease of {:?} is under 1 ms: claims would lapse before the handler runs and \
+                "a lease of {:?} is under 3 ms: claims would lapse before the handler runs and \
                  duplicates would run side by side; use a lease longer than the slowest \
                  handler's run (default 60 s)",
                 self.lease
@@ -475,7 +475,7 @@ impl<State> IdempotencyLayerBuilder<State> {
         self
     }
 
-    /// How long a claim lives without renewal (default 60 s, at least 1 ms). While the handler
+    /// How long a claim lives without renewal (default 60 s, at least 3 ms). While the handler
     /// runs, the layer renews it every third of the lease; if the process dies, the key is free
     /// again once the lease lapses.
     pub fn lease(mut self, lease: Duration) -> Self {
