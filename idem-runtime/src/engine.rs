@@ -190,7 +190,7 @@ where
             return Err(error);
         }
     };
-    let bytes = match record::encode(op.name(), &value) {
+    let bytes = match record::encode_faithful(op.name(), &value) {
         Ok(bytes) => bytes,
         Err(error) => {
             guard.release_quietly().await;

@@ -219,7 +219,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
     }
 }
 
-impl<T: Serialize> Claimed<T> {
+impl<T: Serialize + DeserializeOwned> Claimed<T> {
     /// The claimed key.
     pub fn key(&self) -> Key {
         self.guard.key
@@ -241,7 +241,7 @@ impl<T: Serialize> Claimed<T> {
     /// took the key over; then nothing was written.
     pub async fn complete(mut self, value: &T) -> Result<(), Error> {
         let operation = self.frame.operation;
-        let bytes = record::encode(operation, value)?;
+        let bytes = record::encode_faithful(operation, value)?;
         self.renewer = None;
         let key = self.guard.key;
         // Seen through if this future is dropped meanwhile (`ClaimGuard::complete`).

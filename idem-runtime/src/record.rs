@@ -27,6 +27,16 @@
 //! human can read a record with `redis-cli` or `psql`. A new codec would get a new codec id; old
 //! records stay readable.
 
+//!
+//! # Values JSON cannot tell apart
+//!
+//! JSON writes `None`, `()`, unit structs and non-finite floats (NaN, ±infinity) all as
+//! `null`. A result holding `Some(None)`, `Some(())` or `Some(f64::NAN)` would therefore replay
+//! as `None`, and a NaN or infinite `f64` would not replay at all. The engine refuses to record
+//! such a value ([`Error::Encode`], the claim released, nothing replayed wrong): a record whose
+//! JSON contains `null` is read back once and compared with the value by its canonical digest.
+//! Types whose `Deserialize` tells the cases apart (serde_with's `double_option`) pass.
+
 use std::cell::RefCell;
 
 use bytes::Bytes;
@@ -73,6 +83,67 @@ pub fn encode<T: Serialize + ?Sized>(operation: &'static str, value: &T) -> Resu
             Ok(Bytes::from(out))
         }
     }
+}
+
+/// [`encode`], refusing a value that would not read back as itself.
+///
+/// JSON writes `None`, `()`, unit structs and non-finite floats all as `null`, so `Some(None)`,
+/// `Some(())` or `Some(f64::NAN)` would replay as `None` and a NaN `f64` would not replay at
+/// all: a silently different value on every replay, or a decode error blaming a type change.
+/// A record whose JSON holds no `null` cannot have lost anything that way; one that does is
+/// read back once and compared with the value by their canonical digests (the key encoding),
+/// so a type whose own `Deserialize` tells these apart (serde_with's `double_option`) passes.
+pub(crate) fn encode_faithful<T: Serialize + DeserializeOwned>(
+    operation: &'static str,
+    value: &T,
+) -> Result<Bytes, Error> {
+    let record = encode(operation, value)?;
+    let payload = &record[HEADER_LEN..];
+    if has_null(payload) {
+        check_reads_back(operation, value, payload)?;
+    }
+    Ok(record)
+}
+
+/// Whether `payload` contains the bytes `null` (also inside a string: then the check below
+/// runs for nothing, which is only slower).
+fn has_null(payload: &[u8]) -> bool {
+    payload.windows(4).any(|w| w == b"null")
+}
+
+#[cold]
+#[inline(never)]
+fn check_reads_back<T: Serialize + DeserializeOwned>(
+    operation: &'static str,
+    value: &T,
+    payload: &[u8],
+) -> Result<(), Error> {
+    let lost = |how: String| Error::Encode {
+        operation,
+        reason: format!(
+            "the value would not replay as itself: {how}. JSON records `None`, `()`, unit \
+             structs and non-finite floats (NaN, ±infinity) all as `null`, so `Some(None)` and \
+             `Some(())` read back as `None` and a NaN or infinite float cannot be read back; \
+             change the output type (e.g. an enum instead of a nested `Option`, `None` for a \
+             missing number)"
+        ),
+    };
+    let read: T = serde_json::from_slice(payload)
+        .map_err(|e| lost(format!("reading it back fails ({e})")))?;
+    match (canonical_digest(value), canonical_digest(&read)) {
+        (Some(written), Some(read)) if written != read => {
+            Err(lost("it reads back as a different value".to_owned()))
+        }
+        // Equal, or a `Serialize` impl that fails the key encoding: nothing to compare.
+        _ => Ok(()),
+    }
+}
+
+fn canonical_digest<T: Serialize>(value: &T) -> Option<crate::Key> {
+    let mut hasher = crate::KeyHasher::for_key("idem.record.reads_back", 1);
+    hasher.unscoped();
+    hasher.write_serde(value);
+    hasher.finish_key().ok()
 }
 
 fn write_record<T: Serialize + ?Sized>(

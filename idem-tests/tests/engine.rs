@@ -905,3 +905,81 @@ async fn the_shortest_lease_accepted_is_renewed_in_time() {
         "{err}"
     );
 }
+
+/// JSON writes `None`, `Some(None)`, `Some(())` and non-finite floats all as `null`: such a value
+/// would replay as something else (`None`) or not at all. It is refused when recorded, with the
+/// way out, instead of replaying a different value; values that do read back as themselves,
+/// `null`s included, are recorded.
+#[tokio::test]
+async fn values_that_would_not_replay_as_themselves_are_refused() {
+    static OP: Operation = Operation::new("engine.faithful").with_on_conflict(OnConflict::Reject);
+    async fn twice<T>(n: u8, value: T) -> (Result<T, Error>, Result<T, Error>, usize)
+    where
+        T: Serialize + serde::de::DeserializeOwned + Clone + Send + 'static,
+    {
+        let store = store();
+        let runs = counter();
+        let key = OP.key(&n).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let (runs, value) = (runs.clone(), value.clone());
+            let call = OP.call(key).store(store.clone()).run(async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<T, Error>(value)
+            });
+            out.push(call.await);
+        }
+        let second = out.pop().unwrap();
+        (out.pop().unwrap(), second, runs.load(Ordering::SeqCst))
+    }
+    fn refused<T: std::fmt::Debug>(out: Result<T, Error>) {
+        match out {
+            Err(Error::Encode { reason, .. }) => {
+                assert!(reason.contains("would not replay as itself"), "{reason}");
+                assert!(reason.contains("`null`"), "{reason}");
+            }
+            other => panic!("expected Error::Encode, got {other:?}"),
+        }
+    }
+    let (first, second, runs) = twice(1, Some(None::<u8>)).await;
+    refused(first);
+    refused(second);
+    assert_eq!(runs, 2, "not recorded: the claim was released");
+    refused(twice(2, Some(())).await.0);
+    refused(twice(3, Some(f64::NAN)).await.0);
+    refused(twice(4, f64::INFINITY).await.0);
+    refused(twice(5, vec![Some(Some(1u8)), Some(None)]).await.0);
+
+    // Read back as themselves: recorded and replayed.
+    let (first, second, runs) = twice(6, Some(Some(9u8))).await;
+    assert_eq!(
+        (first.unwrap(), second.unwrap(), runs),
+        (Some(Some(9)), Some(Some(9)), 1)
+    );
+    let (first, second, runs) = twice(7, (None::<u8>, "null".to_owned())).await;
+    assert_eq!(first.unwrap(), second.unwrap());
+    assert_eq!(runs, 1);
+
+    // A type whose own `Deserialize` tells `Some(None)` from `None` (serde_with's
+    // `double_option`: an absent field is `None`, a `null` is `Some(None)`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Patch {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "double_option"
+        )]
+        note: Option<Option<String>>,
+    }
+    fn double_option<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+    let clear = Patch { note: Some(None) };
+    let (first, second, runs) = twice(8, clear.clone()).await;
+    assert_eq!(
+        (first.unwrap(), second.unwrap(), runs),
+        (clear.clone(), clear, 1)
+    );
+}

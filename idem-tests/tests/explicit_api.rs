@@ -230,6 +230,33 @@ async fn execute_calls_work_only_when_it_runs() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// `complete` refuses a value that would not replay as itself (JSON writes `Some(None)` as
+/// `null`, read back as `None`), and nothing is recorded.
+#[tokio::test]
+async fn complete_refuses_a_value_that_would_not_replay_as_itself() {
+    let idem = Idempotency::<Option<Option<u8>>>::new(
+        Operation::new("explicit.faithful"),
+        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    let err = claim.complete(&Some(None)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Encode { reason, .. } if reason.contains("would not replay as itself")),
+        "{err}"
+    );
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("nothing was recorded, and the claim was released")
+    };
+    claim.complete(&Some(Some(3))).await.unwrap();
+    assert!(matches!(
+        idem.start(key).await.unwrap(),
+        Start::Duplicate(Some(Some(3)))
+    ));
+}
+
 /// A hand-built operation whose lease is zero is refused before the claim.
 #[tokio::test]
 async fn start_refuses_a_zero_lease() {
