@@ -131,9 +131,12 @@ pub enum Error {
         shard_capacity: usize,
     },
 
-    /// A value exceeded the store's size limit; nothing was written.
+    /// A value exceeded the store's size limit; nothing was written, and the claim was
+    /// released (the body ran: a retry runs it again).
     #[error(
-        "the result is {size} bytes, above the store's limit of {limit} bytes; nothing was recorded"
+        "the result is {size} bytes, above the store's limit of {limit} bytes; nothing was \
+         recorded and the claim was released, so a retry runs the body again: return a smaller \
+         value (e.g. an id to look the rest up by) or raise the store's `max_value_bytes`"
     )]
     ValueTooLarge {
         /// Encoded size.

@@ -662,9 +662,15 @@ async fn an_oversized_value_is_refused_and_the_claim_released() {
         .store(store.clone())
         .run(async { Ok("x".repeat(100)) })
         .await;
+    let err = out.unwrap_err();
     assert!(
-        matches!(out, Err(Error::ValueTooLarge { limit: 64, .. })),
-        "{out:?}"
+        matches!(err, Error::ValueTooLarge { limit: 64, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("a retry runs the body again") && message.contains("max_value_bytes"),
+        "{message}"
     );
     assert!(store.get(&key).await.unwrap().is_none());
     let small: Result<String, Error> = OP
