@@ -16,6 +16,9 @@ use crate::timestamp;
 /// Default TTL and lease of the runtime, for the `ttl >= lease` check.
 const DEFAULT_TTL_MS: u64 = 24 * 3_600_000;
 const DEFAULT_LEASE_MS: u64 = 60_000;
+/// The runtime's shortest lease (`engine::MIN_LEASE`): renewals come every third of the lease
+/// and no sooner than every millisecond.
+const MIN_LEASE_MS: u64 = 3;
 
 /// How the function produces its future.
 pub enum Shape {
@@ -400,6 +403,16 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             (None, Some(lease)) => cx.error_spanned_by(&lease.lit, message),
             (None, None) => {}
         }
+    }
+    if let Some(lease) = args.lease.as_ref().filter(|d| d.millis < MIN_LEASE_MS) {
+        cx.error_spanned_by(
+            &lease.lit,
+            format!(
+                "`lease` must be at least {MIN_LEASE_MS}ms: it is renewed every third of itself, \
+                 and no sooner than every millisecond, so a shorter lease lapses before its first \
+                 renewal; make it longer than the body's slowest run (the default is 60s)"
+            ),
+        );
     }
     let reject = matches!(args.on_conflict, Some((Conflict::Reject, _)));
     if reject && let Some(wait) = &args.wait_timeout {
