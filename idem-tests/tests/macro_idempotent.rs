@@ -1073,3 +1073,76 @@ async fn a_tuple_parameter_mixing_derived_and_serde_types_keeps_exclusions() {
     })
     .await;
 }
+
+// ---- key = / scope = a parameter: written by its type, like the default key ------------------
+
+/// Only `Serialize` (and `Hash` for the set): serde would write a `HashSet` of it as a sequence
+/// in iteration order.
+#[derive(Serialize, Hash, PartialEq, Eq, Clone)]
+struct SerdeOnly(u32);
+
+fn serde_only_set(n: u32) -> std::collections::HashSet<SerdeOnly> {
+    // A fresh `RandomState` per set: equal sets iterate in different orders.
+    (0..n).map(SerdeOnly).collect()
+}
+
+#[idempotent(name = "macro.set_key", key = ids)]
+async fn set_key(ids: std::collections::HashSet<SerdeOnly>, n: u32) -> Result<usize, Error> {
+    Ok(ids.len() + n as usize)
+}
+
+#[idempotent(name = "macro.set_scope", scope = ids)]
+async fn set_scope(ids: &std::collections::HashSet<SerdeOnly>, n: u32) -> Result<u32, Error> {
+    let _ = ids;
+    Ok(n)
+}
+
+#[idempotent(name = "macro.set_tuple_key", key = (&ids, n))]
+async fn set_tuple_key(ids: std::collections::HashSet<SerdeOnly>, n: u32) -> Result<u32, Error> {
+    let _ = ids;
+    Ok(n)
+}
+
+#[tokio::test]
+async fn a_key_or_scope_naming_a_hash_set_parameter_is_independent_of_iteration_order() {
+    with_store(store(), async {
+        let mut keys = std::collections::HashSet::new();
+        let mut scoped = std::collections::HashSet::new();
+        let mut tupled = std::collections::HashSet::new();
+        for _ in 0..20 {
+            keys.insert(key_of(set_key(serde_only_set(50), 1)).await.unwrap());
+            scoped.insert(key_of(set_scope(&serde_only_set(50), 1)).await.unwrap());
+            tupled.insert(key_of(set_tuple_key(serde_only_set(50), 1)).await.unwrap());
+        }
+        assert_eq!(keys.len(), 1, "key = ids");
+        assert_eq!(scoped.len(), 1, "scope = ids");
+        assert_eq!(tupled.len(), 1, "key = (&ids, n)");
+        // The set is still hashed: another set, another key.
+        let other = key_of(set_key(serde_only_set(49), 1)).await.unwrap();
+        assert!(!keys.contains(&other));
+        let other = key_of(set_scope(&serde_only_set(49), 1)).await.unwrap();
+        assert!(!scoped.contains(&other));
+    })
+    .await;
+}
+
+#[idempotent(name = "macro.mixed_key_param", key = lines)]
+async fn mixed_key_param(lines: Vec<(Charge, SerdeOnly)>, n: u32) -> Result<u32, Error> {
+    let _ = lines;
+    Ok(n)
+}
+
+#[tokio::test]
+async fn a_key_naming_a_parameter_keeps_the_exclusions_of_derived_types_inside_it() {
+    with_store(store(), async {
+        let lines = |note: &str, tag: u32| vec![(charge_req("ada", 5, note), SerdeOnly(tag))];
+        let a = key_of(mixed_key_param(lines("first", 1), 1)).await.unwrap();
+        let b = key_of(mixed_key_param(lines("second", 1), 1))
+            .await
+            .unwrap();
+        let c = key_of(mixed_key_param(lines("first", 2), 1)).await.unwrap();
+        assert_eq!(a, b, "the excluded note is left out");
+        assert_ne!(a, c, "the serde-only element is hashed");
+    })
+    .await;
+}

@@ -22,7 +22,7 @@ use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
-use syn::{AttrStyle, Attribute, Expr};
+use syn::{AttrStyle, Attribute, Expr, Type};
 
 use super::parse::Func;
 use super::validate::{Hashed, KeySource, Plan, Shape};
@@ -90,13 +90,13 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     match &plan.scope {
         Some(scope) => {
             key_writes.extend(quote!(#h.scoped();));
-            key_writes.extend(write_expr(k, scope));
+            key_writes.extend(write_expr(k, scope, &plan.param_types));
         }
         None => key_writes.extend(quote!(#h.unscoped();)),
     }
     match &plan.key {
         KeySource::Params(params) => key_writes.extend(params.iter().map(|p| hash_param(k, p))),
-        KeySource::Expr(expr) => key_writes.extend(write_expr(k, expr)),
+        KeySource::Expr(expr) => key_writes.extend(write_expr(k, expr, &plan.param_types)),
     }
     let key_local = local("__idem_key");
     let key = quote! {
@@ -254,22 +254,52 @@ fn write_param(k: &TokenStream, p: &Hashed) -> TokenStream {
 /// elements, each borrowed (nested tuples and `&(…)` likewise), so `key = (tenant, id)` moves
 /// nothing and hashes like `Operation::key(&(tenant, id))` (`scope` likewise, like
 /// `Operation::scoped_key`).
-fn write_expr(k: &TokenStream, expr: &Expr) -> TokenStream {
+///
+/// An expression (or tuple element) that is a parameter, bare or borrowed (`ids`, `&ids`), is
+/// written by the parameter's type exactly as the default key writes it (`crate::walk`): a
+/// `HashSet` in the set form whatever its elements, a derived type inside a std container with
+/// its exclusions. Any other expression (`req.ids`, `ids.clone()`) has no type the macro can see
+/// and is dispatched whole ([`write_one`]).
+fn write_expr(k: &TokenStream, expr: &Expr, params: &[(Ident, Type)]) -> TokenStream {
     match strip_parens(expr) {
         Expr::Tuple(t) if !t.elems.is_empty() => {
             let h = hasher();
             let arity = proc_macro2::Literal::u64_unsuffixed(t.elems.len() as u64);
-            let elems = t.elems.iter().map(|e| write_expr(k, e));
+            let elems = t.elems.iter().map(|e| write_expr(k, e, params));
             quote!(#h.begin_tuple(#arity); #(#elems)*)
         }
         // `&T` is written as `T`.
         Expr::Reference(r)
-            if r.mutability.is_none() && matches!(strip_parens(&r.expr), Expr::Tuple(_)) =>
+            if r.mutability.is_none()
+                && (matches!(strip_parens(&r.expr), Expr::Tuple(_))
+                    || param_of(&r.expr, params).is_some()) =>
         {
-            write_expr(k, &r.expr)
+            write_expr(k, &r.expr, params)
         }
-        _ => write_one(k, expr),
+        other => match param_of(other, params) {
+            Some((ident, ty)) => {
+                let h = hasher();
+                crate::walk::write(k, ty, quote!(&#ident), &quote!(&mut #h))
+            }
+            None => write_one(k, expr),
+        },
     }
+}
+
+/// The parameter `expr` names, if it is a bare identifier naming one: the expression's own
+/// identifier (its span and hygiene) and the parameter's type.
+fn param_of<'a>(expr: &'a Expr, params: &'a [(Ident, Type)]) -> Option<(&'a Ident, &'a Type)> {
+    let Expr::Path(p) = strip_parens(expr) else {
+        return None;
+    };
+    if p.qself.is_some() || !p.attrs.is_empty() {
+        return None;
+    }
+    let ident = p.path.get_ident()?;
+    params
+        .iter()
+        .find(|(name, _)| name == ident)
+        .map(|(_, ty)| (ident, ty))
 }
 
 fn write_one(k: &TokenStream, expr: &Expr) -> TokenStream {

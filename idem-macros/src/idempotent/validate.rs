@@ -76,6 +76,9 @@ pub struct Plan {
     pub store_owned: bool,
     /// Pattern parameters renamed to `__idem_argN`, destructured at the start of the body.
     pub destructure: Vec<Destructure>,
+    /// The plain `name: Type` parameters, excluded ones too: a `key`/`scope` expression (or a
+    /// tuple element of one) that is one of them is written by its type, like the default key.
+    pub param_types: Vec<(Ident, Type)>,
 }
 
 struct Param {
@@ -83,6 +86,7 @@ struct Param {
     name: Option<Ident>,
     /// Its type is a shared reference (`&T`): a borrow of it outlives a move into the body.
     shared_ref: bool,
+    ty: Type,
     hashed: Option<Hashed>,
 }
 
@@ -255,6 +259,7 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                 params.push(Param {
                     name: simple,
                     shared_ref: is_shared_ref(&pt.ty),
+                    ty: (*pt.ty).clone(),
                     hashed,
                 });
             }
@@ -375,6 +380,10 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     if let Some(s) = &args.scope {
         whole_params(s, &mut whole);
     }
+    let param_types: Vec<(Ident, Type)> = params
+        .iter()
+        .filter_map(|p| Some((p.name.clone()?, p.ty.clone())))
+        .collect();
     let rest: Vec<Hashed> = params
         .into_iter()
         .filter(|p| {
@@ -441,6 +450,7 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
         store: args.store,
         store_owned,
         destructure,
+        param_types,
     })
 }
 
