@@ -103,6 +103,15 @@ pub fn relocate(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
+/// Whether `path` names `PhantomData` (name-based: any path whose last segment is
+/// `PhantomData`, so `marker::PhantomData` too). `PhantomData<T>` hashes the same for every `T`:
+/// a `T` that appears only inside it is no key material.
+pub fn is_phantom(path: &Path) -> bool {
+    path.segments
+        .last()
+        .is_some_and(|s| s.ident == "PhantomData")
+}
+
 /// The name and arguments of the last segment of `path`, if `path` may name a std type: a
 /// single segment (`Option<T>`), or a path starting with `std`, `core` or `alloc`
 /// (`std::option::Option<T>`) without arguments before the last segment.

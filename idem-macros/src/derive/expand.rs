@@ -262,12 +262,12 @@ fn idents_in(tokens: TokenStream, out: &mut Vec<Ident>) {
 }
 
 /// The identifiers of `ty` that can name a type parameter, except those inside
-/// `PhantomData<…>` (bare or `std`/`core`-qualified; name-based) and those of associated types:
+/// `PhantomData<…>` (any path ending in `PhantomData`; name-based) and those of associated types:
 /// a field `E::Id` (or `<E as Entity>::Id`) is bounded by the trait that declares `Id`, and
 /// asking `E` itself to be key material would refuse every `E` that is only a marker.
 fn idents_in_type(ty: &Type, out: &mut Vec<Ident>) {
     match ty {
-        Type::Path(p) if p.qself.is_none() && is_phantom(&p.path) => {}
+        Type::Path(p) if p.qself.is_none() && walk::is_phantom(&p.path) => {}
         Type::Path(p) => {
             let projection = p.qself.is_some() || p.path.segments.len() > 1;
             for (index, seg) in p.path.segments.iter().enumerate() {
@@ -300,13 +300,6 @@ fn idents_in_type(ty: &Type, out: &mut Vec<Ident>) {
         }
         other => idents_in(quote!(#other), out),
     }
-}
-
-/// `PhantomData`, bare or as a path starting with `std` or `core` (name-based).
-fn is_phantom(path: &syn::Path) -> bool {
-    let segments = &path.segments;
-    segments.last().is_some_and(|s| s.ident == "PhantomData")
-        && (segments.len() == 1 || ["std", "core"].iter().any(|r| segments[0].ident == r))
 }
 
 fn is_key_bound(bound: &TypeParamBound) -> bool {

@@ -728,6 +728,8 @@ fn check_generic_value(
     for tokens in &exprs {
         key.extend(tokens.clone());
     }
+    // The key's types before `PhantomData<…>` is emptied: to say why a mention there is not one.
+    let mut with_phantom = key.clone();
     for param in params {
         let Some(hashed) = &param.hashed else {
             continue;
@@ -738,7 +740,11 @@ fn check_generic_value(
             .iter()
             .any(|tokens| find_ident(tokens.clone(), &hashed.ident).is_some());
         if named || key_expr.is_none() {
-            key.extend(hashed.ty.to_token_stream());
+            // `PhantomData<T>` hashes the same for every `T`: a mention there tells nothing apart.
+            let mut ty = hashed.ty.clone();
+            with_phantom.extend(ty.to_token_stream());
+            strip_phantom(&mut ty);
+            key.extend(ty.to_token_stream());
         }
     }
     for generic in &generics.params {
@@ -762,15 +768,58 @@ fn check_generic_value(
         } else {
             format!("`scope = {ident}`")
         };
+        let phantom = if find_ident(with_phantom.clone(), ident).is_some() {
+            format!(
+                " (`PhantomData<{ident}>` does not count: it hashes the same for every `{ident}`)"
+            )
+        } else {
+            String::new()
+        };
         cx.error_at(
             at,
             format!(
                 "{kind} parameter `{ident}` appears in the value that `{fn_name}` records but not \
-                 in its key: every instantiation shares the records, so a call with one `{ident}` \
-                 would replay a value recorded for another; put what tells them apart into the \
-                 key, e.g. {suggestion}"
+                 in its key{phantom}: every instantiation shares the records, so a call with one \
+                 `{ident}` would replay a value recorded for another; put what tells them apart \
+                 into the key, e.g. {suggestion}"
             ),
         );
+    }
+}
+
+/// Empties the arguments of every `PhantomData<…>` in `ty` (`crate::walk::is_phantom`), so
+/// that the type parameters only mentioned there are not seen. Types whose parts are not
+/// visited (`fn(T)`, `dyn Tr<T>`, `impl Tr<T>`) keep their mentions.
+fn strip_phantom(ty: &mut Type) {
+    match ty {
+        Type::Path(p) => {
+            if let Some(q) = &mut p.qself {
+                strip_phantom(&mut q.ty);
+            }
+            if crate::walk::is_phantom(&p.path) {
+                if let Some(last) = p.path.segments.last_mut() {
+                    last.arguments = PathArguments::None;
+                }
+                return;
+            }
+            for segment in &mut p.path.segments {
+                if let PathArguments::AngleBracketed(args) = &mut segment.arguments {
+                    for arg in &mut args.args {
+                        if let GenericArgument::Type(t) = arg {
+                            strip_phantom(t);
+                        }
+                    }
+                }
+            }
+        }
+        Type::Reference(r) => strip_phantom(&mut r.elem),
+        Type::Slice(s) => strip_phantom(&mut s.elem),
+        Type::Array(a) => strip_phantom(&mut a.elem),
+        Type::Ptr(p) => strip_phantom(&mut p.elem),
+        Type::Paren(p) => strip_phantom(&mut p.elem),
+        Type::Group(g) => strip_phantom(&mut g.elem),
+        Type::Tuple(t) => t.elems.iter_mut().for_each(strip_phantom),
+        _ => {}
     }
 }
 

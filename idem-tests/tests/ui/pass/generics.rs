@@ -57,3 +57,10 @@ mod other {
 pub async fn other_t<T: Sync>(marker: &str) -> Result<other::T, Error> {
     Ok(other::T(marker.len() as u64))
 }
+
+// In `PhantomData` and, outside it, in the scope: the scope tells the instantiations apart.
+#[idempotent(name = "generics.typed", scope = T::KIND)]
+pub async fn typed<T: Kind>(id: u64, kind: std::marker::PhantomData<T>) -> Result<T, Error> {
+    let _ = (id, kind);
+    Ok(T::default())
+}
