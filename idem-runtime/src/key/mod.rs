@@ -132,14 +132,19 @@
 //! nested types' own encoding (and their `#[idem(exclude)]`s), `#[derive(IdempotencyKey)]`
 //! walks such containers by their type syntax and writes each element type by its own impl,
 //! in exactly the bytes of the container forms above (the derive's docs list what is walked:
-//! std containers recognised by name, tuples, arrays, references). Sets are the one container
-//! whose native form (`18`) and serde form (a sequence) differ: a walked set uses the set form
-//! if its element type implements [`IdempotencyKey`], else the sequence form, so walking
-//! changes the bytes of no container whose elements are all key-trait types or all serde-only.
-//! Values the macro sees only as a generic `T: Serialize`, containers of other crates, type
-//! aliases, and the parameters and `key`/`scope` expressions of `#[idempotent]` fns are
-//! written whole (declare `T: IdempotencyKey`, or wrap such values in a derived type, to keep
-//! nested exclusions).
+//! std containers recognised by name, tuples, arrays, references); `#[idempotent]` walks its
+//! hashed parameters, and `key`/`scope` expressions that name a parameter, the same way. Sets
+//! are the one container whose native form (`18`) and serde form (a sequence) differ: a walked
+//! set uses the set form if its element type implements [`IdempotencyKey`]; otherwise a
+//! `BTreeSet` uses the sequence form in its sorted order (the bytes serde would write), and a
+//! `HashSet` the set form all the same, since serde's sequence would follow its iteration
+//! order, which differs between equal sets. So walking changes the bytes of no container whose
+//! elements are all key-trait types or all serde-only, except such a `HashSet` (whose serde
+//! bytes were never reproducible); and a `HashSet` and a `BTreeSet` of the same serde-only
+//! elements get different keys (of key-trait elements, the same key). Values the macro sees
+//! only as a generic `T: Serialize`, containers of other crates, type aliases, and `key`/`scope`
+//! expressions other than a parameter (`req.ids`, `ids.clone()`) are written whole (declare
+//! `T: IdempotencyKey`, or wrap such values in a derived type, to keep nested exclusions).
 //!
 //! ## The serde bridge
 //!
