@@ -20,7 +20,9 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a call does when another call with the same key is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnConflict {
-    /// Wait for the running call (up to the wait timeout) and return its result.
+    /// Wait for the running call (up to the wait timeout, then [`Error::InFlight`]) and return
+    /// its result; if that call fails instead (`Err`, panic, cancellation, lost lease), return
+    /// the retryable [`Error::OwnerFailed`] (the body is not run again by each waiter).
     Wait,
     /// Return [`Error::InFlight`] at once.
     Reject,

@@ -292,7 +292,7 @@ impl<State> IdempotencyLayerBuilder<State> {
     /// # Errors
     ///
     /// [`Error::Config`], listing every refused setting at once:
-    /// - a [`lease`](Self::lease) under 1 ms (a claim would lapse before the handler ran, and
+    /// - a [`lease`](Self::lease) under 3 ms (a claim would lapse before its first renewal, and
     ///   duplicates would run side by side);
     /// - a [`ttl`](Self::ttl) shorter than the lease (the record would expire before the
     ///   claim that wrote it);

@@ -19,7 +19,7 @@
 //!
 //! let idempotency = IdempotencyLayer::builder("payments")
 //!     .scope(|parts| parts.extensions.get::<Principal>().map(|p| p.0.clone()))
-//!     .build()?; // an `Error::Config` for a refused setting (e.g. a lease under 1 ms)
+//!     .build()?; // an `Error::Config` for a refused setting (e.g. a lease under 3 ms)
 //! let app = Router::new()
 //!     .route("/payments", post(|| async { "paid" }))
 //!     .layer(idempotency);
