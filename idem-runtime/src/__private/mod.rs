@@ -141,6 +141,14 @@ where
     }
 }
 
+/// Declares the output of the body's `async move` block: the fn's return type `R`, as the user
+/// wrote it (its tokens keep their spans). [`run`] infers its own `R` from the body, so the
+/// type's tokens appear once more only here, where no bound is checked.
+#[inline(always)]
+pub fn typed_body<R, B: Future<Output = R>>(body: Pin<&mut B>) -> Pin<&mut B> {
+    body
+}
+
 /// The future of one call: the engine's future (one type per return type) tied to the body's
 /// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
 /// when the body is `Send` (see `Erased`); it costs one trivial `poll` per annotated fn.

@@ -85,6 +85,23 @@ pub async fn inner_attr(x: u32) -> Result<u32, Error> {
     Ok(x)
 }
 
+// Bodies that never return normally (`!`) or return early: no `unreachable_code` in the
+// expansion.
+#[idempotent]
+pub async fn diverges(x: u32) -> Result<u32, Error> {
+    panic!("refused {x}")
+}
+
+#[idempotent]
+pub async fn returns_early(x: u32) -> Result<u32, Error> {
+    if x > 1 {
+        return Ok(x);
+    }
+    loop {
+        std::future::pending::<()>().await;
+    }
+}
+
 // Pattern parameters of an `#[async_trait]` method.
 #[async_trait::async_trait]
 pub trait Boxed {
@@ -105,6 +122,7 @@ fn main() {
     let _ = (cfg_param(1, 2), cfg_fingerprint(1));
     let _ = (ref_mut(Vec::new()), ref_mut_in_pattern((Vec::new(), 1)));
     let _ = (pattern((1, 2)), wildcard(1), tuple_struct(W(1)), inner_attr(1));
+    let _ = (diverges(1), returns_early(2));
     let _ = S.method_pattern((1, 2));
     let _ = S.at(1, (2, 3));
 }
