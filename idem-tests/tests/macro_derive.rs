@@ -804,3 +804,68 @@ fn associated_type_fields_need_no_bound_on_their_parameter() {
     assert_eq!(key(&QualifiedRef::<Account> { id: 7 }), plain);
     assert_ne!(key(&Ref::<Account> { id: 8 }), plain);
 }
+
+// ---- #[repr(packed)] --------------------------------------------------------------------------
+
+/// Only `Serialize`, `Copy`: a packed struct's fields are copied out, so they must be `Copy`.
+#[derive(Serialize, Clone, Copy)]
+struct Code(u16);
+
+/// Derived, with an exclusion: inside `(Point, Code)` the tuple is walked and it keeps it.
+#[derive(IdempotencyKey, Clone, Copy)]
+struct Point {
+    x: u8,
+    #[idem(exclude)]
+    _y: u8,
+}
+
+#[derive(IdempotencyKey)]
+struct Unpacked {
+    a: u8,
+    b: u32,
+    c: (Point, Code),
+    #[idem(exclude)]
+    d: u16,
+}
+
+#[derive(IdempotencyKey)]
+#[repr(C, packed)]
+struct PackedC {
+    a: u8,
+    b: u32,
+    c: (Point, Code),
+    #[idem(exclude)]
+    d: u16,
+}
+
+#[derive(IdempotencyKey)]
+#[repr(Rust, packed(2))]
+struct PackedTuple(u8, u32, (Point, Code));
+
+#[derive(IdempotencyKey)]
+struct UnpackedTuple(u8, u32, (Point, Code));
+
+/// A field of a packed struct cannot be borrowed (E0793): the derive copies it out, and the
+/// key is the one of the same struct unpacked.
+#[test]
+fn a_packed_struct_hashes_like_the_same_struct_unpacked() {
+    let c = (Point { x: 7, _y: 0 }, Code(3));
+    let unpacked = Unpacked {
+        a: 1,
+        b: 2,
+        c,
+        d: 4,
+    };
+    let packed = PackedC {
+        a: 1,
+        b: 2,
+        c,
+        d: 5,
+    };
+    assert_eq!(key(&packed), key(&unpacked));
+    assert_ne!(unpacked.d, { packed.d }, "`d` is excluded");
+    let other_y = (Point { x: 7, _y: 1 }, Code(3));
+    assert_eq!(key(&PackedTuple(1, 2, c)), key(&PackedTuple(1, 2, other_y)));
+    assert_eq!(key(&PackedTuple(1, 2, c)), key(&UnpackedTuple(1, 2, c)));
+    assert_ne!(key(&PackedTuple(1, 2, c)), key(&PackedTuple(1, 3, c)));
+}

@@ -30,7 +30,7 @@ pub fn expand(krate: &TokenStream, c: &Container) -> TokenStream {
     let ident = &c.ident;
     let out = out();
     let body = match &c.data {
-        Data::Struct(shape) => write_struct(k, shape),
+        Data::Struct(shape) => write_struct(k, shape, c.packed),
         // Only emitted next to the error that rejects the union.
         Data::Union => quote!(let _ = #out;),
         Data::Enum(variants) if variants.is_empty() => quote!(match *self {}),
@@ -99,10 +99,16 @@ fn sorted_included(fields: &[Field]) -> Vec<(usize, &Field)> {
     included
 }
 
-fn write_struct(k: &TokenStream, shape: &Shape) -> TokenStream {
+/// `packed`: a field of a `#[repr(packed)]` struct may be unaligned and cannot be borrowed
+/// (E0793), so it is copied out and the copy borrowed, `&{ self.field }`, as serde does.
+fn write_struct(k: &TokenStream, shape: &Shape, packed: bool) -> TokenStream {
     let access = |f: &Field| {
         let m = &f.member;
-        quote!(&self.#m)
+        if packed {
+            quote!(&{ self.#m })
+        } else {
+            quote!(&self.#m)
+        }
     };
     match shape {
         Shape::Unit => {

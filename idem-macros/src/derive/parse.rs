@@ -15,6 +15,9 @@ pub struct Container {
     pub generics: syn::Generics,
     pub krate: Option<Path>,
     pub data: Data,
+    /// `#[repr(packed)]` (or `packed(N)`, alone or with `C`): fields cannot be borrowed, so
+    /// they are copied out (`&{ self.field }`, as serde does), which needs `Copy` fields.
+    pub packed: bool,
 }
 
 pub enum Data {
@@ -129,12 +132,32 @@ pub fn container(cx: &mut Ctxt, input: DeriveInput) -> Option<Container> {
             Data::Union
         }
     };
+    let packed = input.attrs.iter().any(is_packed);
     Some(Container {
         ident: input.ident,
         generics: input.generics,
         krate,
         data,
+        packed,
     })
+}
+
+/// Whether `attr` is a `#[repr(..)]` that names `packed`.
+fn is_packed(attr: &Attribute) -> bool {
+    if !attr.path().is_ident("repr") {
+        return false;
+    }
+    let mut packed = false;
+    // `repr(packed(2))`, `repr(align(8))`: a name, maybe with parenthesized arguments.
+    let _ = attr.parse_nested_meta(|meta| {
+        packed |= meta.path.is_ident("packed");
+        if meta.input.peek(syn::token::Paren) {
+            let _content;
+            syn::parenthesized!(_content in meta.input);
+        }
+        Ok(())
+    });
+    packed
 }
 
 fn shape(cx: &mut Ctxt, fields: Fields) -> Shape {
