@@ -122,3 +122,21 @@ fn misspelled_options_suggest_the_nearest() {
     }
     assert_eq!(crate::attr::closest("", valid), None);
 }
+
+#[test]
+fn a_value_with_a_lifetime_other_than_static_is_refused() {
+    let refused = |output: proc_macro2::TokenStream| {
+        let out = crate::idempotent::idempotent(
+            quote!(),
+            quote!(async fn f(x: &str) -> #output { todo!() }),
+        );
+        out.to_string().contains("has the lifetime")
+    };
+    assert!(refused(quote!(Result<Holder<'_>, Error>)));
+    assert!(refused(quote!(Result<(u8, Cow<'a, str>), Error>)));
+    assert!(!refused(quote!(Result<Cow<'static, str>, Error>)));
+    assert!(
+        !refused(quote!(Result<String, Error<'a>>)),
+        "errors are not recorded"
+    );
+}

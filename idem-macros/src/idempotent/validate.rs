@@ -127,18 +127,31 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     };
     // A borrowed value can never be `DeserializeOwned`; the compiler would say so in three
     // errors about higher-ranked lifetimes, none of them at the `&`.
+    // A lifetime other than `'static` (`Cow<'a, str>`, `Holder<'_>`) likewise.
     if let Some((_, output)) = &shape_output
         && let Some(value) = result_value(output)
-        && let Some(borrow) = find_reference(value.to_token_stream())
     {
-        cx.error_at(
-            borrow,
-            format!(
-                "the value returned by `#[idempotent]` fn `{fn_name}` borrows: it is recorded and \
-                 replayed to later calls, after this call's borrows have ended, so it must be \
-                 owned data (`String` for `&str`, `Vec<u8>` for `&[u8]`, `T` for `&T`)"
+        match find_borrow(value.to_token_stream()) {
+            Some(Borrow::Reference(borrow)) => cx.error_at(
+                borrow,
+                format!(
+                    "the value returned by `#[idempotent]` fn `{fn_name}` borrows: it is recorded \
+                     and replayed to later calls, after this call's borrows have ended, so it must \
+                     be owned data (`String` for `&str`, `Vec<u8>` for `&[u8]`, `T` for `&T`)"
+                ),
             ),
-        );
+            Some(Borrow::Lifetime(lifetime)) => cx.error_spanned_by(
+                &lifetime,
+                format!(
+                    "the value returned by `#[idempotent]` fn `{fn_name}` has the lifetime \
+                     `{lifetime}`: it is recorded and replayed to later calls, after this call's \
+                     borrows have ended, so it must be owned data, with no lifetime but \
+                     `'static` (`String` or `Cow<'static, str>` for `Cow<'a, str>`; a type of \
+                     yours that borrows needs an owned version)"
+                ),
+            ),
+            None => {}
+        }
     }
     if let Some(c) = &func.sig.constness {
         cx.error_spanned_by(c, "`#[idempotent]` cannot be used on a `const fn`");
@@ -694,14 +707,42 @@ fn check_idents(
     }
 }
 
-/// The span of the first `&` in `tokens` (a reference type, however deeply nested:
-/// `Vec<&str>`, `(u8, &[u8])`).
-fn find_reference(tokens: proc_macro2::TokenStream) -> Option<Span> {
-    tokens.into_iter().find_map(|token| match token {
-        proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => Some(punct.span()),
-        proc_macro2::TokenTree::Group(group) => find_reference(group.stream()),
-        _ => None,
-    })
+/// What makes a value type borrow.
+enum Borrow {
+    /// A reference type: the span of its `&`.
+    Reference(Span),
+    /// A lifetime other than `'static` (`'a`, `'_`).
+    Lifetime(syn::Lifetime),
+}
+
+/// The first `&` (a reference type) or lifetime other than `'static` in `tokens`, however
+/// deeply nested: `Vec<&str>`, `(u8, &[u8])`, `Cow<'a, str>`, `Holder<'_>`.
+fn find_borrow(tokens: proc_macro2::TokenStream) -> Option<Borrow> {
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        let found = match token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => {
+                Some(Borrow::Reference(punct.span()))
+            }
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '\'' => {
+                match tokens.peek() {
+                    Some(proc_macro2::TokenTree::Ident(ident)) if ident != "static" => {
+                        let mut lifetime = syn::Lifetime::new("'a", ident.span());
+                        lifetime.apostrophe = punct.span();
+                        lifetime.ident = ident.clone();
+                        Some(Borrow::Lifetime(lifetime))
+                    }
+                    _ => None,
+                }
+            }
+            proc_macro2::TokenTree::Group(group) => find_borrow(group.stream()),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 /// Refuses a type or const parameter that appears in the recorded value's type but nowhere in
