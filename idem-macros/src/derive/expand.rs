@@ -59,7 +59,10 @@ pub fn expand(krate: &TokenStream, c: &Container) -> TokenStream {
         generics.make_where_clause().predicates.extend(bounds);
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    // `#[automatically_derived]`: lints about the impl's shape (`single_use_lifetimes` on
+    // `impl<'a> … for A<'a>`) are not reported in the user's crate, as for std's derives.
     quote! {
+        #[automatically_derived]
         impl #impl_generics #k::__private::IdempotencyKey for #ident #ty_generics #where_clause {
             fn write_key(&self, #out: &mut #k::__private::KeyHasher) {
                 #body

@@ -1,6 +1,7 @@
-//! Generated code compiles under `#![deny(warnings, unused_qualifications)]`, next to a module
-//! named `core` and with the runtime under another name (`crate = "…"`).
-#![deny(warnings, unused_qualifications)]
+//! Generated code compiles under `#![deny(warnings, unused_qualifications,
+//! single_use_lifetimes)]`, next to a module named `core` and with the runtime under another
+//! name (`crate = "…"`).
+#![deny(warnings, unused_qualifications, single_use_lifetimes)]
 
 // The runtime under another name, as a renamed dependency would put it in the extern prelude
 // (`idem_runtime` stays reachable here; the workspace member `idem-tests/renamed` is a real
@@ -35,6 +36,27 @@ enum Kind<T> {
     B(T),
     C(u8, #[idem(exclude)] u8),
     D { x: T, #[idem(exclude)] y: String },
+}
+
+// A lifetime used once in the type: the derived `impl<'a> … for Borrowed<'a>` must not be
+// reported by `single_use_lifetimes` (it is `#[automatically_derived]`).
+#[derive(idem::IdempotencyKey)]
+#[idem(crate = "idem")]
+struct Borrowed<'a> {
+    sku: &'a str,
+}
+
+#[derive(idem::IdempotencyKey)]
+#[idem(crate = "idem")]
+enum BorrowedKind<'a, T> {
+    Sku(&'a T),
+    None,
+}
+
+#[idem::idempotent(crate = "idem", name = "hygiene.borrowed")]
+async fn borrowed(item: &Borrowed<'_>, kind: BorrowedKind<'_, u8>) -> Result<usize, idem::Error> {
+    let _ = kind;
+    Ok(item.sku.len())
 }
 
 struct Service {
@@ -98,6 +120,8 @@ fn main() {
     let _ = Service::place;
     let _ = Service::bump;
     let _ = generic::<u8>;
+    let _ = borrowed(&Borrowed { sku: "a" }, BorrowedKind::Sku(&1));
+    let _ = borrowed(&Borrowed { sku: "a" }, BorrowedKind::None);
     let _ = Kind::<u8>::A;
     let _ = Kind::B(1u8);
     let _ = Kind::<u8>::C(1, 2);
