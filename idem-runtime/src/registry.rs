@@ -137,6 +137,22 @@ fn duplicate_message(name: &str, places: &[Location]) -> String {
         ));
     }
     out.push_str(": give each a distinct `name = \"…\"` (keys of one name are shared)");
+    if let [first, rest @ ..] = places
+        && !rest.is_empty()
+        && rest.iter().all(|at| at.module == first.module)
+        && name
+            .strip_prefix(first.module)
+            .is_some_and(|fn_name| fn_name.starts_with("::"))
+    {
+        // Default names `module::fn`, all in one module: fns nested in the bodies of other fns
+        // (`module_path!()` stops at the module).
+        out.push_str(&format!(
+            "; all in module `{}`: a fn nested inside another fn's body gets the default name \
+             `{}::<fn name>` of its module, so nested fns of one name collide: give them a \
+             `name = \"…\"`",
+            first.module, first.module
+        ));
+    }
     out
 }
 

@@ -105,3 +105,39 @@ fn duplicate_refusal<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
     );
     message
 }
+
+// Two fns nested in the bodies of two fns of one module, with one name: `module_path!()` stops
+// at the module, so both get the default name `macro_registry::step`.
+async fn parent_a(n: u64) -> Result<u64, Error> {
+    #[idempotent]
+    async fn step(n: u64) -> Result<u64, Error> {
+        Ok(n + 1)
+    }
+    step(n).await
+}
+
+async fn parent_b(n: u64) -> Result<u64, Error> {
+    #[idempotent]
+    async fn step(n: u64) -> Result<u64, Error> {
+        Ok(n + 2)
+    }
+    step(n).await
+}
+
+#[tokio::test]
+async fn nested_fns_of_one_name_are_refused_with_the_fix() {
+    with_store(Arc::new(MemoryStore::new()), async {
+        for result in [parent_a(1).await, parent_b(1).await] {
+            let Err(Error::Config(message)) = result else {
+                panic!("expected a refusal, got {result:?}");
+            };
+            assert!(message.contains("`macro_registry::step`"), "{message}");
+            assert!(
+                message.contains("a fn nested inside another fn's body")
+                    && message.contains("give them a `name = \"…\"`"),
+                "{message}"
+            );
+        }
+    })
+    .await;
+}
