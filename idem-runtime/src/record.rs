@@ -37,7 +37,7 @@
 //! JSON contains `null` is read back once and compared with the value by its canonical digest.
 //! Types whose `Deserialize` tells the cases apart (serde_with's `double_option`) pass.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -59,30 +59,7 @@ const HEADER_LEN: usize = 6;
 /// The record is written into a reusable per-thread buffer and then copied into an allocation of
 /// exactly its size: one allocation per record, however large the value.
 pub fn encode<T: Serialize + ?Sized>(operation: &'static str, value: &T) -> Result<Bytes, Error> {
-    thread_local! {
-        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    }
-    /// Scratch capacity kept between calls; a larger buffer is given back after use.
-    const KEEP: usize = 64 * 1024;
-    let encoded = SCRATCH.try_with(|scratch| {
-        // Busy only if a `Serialize` impl encodes a record itself: use a fresh buffer then.
-        let mut scratch = scratch.try_borrow_mut().ok()?;
-        scratch.clear();
-        let result =
-            write_record(&mut scratch, operation, value).map(|()| Bytes::copy_from_slice(&scratch));
-        if scratch.capacity() > KEEP {
-            *scratch = Vec::new();
-        }
-        Some(result)
-    });
-    match encoded {
-        Ok(Some(result)) => result,
-        _ => {
-            let mut out = Vec::with_capacity(128);
-            write_record(&mut out, operation, value)?;
-            Ok(Bytes::from(out))
-        }
-    }
+    encode_noting_null(operation, value).map(|(record, _)| record)
 }
 
 /// [`encode`], refusing a value that would not read back as itself.
@@ -90,25 +67,64 @@ pub fn encode<T: Serialize + ?Sized>(operation: &'static str, value: &T) -> Resu
 /// JSON writes `None`, `()`, unit structs and non-finite floats all as `null`, so `Some(None)`,
 /// `Some(())` or `Some(f64::NAN)` would replay as `None` and a NaN `f64` would not replay at
 /// all: a silently different value on every replay, or a decode error blaming a type change.
-/// A record whose JSON holds no `null` cannot have lost anything that way; one that does is
-/// read back once and compared with the value by their canonical digests (the key encoding),
-/// so a type whose own `Deserialize` tells these apart (serde_with's `double_option`) passes.
+/// A value written without a `null` cannot have lost anything that way (the encoder notes every
+/// `null` it writes, at no cost); one written with one is read back once and compared with the
+/// value by their canonical digests (the key encoding), so a type whose own `Deserialize` tells
+/// these apart (serde_with's `double_option`) passes.
 pub(crate) fn encode_faithful<T: Serialize + DeserializeOwned>(
     operation: &'static str,
     value: &T,
 ) -> Result<Bytes, Error> {
-    let record = encode(operation, value)?;
-    let payload = &record[HEADER_LEN..];
-    if has_null(payload) {
-        check_reads_back(operation, value, payload)?;
+    let (record, wrote_null) = encode_noting_null(operation, value)?;
+    if wrote_null {
+        check_reads_back(operation, value, &record[HEADER_LEN..])?;
     }
     Ok(record)
 }
 
-/// Whether `payload` contains the bytes `null` (also inside a string: then the check below
-/// runs for nothing, which is only slower).
-fn has_null(payload: &[u8]) -> bool {
-    payload.windows(4).any(|w| w == b"null")
+/// [`encode`], also answering whether the encoder wrote a `null`.
+fn encode_noting_null<T: Serialize + ?Sized>(
+    operation: &'static str,
+    value: &T,
+) -> Result<(Bytes, bool), Error> {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    /// Scratch capacity kept between calls; a larger buffer is given back after use.
+    const KEEP: usize = 64 * 1024;
+    let wrote_null = Cell::new(false);
+    let encoded = SCRATCH.try_with(|scratch| {
+        // Busy only if a `Serialize` impl encodes a record itself: use a fresh buffer then.
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        scratch.clear();
+        let result = write_record(&mut scratch, operation, value, &wrote_null)
+            .map(|()| Bytes::copy_from_slice(&scratch));
+        if scratch.capacity() > KEEP {
+            *scratch = Vec::new();
+        }
+        Some(result)
+    });
+    let record = match encoded {
+        Ok(Some(result)) => result?,
+        _ => {
+            let mut out = Vec::with_capacity(128);
+            write_record(&mut out, operation, value, &wrote_null)?;
+            Bytes::from(out)
+        }
+    };
+    Ok((record, wrote_null.get()))
+}
+
+/// serde_json's compact output, noting whether it wrote a `null`: `None`, `()`, unit structs
+/// and non-finite floats all reach the formatter as `write_null`.
+struct NoteNull<'a>(&'a Cell<bool>);
+
+impl serde_json::ser::Formatter for NoteNull<'_> {
+    #[inline]
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.set(true);
+        writer.write_all(b"null")
+    }
 }
 
 #[cold]
@@ -150,10 +166,12 @@ fn write_record<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     operation: &'static str,
     value: &T,
+    wrote_null: &Cell<bool>,
 ) -> Result<(), Error> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[FORMAT_VERSION, CODEC_JSON, KIND_VALUE]);
-    serde_json::to_writer(&mut *out, value).map_err(|e| Error::Encode {
+    let mut json = serde_json::Serializer::with_formatter(&mut *out, NoteNull(wrote_null));
+    value.serialize(&mut json).map_err(|e| Error::Encode {
         operation,
         reason: e.to_string(),
     })
@@ -194,6 +212,19 @@ pub fn decode<T: DeserializeOwned>(operation: &'static str, record: &[u8]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encoder_notes_every_null_it_writes_and_nothing_else() {
+        fn null<T: Serialize>(value: &T) -> bool {
+            encode_noting_null("op", value).unwrap().1
+        }
+        assert!(!null(&(1u8, "null", vec!["nullable"])));
+        assert!(!null(&Some(1u8)));
+        assert!(null(&None::<u8>));
+        assert!(null(&Some(())));
+        assert!(null(&vec![1.0, f64::NAN]));
+        assert!(null(&[f32::INFINITY]));
+    }
 
     #[test]
     fn round_trip_and_corruption() {
