@@ -70,7 +70,9 @@ impl<T: serde::Serialize + ?Sized> BySerde<'_, T> {
     label = "implements neither `IdempotencyKey` nor `serde::Serialize`",
     note = "derive `IdempotencyKey` (or `serde::Serialize`) for it, or leave it out of the key with `#[idem(exclude)]`, \
             or hash it yourself with `#[idem(with = path)]` (derive fields only)",
-    note = "a value of a generic type needs a declared bound: `T: IdempotencyKey` or `T: serde::Serialize`"
+    note = "a value of a generic type needs a declared bound (`T: IdempotencyKey` or `T: serde::Serialize`); a type \
+            deriving `IdempotencyKey` over an undeclared `T` (`Wrap<T>`) implements it only for a `T` that does: \
+            declare `T: serde::Serialize` on it to accept serde-only arguments (`Wrap<Uuid>`)"
 )]
 pub trait IdempotencyKeyOrSerialize {}
 

@@ -22,7 +22,9 @@ use super::one_chunk;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used as idempotency key material",
     label = "not usable as idempotency key material",
-    note = "derive `IdempotencyKey` for it, implement `serde::Serialize`, or mark the field/argument `#[idem(exclude)]`"
+    note = "derive `IdempotencyKey` for it, implement `serde::Serialize`, or mark the field/argument `#[idem(exclude)]`",
+    note = "if it already implements `serde::Serialize` and is the type argument of a type deriving `IdempotencyKey` \
+            (`Wrap<Uuid>`), declare `T: serde::Serialize` on that type's parameter: an undeclared `T` is bound by `IdempotencyKey`"
 )]
 pub trait IdempotencyKey {
     /// Writes `self` in the canonical encoding.
