@@ -4,7 +4,7 @@
 //! with absolute paths (`::idem_runtime::__private::…`, or the `crate = "…"` path).
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
+pub use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -143,11 +143,9 @@ where
 
 /// Declares the output of the body's `async move` block: the fn's return type `R`, as the user
 /// wrote it (its tokens keep their spans). [`run`] infers its own `R` from the body, so the
-/// type's tokens appear once more only here, where no bound is checked.
-#[inline(always)]
-pub fn typed_body<R, B: Future<Output = R>>(body: Pin<&mut B>) -> Pin<&mut B> {
-    body
-}
+/// type's tokens appear once more only here, where no bound on `R` is checked. A struct rather
+/// than a function: building it compiles no code per annotated fn.
+pub struct TypedBody<'a, R, B: Future<Output = R>>(pub Pin<&'a mut B>, pub PhantomData<fn() -> R>);
 
 /// The future of one call: the engine's future (one type per return type) tied to the body's
 /// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
