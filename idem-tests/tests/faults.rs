@@ -441,10 +441,12 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
 
         let key = unique_key(&format!("lost-answer-{script}-{order:?}"));
         let token = Token::generate();
+        // Short, so that the time the answer was lost for is a visible part of it.
+        let short = Duration::from_secs(3);
         proxy.mute_replies(true);
         let claim = tokio::spawn({
             let (store, key) = (store.clone(), key);
-            async move { store.claim(&key, &fp, token, lease).await }
+            async move { store.claim(&key, &fp, token, short).await }
         });
         if order == ClaimOrder::ReadFirst {
             // The read waits for its answer, and the claim is sent after it: both go out again.
@@ -459,11 +461,22 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
             tokio::time::timeout(Duration::from_secs(5), ran)
                 .await
                 .unwrap_or_else(|_| panic!("{case}: the muted claim never reached the server"));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
         }
         proxy.cut().await;
         proxy.mute_replies(false);
         proxy.restore().await;
         assert_eq!(claim.await.unwrap().unwrap(), Claim::Acquired, "{case}");
+        // The caller counts its lease from the answer: the record's lease was renewed then.
+        match direct.get(&key).await.unwrap() {
+            Some(Record::InProgress { remaining, .. }) => {
+                assert!(
+                    remaining > Duration::from_millis(2500),
+                    "{case}: {remaining:?}"
+                )
+            }
+            other => panic!("{case}: {other:?}"),
+        }
         assert!(
             store
                 .complete(&key, token, value.clone(), lease)
@@ -475,6 +488,69 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
             other => panic!("{case}: {other:?}"),
         }
     }
+}
+
+/// `remove` whose answer is lost is not sent again: a second `DEL` would delete whatever is
+/// there by then, such as another caller's fresh claim. It fails instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_remove_is_not_resent_over_another_callers_claim() {
+    use idem_runtime::store::Claim;
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let upstream = redis_host_port(&url);
+    let direct = RedisStore::builder()
+        .key_prefix(fixture.prefix())
+        .connect(&url)
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(&upstream).await;
+    let store = Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+            .await
+            .unwrap(),
+    );
+    let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
+    let key = unique_key("remove-lost-answer");
+    let first = Token::generate();
+    assert_eq!(
+        direct.claim(&key, &fp, first, lease).await.unwrap(),
+        Claim::Acquired
+    );
+    let value = idem_runtime::record::encode("faults", &"done").unwrap();
+    assert!(direct.complete(&key, first, value, lease).await.unwrap());
+
+    proxy.mute_replies(true);
+    let remove = tokio::spawn({
+        let store = store.clone();
+        async move { store.remove(&key).await }
+    });
+    // The `DEL` ran on the server; another caller claims the free key.
+    let ran = async {
+        while direct.get(&key).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ran)
+        .await
+        .expect("the muted DEL never reached the server");
+    let other = Token::generate();
+    assert_eq!(
+        direct.claim(&key, &fp, other, lease).await.unwrap(),
+        Claim::Acquired
+    );
+    proxy.cut().await;
+    proxy.mute_replies(false);
+    proxy.restore().await;
+    expect_store_error(remove.await.unwrap());
+    assert!(
+        matches!(
+            direct.get(&key).await.unwrap(),
+            Some(Record::InProgress { .. })
+        ),
+        "the other caller's claim was deleted"
+    );
 }
 
 /// The local cache learns how long a replayed record lives from a `PTTL` sent with the claim.

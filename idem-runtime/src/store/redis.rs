@@ -305,11 +305,12 @@ fn hex(key: &Key) -> [u8; 64] {
 /// A command that fails because the connection was lost (not one that timed out) is sent once
 /// more, over the connection the manager opens again: a server restart, a failover or a
 /// provider's idle timeout between two calls, or while a body runs, costs a reconnect instead
-/// of a failed call or a lost result. Every command is safe to repeat after it may have run:
-/// a claim that ran but whose answer was lost finds its own record (by its token) and is
-/// acquired; `complete` answers "completed" again for a record it already completed with the
-/// same value. If the repeat fails as well, the call fails with [`Error::Store`] and the body
-/// does not run (fail closed).
+/// of a failed call or a lost result. The commands resent are safe to repeat after they may
+/// have run: a claim that ran but whose answer was lost finds its own record (by its token),
+/// renews its lease and is acquired; `complete` answers "completed" again for a record it
+/// already completed with the same value. If the repeat fails as well, the call fails with
+/// [`Error::Store`] and the body does not run (fail closed). `remove` is not resent: a `DEL`
+/// repeated after another caller's claim would delete that claim.
 ///
 /// ## Waiting for a running call
 ///
@@ -787,7 +788,8 @@ impl RedisStore {
     /// idle timeout) fails while the connection manager reconnects, and the repeat goes over
     /// the new connection. Without it, a body that outlived such a blip would fail its
     /// `complete` and have its key released for a second run, and the next claim would fail.
-    /// Every command sent here is safe to repeat after it may have run: reads; a claim, whose
+    /// Every command sent here is safe to repeat after it may have run (`remove`'s `DEL`, which
+    /// is not, goes through [`query_once`](Self::query_once)): reads; a claim, whose
     /// repeat answers the record it wrote, recognised by its token; the token-fenced scripts,
     /// `complete` answering 1 again for a record it already completed with the same value (a
     /// repeated `release` answers 0, as for a lapsed lease: the key is free either way).
@@ -1077,10 +1079,22 @@ impl Store for RedisStore {
                     }
                     // Our own record: this claim was sent twice (`query` after a lost
                     // connection) and the first one had been applied. Tokens are unique per
-                    // call, so no other caller holds this one.
+                    // call, so no other caller holds this one. Its lease started at the first
+                    // send, maybe seconds ago (the reconnection): renewed now, so the caller
+                    // can count a whole lease from this answer.
                     Stored::InProgress { token: held, .. } if held == token.to_bytes() => {
                         self.note_claim(false);
-                        Ok(Claim::Acquired)
+                        let token = token.to_bytes();
+                        let args = [Arg::Bytes(&token), Arg::Int(lease_ms)];
+                        if flag(rkey, self.eval(&RENEW, rkey, &args).await?)? {
+                            Ok(Claim::Acquired)
+                        } else {
+                            Err(Error::store(
+                                NAME,
+                                "the claim lapsed while the connection to Redis was restored; \
+                                 call again",
+                            ))
+                        }
                     }
                     Stored::InProgress {
                         fingerprint, lease, ..
@@ -1191,7 +1205,9 @@ impl Store for RedisStore {
             let rkey = self.record_key(key);
             let mut cmd = redis::cmd("DEL");
             cmd.arg(rkey);
-            let removed = self.query(&cmd).await;
+            // Sent once: a `DEL` repeated after a lost answer could delete a claim another
+            // caller made in between (a lost answer is an error; `get` tells what happened).
+            let removed = self.query_once(&cmd).await;
             // Again after the server's answer (see `LocalCache::remove`), even if it failed.
             if let Some(cache) = &self.cache {
                 cache.remove(key);
