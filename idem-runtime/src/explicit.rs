@@ -219,7 +219,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> Claimed<T> {
+impl<T> Claimed<T> {
     /// The claimed key.
     pub fn key(&self) -> Key {
         self.guard.key
@@ -237,6 +237,15 @@ impl<T: Serialize + DeserializeOwned> Claimed<T> {
         self.frame.lease_lost.load(Ordering::Acquire)
     }
 
+    /// Gives the key back without a result, so a later call runs again.
+    /// `Ok(false)` if the claim had already lapsed or been removed.
+    pub async fn fail(mut self) -> Result<bool, Error> {
+        self.renewer = None;
+        self.guard.release().await
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Claimed<T> {
     /// Records `value` as the result. [`Error::LeaseLost`] if the claim lapsed and someone else
     /// took the key over; then nothing was written.
     pub async fn complete(mut self, value: &T) -> Result<(), Error> {
@@ -250,13 +259,6 @@ impl<T: Serialize + DeserializeOwned> Claimed<T> {
         } else {
             Err(Error::LeaseLost { operation, key })
         }
-    }
-
-    /// Gives the key back without a result, so a later call runs again.
-    /// `Ok(false)` if the claim had already lapsed or been removed.
-    pub async fn fail(mut self) -> Result<bool, Error> {
-        self.renewer = None;
-        self.guard.release().await
     }
 }
 

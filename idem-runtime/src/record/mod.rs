@@ -24,8 +24,9 @@
 //! tagged enums and `#[serde(flatten)]` all rely on `deserialize_any`, which compact non-describing
 //! formats (bincode, postcard) cannot serve. JSON is the self-describing format with the most
 //! mature serde support, it is fast to decode for the small values idempotent calls return, and a
-//! human can read a record with `redis-cli` or `psql`. A new codec would get a new codec id; old
-//! records stay readable.
+//! human can read a record with `redis-cli` or `psql`. Floats are read with serde_json's
+//! `float_roundtrip` (enabled by this crate), so an `f64` replays bit for bit. A new codec would
+//! get a new codec id; old records stay readable.
 
 //!
 //! # Values JSON cannot tell apart
@@ -33,9 +34,14 @@
 //! JSON writes `None`, `()`, unit structs and non-finite floats (NaN, ±infinity) all as
 //! `null`. A result holding `Some(None)`, `Some(())` or `Some(f64::NAN)` would therefore replay
 //! as `None`, and a NaN or infinite `f64` would not replay at all. The engine refuses to record
-//! such a value ([`Error::Encode`], the claim released, nothing replayed wrong): a record whose
-//! JSON contains `null` is read back once and compared with the value by its canonical digest.
-//! Types whose `Deserialize` tells the cases apart (serde_with's `double_option`) pass.
+//! such a value ([`Error::Encode`], the claim released, nothing replayed wrong): a value holding
+//! a `Some` of something written as `null`, or a non-finite float, is read back once and
+//! compared with itself by its canonical digest. Types whose `Deserialize` tells the cases
+//! apart (serde_with's `double_option`) pass. Not detected: an `#[serde(untagged)]` enum whose
+//! variants are written alike (a unit variant next to an `Option`), which serde itself reads
+//! back as the first variant that fits.
+
+mod ambiguity;
 
 use std::cell::{Cell, RefCell};
 
@@ -68,15 +74,18 @@ pub fn encode<T: Serialize + ?Sized>(operation: &'static str, value: &T) -> Resu
 /// `Some(())` or `Some(f64::NAN)` would replay as `None` and a NaN `f64` would not replay at
 /// all: a silently different value on every replay, or a decode error blaming a type change.
 /// A value written without a `null` cannot have lost anything that way (the encoder notes every
-/// `null` it writes, at no cost); one written with one is read back once and compared with the
-/// value by their canonical digests (the key encoding), so a type whose own `Deserialize` tells
-/// these apart (serde_with's `double_option`) passes.
+/// `null` it writes, at no cost). One written with one is searched for an ambiguous `null` (a
+/// `Some` of something written as `null`, or a non-finite float: `ambiguity`); a plain `None`
+/// reads back as itself. Only a value with such a part is read back and compared with itself by
+/// canonical digest (the key encoding), so a type whose own `Deserialize` tells the cases apart
+/// (serde_with's `double_option`) passes, and a value that merely holds a `None` is never
+/// refused for another difference (a `HashSet`'s order, a field skipped when read back).
 pub(crate) fn encode_faithful<T: Serialize + DeserializeOwned>(
     operation: &'static str,
     value: &T,
 ) -> Result<Bytes, Error> {
     let (record, wrote_null) = encode_noting_null(operation, value)?;
-    if wrote_null {
+    if wrote_null && ambiguity::has_ambiguous_null(value) {
         check_reads_back(operation, value, &record[HEADER_LEN..])?;
     }
     Ok(record)
@@ -124,6 +133,18 @@ impl serde_json::ser::Formatter for NoteNull<'_> {
     fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
         self.0.set(true);
         writer.write_all(b"null")
+    }
+
+    /// A `serde_json::value::RawValue`, written verbatim: it may be a `null` too.
+    fn write_raw_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        if fragment.trim() == "null" {
+            self.0.set(true);
+        }
+        writer.write_all(fragment.as_bytes())
     }
 }
 
