@@ -138,19 +138,30 @@ impl Drop for ClaimGuard<'_> {
     }
 }
 
-/// The claim sent, handing the store back with the answer.
-type Sent = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<Claim, Error>)> + Send>>;
+/// A store call sent, handing the store back with the answer.
+type Sent<T> = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<T, Error>)> + Send>>;
 
-/// A remote claim in flight. Dropped before the store answered (the caller was cancelled), it
-/// is handed to a task that awaits the answer and then releases the claim. Releasing at once
-/// could reach the store before the claim itself: a pooled backend such as PostgreSQL sends
-/// the two on different connections, and a query whose future was dropped may still run, so
-/// the release would find nothing and the claim would then hold the key for a whole lease.
-struct ClaimInFlight {
-    sent: Option<Sent>,
+/// A remote claim or `complete` in flight. Dropped before the store answered (the caller was
+/// cancelled), it is handed to a task that awaits the answer and then releases the claim if
+/// `release_after` says so:
+///
+/// - a claim: unless answered with another caller's record. Releasing at once could reach the
+///   store before the claim itself: a pooled backend such as PostgreSQL sends the two on
+///   different connections, and a query whose future was dropped may still run, so the
+///   release would find nothing and the claim would then hold the key for a whole lease;
+/// - a `complete`: only if the store failed to record the result. The body has already run,
+///   so its result is kept rather than its claim released for a second run.
+struct InFlight<T: 'static> {
+    sent: Option<Sent<T>>,
     key: Key,
     token: Token,
+    release_after: fn(&Result<T, Error>) -> bool,
+    /// What is in flight, for the log.
+    what: &'static str,
 }
+
+type ClaimInFlight = InFlight<Claim>;
+type CompleteInFlight = InFlight<bool>;
 
 impl ClaimInFlight {
     fn send(
@@ -160,113 +171,75 @@ impl ClaimInFlight {
         token: Token,
         lease: Duration,
     ) -> Self {
-        let sent: Sent = Box::pin(async move {
-            let claim = store.claim(&key, &fingerprint, token, lease).await;
-            (store, claim)
-        });
-        ClaimInFlight {
-            sent: Some(sent),
+        InFlight {
+            sent: Some(Box::pin(async move {
+                let claim = store.claim(&key, &fingerprint, token, lease).await;
+                (store, claim)
+            })),
             key,
             token,
+            // Answered with another caller's record: nothing of ours to release.
+            release_after: |claim| {
+                !matches!(
+                    claim,
+                    Ok(Claim::Completed { .. } | Claim::InProgress { .. })
+                )
+            },
+            what: "claiming",
         }
     }
 }
 
-impl Future for ClaimInFlight {
-    type Output = Result<Claim, Error>;
+impl CompleteInFlight {
+    fn send(store: Arc<dyn Store>, key: Key, token: Token, value: Bytes, ttl: Duration) -> Self {
+        InFlight {
+            sent: Some(Box::pin(async move {
+                let completed = store.complete(&key, token, value, ttl).await;
+                (store, completed)
+            })),
+            key,
+            token,
+            release_after: Result::is_err,
+            what: "recording its result",
+        }
+    }
+}
+
+impl<T> Future for InFlight<T> {
+    type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Polled again after its answer (never done here): it stays pending.
         let Some(sent) = self.sent.as_mut() else {
             return Poll::Pending;
         };
-        let (_, claim) = ready!(sent.as_mut().poll(cx));
+        let (_, answer) = ready!(sent.as_mut().poll(cx));
         self.sent = None;
-        Poll::Ready(claim)
+        Poll::Ready(answer)
     }
 }
 
-impl Drop for ClaimInFlight {
+impl<T> Drop for InFlight<T> {
     fn drop(&mut self) {
         let Some(sent) = self.sent.take() else {
             return;
         };
-        // Without a runtime the claim cannot finish either; its lease is the backstop.
+        // Without a runtime the call cannot finish either; the lease is the backstop.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (key, token) = (self.key, self.token);
-        tracing::debug!(target: "idem", %key, "call dropped while claiming; releasing once the claim is answered");
+        let (key, token, release_after) = (self.key, self.token, self.release_after);
+        // Only whether to release is kept past the answer (`T` need not be `Send`).
+        let sent = async move {
+            let (store, answer) = sent.await;
+            (store, release_after(&answer))
+        };
+        tracing::debug!(target: "idem", %key, "call dropped while {}; seeing it through", self.what);
         runtime.spawn(async move {
-            let (store, claim) = sent.await;
-            // Answered with another caller's record: nothing of ours to release.
-            if matches!(claim, Ok(Claim::Completed { .. } | Claim::InProgress { .. })) {
+            let (store, release) = sent.await;
+            if !release {
                 return;
             }
-            if let Err(error) = store.release(&key, token).await {
-                tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
-            }
-        });
-    }
-}
-
-/// The result sent, handing the store back with the answer.
-type Completing = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<bool, Error>)> + Send>>;
-
-/// A remote `complete` in flight. Dropped before the store answered (the caller was cancelled
-/// while the result was being recorded), it is handed to a task that sees it through: the body
-/// has already run, so its result is kept rather than its claim released. If the store fails
-/// to record it, the task releases the claim, as the caller would have.
-struct CompleteInFlight {
-    sent: Option<Completing>,
-    key: Key,
-    token: Token,
-}
-
-impl CompleteInFlight {
-    fn send(store: Arc<dyn Store>, key: Key, token: Token, value: Bytes, ttl: Duration) -> Self {
-        let sent: Completing = Box::pin(async move {
-            let completed = store.complete(&key, token, value, ttl).await;
-            (store, completed)
-        });
-        CompleteInFlight {
-            sent: Some(sent),
-            key,
-            token,
-        }
-    }
-}
-
-impl Future for CompleteInFlight {
-    type Output = Result<bool, Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(sent) = self.sent.as_mut() else {
-            return Poll::Pending;
-        };
-        let (_, completed) = ready!(sent.as_mut().poll(cx));
-        self.sent = None;
-        Poll::Ready(completed)
-    }
-}
-
-impl Drop for CompleteInFlight {
-    fn drop(&mut self) {
-        let Some(sent) = self.sent.take() else {
-            return;
-        };
-        // Without a runtime the write cannot finish; the lease is the backstop.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (key, token) = (self.key, self.token);
-        tracing::debug!(target: "idem", %key, "call dropped while recording its result; recording it anyway");
-        runtime.spawn(async move {
-            let (store, completed) = sent.await;
-            let Err(error) = completed else {
-                return;
-            };
-            tracing::warn!(target: "idem", %key, %error, "result not recorded after the call was dropped; releasing its claim");
             if let Err(error) = store.release(&key, token).await {
                 tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
             }
