@@ -318,6 +318,15 @@ async fn redis_completed_value_is_acknowledged_before_return() {
 }
 
 /// `host:port` of a `redis://[user:password@]host:port[/db]` URL, for a proxy in front of it.
+/// `url` with its host and port replaced by the proxy's.
+fn through(proxy: &FaultProxy, url: &str) -> String {
+    url.replacen(
+        &redis_host_port(url),
+        &format!("127.0.0.1:{}", proxy.port()),
+        1,
+    )
+}
+
 fn redis_host_port(url: &str) -> String {
     let authority = url.trim_start_matches("redis://").split('/').next();
     authority
@@ -339,7 +348,7 @@ async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() 
     let proxy = FaultProxy::start(&upstream).await;
     let store = RedisStore::builder()
         .key_prefix(fixture.prefix())
-        .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+        .connect(&through(&proxy, &url))
         .await
         .unwrap();
     let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
@@ -398,11 +407,7 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
     let fixture = RedisFixture::new().await;
     let url = redis_url();
     let upstream = redis_host_port(&url);
-    let direct = RedisStore::builder()
-        .key_prefix(fixture.prefix())
-        .connect(&url)
-        .await
-        .unwrap();
+    let direct = fixture.store();
     let (fp, lease) = (idem_runtime::Fingerprint::NONE, Duration::from_secs(60));
     let value = idem_runtime::record::encode("faults", &"done").unwrap();
     for (script, order) in [
@@ -416,7 +421,7 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
                 .key_prefix(fixture.prefix())
                 .claim_with_script(script)
                 .claim_order(order)
-                .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+                .connect(&through(&proxy, &url))
                 .await
                 .unwrap(),
         );
@@ -498,16 +503,12 @@ async fn redis_remove_is_not_resent_over_another_callers_claim() {
     let fixture = RedisFixture::new().await;
     let url = redis_url();
     let upstream = redis_host_port(&url);
-    let direct = RedisStore::builder()
-        .key_prefix(fixture.prefix())
-        .connect(&url)
-        .await
-        .unwrap();
+    let direct = fixture.store();
     let proxy = FaultProxy::start(&upstream).await;
     let store = Arc::new(
         RedisStore::builder()
             .key_prefix(fixture.prefix())
-            .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+            .connect(&through(&proxy, &url))
             .await
             .unwrap(),
     );
@@ -580,7 +581,7 @@ async fn redis_local_cache_never_outlives_a_record_claimed_again_in_between() {
             .local_cache(100, Duration::from_secs(60))
             .claim_with_script(script_claim)
             .claim_order(order)
-            .connect(&url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port()), 1))
+            .connect(&through(&proxy, &url))
             .await
             .unwrap();
         let other = fixture.store();
