@@ -391,6 +391,23 @@ async fn claim_races_answer_on_a_repeatable_read_pool() {
     pool.close().await;
 }
 
+/// A schema name PostgreSQL reserves (`pg_…`) is refused by `build` as a configuration error,
+/// not left for `migrate()` to fail on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_schema_name_is_a_config_error() {
+    let fixture = PgFixture::new().await;
+    let built = idem_runtime::store::PostgresStore::builder()
+        .schema("pg_idem")
+        .build(fixture.postgres().pool().clone());
+    match built {
+        Err(idem_runtime::Error::Config(message)) => {
+            assert!(message.contains("reserved"), "{message}")
+        }
+        Err(other) => panic!("expected Error::Config, got {other}"),
+        Ok(_) => panic!("a pg_ schema was accepted"),
+    }
+}
+
 /// A claim on a table that was never migrated says to run `migrate()`, instead of only
 /// `relation "…" does not exist`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

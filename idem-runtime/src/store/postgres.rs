@@ -289,7 +289,8 @@ impl Default for PostgresStoreBuilder {
 
 impl PostgresStoreBuilder {
     /// The schema holding the table (default `public`). Created by [`PostgresStore::migrate`]
-    /// if missing. ASCII letters, digits and `_`, not starting with a digit, at most 63 bytes.
+    /// if missing. ASCII letters, digits and `_`, not starting with a digit or `pg_` (reserved
+    /// by PostgreSQL), at most 63 bytes.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
@@ -448,6 +449,15 @@ impl Sql {
                  store's schema versions in {VERSION_TABLE:?} (with its index \
                  \"{VERSION_TABLE}_pkey\") in the same schema; choose another name with \
                  PostgresStoreBuilder::table (the default is \"idem_records\")"
+            )));
+        }
+        // PostgreSQL refuses to create such a schema ("unacceptable schema name"): said here,
+        // as a configuration error, rather than by `migrate()` as a store error.
+        if schema.starts_with("pg_") {
+            return Err(Error::Config(format!(
+                "the PostgreSQL schema name {schema:?} is reserved: names starting with `pg_` \
+                 belong to the system; choose another with PostgresStoreBuilder::schema (the \
+                 default is \"public\")"
             )));
         }
         let s = quote_ident("schema", schema, 63)?;
@@ -1289,6 +1299,15 @@ mod tests {
         }
         assert!(Sql::new("public", "Idem_schema_version").is_ok());
         assert!(Sql::new("public", "idem_schema_versions").is_ok());
+    }
+
+    #[test]
+    fn schemas_reserved_by_postgres_are_refused() {
+        for schema in ["pg_catalog", "pg_idem"] {
+            assert!(matches!(Sql::new(schema, "t"), Err(Error::Config(m)) if m.contains("`pg_`")));
+        }
+        assert!(Sql::new("PG_idem", "t").is_ok());
+        assert!(Sql::new("idem_pg_", "t").is_ok());
     }
 
     #[test]
