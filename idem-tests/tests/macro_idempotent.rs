@@ -1158,3 +1158,57 @@ async fn a_key_naming_a_parameter_keeps_the_exclusions_of_derived_types_inside_i
     })
     .await;
 }
+
+// ---- a cancelled body is dropped inside its call, before its claim is released -------------
+
+/// Records, when dropped, whether it was dropped inside its call and whether the claim was
+/// still held then.
+struct DropWitness {
+    key: idem_runtime::Key,
+    store: Arc<dyn Store>,
+    seen: Arc<std::sync::Mutex<Option<(bool, bool)>>>,
+}
+
+impl Drop for DropWitness {
+    fn drop(&mut self) {
+        let in_call = idem_runtime::current().is_some_and(|c| c.key() == self.key);
+        let record = futures::executor::block_on(self.store.get(&self.key)).unwrap();
+        *self.seen.lock().unwrap() = Some((in_call, record.is_some()));
+    }
+}
+
+#[idempotent(name = "macro.cancelled_drop", store = store.clone())]
+async fn cancellable(
+    n: u32,
+    #[idem(exclude)] store: Arc<dyn Store>,
+    #[idem(exclude)] seen: Arc<std::sync::Mutex<Option<(bool, bool)>>>,
+) -> Result<u32, Error> {
+    let key = idem_runtime::current().expect("inside the call").key();
+    let _witness = DropWitness { key, store, seen };
+    std::future::pending::<()>().await;
+    Ok(n)
+}
+
+/// The body's destructors (rollbacks, compensations) run inside the call (`current()`
+/// answers) and while the key is still claimed, so no duplicate can run the body alongside
+/// them: as with `Call::run`, although the fn only lends its body to the engine.
+#[tokio::test]
+async fn a_cancelled_body_is_dropped_inside_its_call_before_the_release() {
+    let store: Arc<dyn Store> = Arc::new(idem_runtime::MemoryStore::new());
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let call = cancellable(1, store.clone(), seen.clone());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), call)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some((true, true)),
+        "(inside the call, still claimed)"
+    );
+    let key = key_of(cancellable(1, store.clone(), seen.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), None, "released after");
+}

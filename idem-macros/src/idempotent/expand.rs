@@ -8,7 +8,7 @@
 //!         &__IDEM_OP
 //!     };
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run(__idem_op, __idem_key, fingerprint, store, cache, TypedBody::<R, _>(pin!(async move { body }), PhantomData).0).await
+//!     run(__idem_op, __idem_key, fingerprint, store, cache, pin!(body::<R, _>(async move { body }))).await
 //! }
 //! ```
 //!
@@ -162,12 +162,11 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let output = &plan.output;
     let out_span = output.span();
     // Spanned on the return type: the checks of `run`'s bounds are reported there. `run` infers
-    // the return type from the body, declared of that type by `TypedBody`: a turbofish on
+    // the return type from the body, declared of that type by `__private::body`: a turbofish on
     // `run` would repeat the type's tokens respanned, and a typo in the type would be reported
     // a second time, at the wrong place (the type's own tokens, kept, report it once).
     let run = respan(quote!(#k::__private::run), out_span);
-    let typed_body = respan(quote!(#k::__private::TypedBody), out_span);
-    let phantom = respan(quote!(#k::__private::PhantomData), out_span);
+    let slot = respan(quote!(#k::__private::body), out_span);
     // The body is pinned in this fn's own future and handed to `run` by reference: `run` erases
     // its type at once, so the engine is compiled once per return type, not once per fn (see
     // `__private::run`).
@@ -182,7 +181,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let call = match plan.shape {
         Shape::Async => {
             quote_spanned!(out_span=>
-                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #typed_body::<#output, _>(#pin(#async_move #body), #phantom).0).await
+                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #pin(#slot::<#output, _>(#async_move #body))).await
             )
         }
         Shape::AsyncTrait => {
@@ -200,7 +199,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 let #cache_arg = #cache;
                 let #body_arg = #body;
                 #boxed(#async_move {
-                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#body_arg)).await
+                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#slot(#body_arg))).await
                 })
             )
         }

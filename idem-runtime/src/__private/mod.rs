@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 pub use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -124,7 +125,7 @@ pub fn run<'a, R, T, E, B, C>(
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: C,
-    body: Pin<&'a mut B>,
+    body: Pin<&'a mut BodySlot<B>>,
 ) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B, C>, B>
 where
     R: IdempotentOutput<Ok = T, Err = E>,
@@ -134,44 +135,101 @@ where
     R: 'a,
     C: ReplayCache<T> + 'a,
 {
-    let body: Pin<&'a mut (dyn Future<Output = R> + 'a)> = body;
+    let body: Pin<&'a mut (dyn Body<Output = R> + 'a)> = body;
     Run {
         engine: run_erased(op, key, fingerprint, store, cache, Erased { body }),
         _body: PhantomData,
     }
 }
 
-/// Declares the output of the body's `async move` block: the fn's return type `R`, as the user
-/// wrote it (its tokens keep their spans). [`run`] infers its own `R` from the body, so the
-/// type's tokens appear once more only here, where no bound on `R` is checked. A struct rather
-/// than a function: building it compiles no code per annotated fn.
-pub struct TypedBody<'a, R, B: Future<Output = R>>(pub Pin<&'a mut B>, pub PhantomData<fn() -> R>);
+/// The body of an `#[idempotent]` fn, pinned in the fn's own future and lent to [`run`], with
+/// the fn's return type `R` declared for its `async move` block (the user's tokens, which keep
+/// their spans: [`run`] infers its own `R` from the body, so a typo in the type is reported
+/// once).
+#[inline(always)]
+pub fn body<R, B: Future<Output = R>>(body: B) -> BodySlot<B> {
+    BodySlot {
+        body: ManuallyDrop::new(body),
+        dropped: false,
+    }
+}
+
+/// A body that the engine can drop where it lies, although it only borrows it: a call
+/// cancelled mid-body drops the body inside its call frame and before its claim is released,
+/// as for a body the engine owns (`Call::run`). The fn's frame drops it later only if the
+/// engine did not.
+pub struct BodySlot<B> {
+    /// Structurally pinned; dropped in place, once.
+    body: ManuallyDrop<B>,
+    dropped: bool,
+}
+
+impl<B: Future> Future for BodySlot<B> {
+    type Output = B::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
+        // SAFETY: `body` is structurally pinned: never moved, dropped in place only.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.dropped {
+            // Never polled after the engine dropped it (the engine is gone by then).
+            return Poll::Pending;
+        }
+        unsafe { Pin::new_unchecked(&mut *this.body) }.poll(cx)
+    }
+}
+
+impl<B> Drop for BodySlot<B> {
+    fn drop(&mut self) {
+        if !std::mem::replace(&mut self.dropped, true) {
+            // SAFETY: not dropped before (the flag), and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.body) }
+        }
+    }
+}
+
+/// A [`BodySlot`] with its type erased.
+trait Body: Future {
+    /// Drops the body where it lies (once; later calls do nothing).
+    fn drop_body(self: Pin<&mut Self>);
+}
+
+impl<B: Future> Body for BodySlot<B> {
+    fn drop_body(self: Pin<&mut Self>) {
+        // SAFETY: dropping in place keeps the pinning guarantee (the memory is not reused
+        // before the drop); `Drop` sees the flag and does not drop it again.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !std::mem::replace(&mut this.dropped, true) {
+            unsafe { ManuallyDrop::drop(&mut this.body) }
+        }
+    }
+}
 
 /// The future of one call: the engine's future (one type per return type) tied to the body's
 /// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
 /// when the body is `Send` (see `Erased`); it costs one trivial `poll` per annotated fn.
 ///
 /// ```
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, body, pin, run};
 /// static OP: Operation = Operation::new("docs.run_send");
 /// fn assert_send<T: Send>(_: T) {}
-/// let body = pin!(async { Ok::<u32, idem_runtime::Error>(1) });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _, _>(&OP, OP.key(&1), None, None, DecodeEachReplay, body));
+/// let slot = pin!(body(async { Ok::<u32, idem_runtime::Error>(1) }));
+/// assert_send(run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot));
 /// ```
 ///
 /// A body that is not `Send` makes the call's future not `Send`, although the engine only sees
 /// the erased body:
 ///
 /// ```compile_fail
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, body, pin, run};
 /// static OP: Operation = Operation::new("docs.run_not_send");
 /// fn assert_send<T: Send>(_: T) {}
-/// let body = pin!(async {
+/// let slot = pin!(body(async {
 ///     let local = std::rc::Rc::new(1);
 ///     std::future::ready(()).await;
 ///     Ok::<u32, idem_runtime::Error>(*local)
-/// });
-/// assert_send(run::<Result<u32, idem_runtime::Error>, _, _, _, _>(&OP, OP.key(&1), None, None, DecodeEachReplay, body));
+/// }));
+/// assert_send(run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot));
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Run<'a, G, B: ?Sized> {
@@ -325,7 +383,15 @@ impl<R> NoCache<R> {
 
 /// The body with its type erased, its output split into a `Result` for the engine.
 struct Erased<'a, R> {
-    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
+    body: Pin<&'a mut (dyn Body<Output = R> + 'a)>,
+}
+
+impl<R> Drop for Erased<'_, R> {
+    /// The engine drops its body inside the call frame, before the claim's release: this
+    /// drops the borrowed body itself there, not only the borrow.
+    fn drop(&mut self) {
+        self.body.as_mut().drop_body();
+    }
 }
 
 // SAFETY: an `Erased` is a type-erased `Pin<&'a mut B>` for the body type `B` that [`run`]
