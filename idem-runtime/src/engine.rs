@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
 
+use crate::__private::probe;
 use crate::context::{self, Frame};
 use crate::guard::ClaimGuard;
 use crate::operation::{Call, OnConflict, Operation};
@@ -77,6 +78,15 @@ impl Call<'_> {
         // for first calls and remote stores, a boxed `claim_and_run`. A replay on the memory
         // store is answered in the first poll without a token, guard or claim; a first call pays
         // one allocation for the box, and its future never has to be moved again.
+        //
+        // A call built by hand inside `key_of`/`forget_call` reports its key there instead of
+        // running (the attribute's calls were offered already, in `__private::prepare`): one
+        // atomic load while no probe is active.
+        if let probe::Offer::Taken(refusal) =
+            probe::offer(self.operation.name(), Ok(self.key), self.store.as_deref())
+        {
+            return Err(refusal.into());
+        }
         let resolved = self.resolve_store()?;
         let store = &*resolved;
         let op = self.operation;

@@ -53,7 +53,8 @@ pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
 ///
 /// Multi-instance deployments should turn this on, so that forgetting to install Redis or
 /// PostgreSQL fails loudly instead of deduplicating per process only. Setting the environment
-/// variable `IDEM_STRICT=1` has the same effect.
+/// variable `IDEM_STRICT` to `1`, `true` or `yes` (read once, at the first call) has the same
+/// effect, for the whole process: `set_strict(false)` does not turn that off.
 pub fn set_strict(strict: bool) {
     STRICT.store(strict, Ordering::Relaxed);
 }
@@ -88,6 +89,15 @@ pub async fn with_store<F: Future>(store: Arc<dyn Store>, future: F) -> F::Outpu
     OVERRIDE.scope(store, future).await
 }
 
+/// [`resolve`], without settling the memory default: `None` when no store is set yet (and
+/// strict mode is off).
+pub(crate) fn resolve_existing() -> Result<Option<Cow<'static, Arc<dyn Store>>>, Error> {
+    if OVERRIDE.try_with(|_| ()).is_err() && GLOBAL.get().is_none() && !strict() {
+        return Ok(None);
+    }
+    resolve().map(Some)
+}
+
 /// The store a call made now would use: the task's scoped store, else the installed (or
 /// default) one, borrowed. Resolved once per call.
 pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
@@ -117,6 +127,16 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
 
 #[cold]
 fn strict_without_store() -> Error {
+    if GLOBAL.get().is_some() {
+        // The memory default was taken before strict mode was set: `install` cannot replace it.
+        return Error::Config(
+            "strict mode: the process-wide store is the memory default, taken by a call made \
+             before strict mode was set, and it can no longer be replaced; set strict mode and \
+             call idem_runtime::install(..) at startup, before any idempotent call, or scope a \
+             store with idem_runtime::with_store"
+                .into(),
+        );
+    }
     Error::Config(
         "strict mode: no idem store is installed; call idem_runtime::install(..) at startup \
          (e.g. a Redis or PostgreSQL store) or scope one with idem_runtime::with_store"

@@ -285,11 +285,20 @@ impl Operation {
     /// Deletes the record of `key` in the current store, whatever its state, so the next call
     /// runs the body again (a manual retry). `Ok(true)` if a live record was removed.
     pub async fn forget(&self, key: &Key) -> Result<bool, Error> {
-        let resolved = global::resolve()?;
-        let removed = resolved.remove(key).await?;
-        tracing::debug!(target: "idem", operation = self.name, %key, removed, "forget");
-        Ok(removed)
+        forget_key(self.name, key).await
     }
+}
+
+/// [`Operation::forget`] by the operation's name. Before any store is set (no call, no
+/// `install`), nothing can have been recorded: `Ok(false)`, and the memory default is not
+/// settled by it (a later `install` still works).
+pub(crate) async fn forget_key(operation: &'static str, key: &Key) -> Result<bool, Error> {
+    let Some(resolved) = global::resolve_existing()? else {
+        return Ok(false);
+    };
+    let removed = resolved.remove(key).await?;
+    tracing::debug!(target: "idem", operation, %key, removed, "forget");
+    Ok(removed)
 }
 
 /// One call of an [`Operation`], being described.

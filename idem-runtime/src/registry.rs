@@ -223,7 +223,8 @@ pub async fn key_of<F: Future>(call: F) -> Result<crate::Key, Error> {
 /// identical call runs the body again (a manual retry). `Ok(true)` if a live record was
 /// removed.
 ///
-/// Pass the call itself, as for [`key_of`]: it is not run, only its key is computed. The
+/// Pass the call itself, as for [`key_of`]: it is not run, only its key is computed (a call
+/// made in a task the future spawns is not seen, and runs). The
 /// record is removed from the store that call would use: its `store = …` option if it has
 /// one, else the task's ([`with_store`](crate::with_store)) or the process-wide store.
 ///
@@ -251,6 +252,6 @@ pub async fn forget_call<F: Future>(call: F) -> Result<bool, Error> {
     let key = probed.key?;
     match probed.store {
         Some(store) => store.remove(&key).await,
-        None => probed.operation.forget(&key).await,
+        None => crate::operation::forget_key(probed.operation, &key).await,
     }
 }

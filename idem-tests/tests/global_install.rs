@@ -5,8 +5,16 @@ use idem_runtime::{Error, MemoryStore, Operation};
 #[tokio::test]
 async fn install_once_before_use_and_never_after() {
     static OP: Operation = Operation::new("global.install");
-    // Asking which store a call would use does not settle the default.
+    // Asking which store a call would use does not settle the default, nor does forgetting a
+    // call before any store exists (nothing can have been recorded).
     assert_eq!(idem_runtime::store_name().unwrap(), MemoryStore::NAME);
+    assert!(!OP.forget(&OP.key(&1u8).unwrap()).await.unwrap());
+    let call = async {
+        OP.call(OP.key(&1u8)?)
+            .run(async { Ok::<u8, Error>(1) })
+            .await
+    };
+    assert!(!idem_runtime::forget_call(call).await.unwrap());
     idem_runtime::install(MemoryStore::builder().max_entries(10).build()).unwrap();
     let again = idem_runtime::install(MemoryStore::new()).unwrap_err();
     assert!(

@@ -15,8 +15,9 @@ async fn strict_mode_refuses_a_memory_default_already_in_use() {
     idem_runtime::set_strict(true);
     let refused: Result<u8, Error> = OP.call(OP.key(&2u8).unwrap()).run(async { Ok(2) }).await;
     let err = refused.unwrap_err();
+    // It says why `install` cannot help now (the default was taken before strict mode).
     assert!(
-        matches!(&err, Error::Config(m) if m.contains("strict mode")),
+        matches!(&err, Error::Config(m) if m.contains("strict mode") && m.contains("can no longer be replaced")),
         "{err}"
     );
     assert!(idem_runtime::store_name().is_err());

@@ -141,3 +141,34 @@ async fn nested_fns_of_one_name_are_refused_with_the_fix() {
     })
     .await;
 }
+
+/// `key_of` and `forget_call` see a call built by hand (`Operation::call(..).run(..)`) as they
+/// see an `#[idempotent]` fn's: its key is computed, its body does not run, nothing is
+/// recorded.
+#[tokio::test]
+async fn key_of_and_forget_call_do_not_run_a_call_built_by_hand() {
+    static HAND: idem_runtime::Operation = idem_runtime::Operation::new("registry.by_hand");
+    let store: std::sync::Arc<dyn idem_runtime::Store> =
+        std::sync::Arc::new(idem_runtime::MemoryStore::new());
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let call = || {
+        let (store, runs) = (store.clone(), runs.clone());
+        async move {
+            HAND.call(HAND.key(&1u8)?)
+                .store(store)
+                .run(async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<u8, idem_runtime::Error>(1)
+                })
+                .await
+        }
+    };
+    let key = idem_runtime::key_of(call()).await.unwrap();
+    assert_eq!(key, HAND.key(&1u8).unwrap());
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0, "not run");
+    assert_eq!(store.get(&key).await.unwrap(), None, "nothing recorded");
+    call().await.unwrap();
+    assert!(idem_runtime::forget_call(call()).await.unwrap());
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(store.get(&key).await.unwrap(), None, "forgotten");
+}

@@ -283,9 +283,9 @@ fn prepare<'a>(
 ) -> Result<crate::operation::Call<'a>, Error> {
     if let Err(duplicate) = crate::registry::check_unique(op) {
         // A `key_of`/`forget_call` probe reports this error, not "no idempotent call".
-        return Err(probe::offer_error(op, duplicate, store.as_deref()));
+        return Err(probe::offer_error(op.name(), duplicate, store.as_deref()));
     }
-    let key = match probe::offer(op, key, store.as_deref()) {
+    let key = match probe::offer(op.name(), key, store.as_deref()) {
         probe::Offer::Taken(refusal) => return Err(refusal),
         probe::Offer::NotProbed(key) => key?,
     };

@@ -10,13 +10,13 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::operation::Operation;
 use crate::store::Store;
 use crate::{Error, Key};
 
 /// What a probed call reported.
 pub(crate) struct Probed {
-    pub(crate) operation: &'static Operation,
+    /// The operation's name.
+    pub(crate) operation: &'static str,
     pub(crate) key: Result<Key, Error>,
     pub(crate) store: Option<Arc<dyn Store>>,
 }
@@ -37,7 +37,7 @@ pub(crate) enum Offer {
 /// Offers a call's key to the probe of this task, if any.
 #[inline]
 pub(crate) fn offer(
-    operation: &'static Operation,
+    operation: &'static str,
     key: Result<Key, Error>,
     store: Option<&Arc<dyn Store>>,
 ) -> Offer {
@@ -51,7 +51,7 @@ pub(crate) fn offer(
 /// this task, if any, reports it as the call's outcome. Returns the error the call returns.
 #[cold]
 pub(crate) fn offer_error(
-    operation: &'static Operation,
+    operation: &'static str,
     error: Error,
     store: Option<&Arc<dyn Store>>,
 ) -> Error {
@@ -64,7 +64,7 @@ pub(crate) fn offer_error(
 
 #[cold]
 fn offer_slow(
-    operation: &'static Operation,
+    operation: &'static str,
     key: Result<Key, Error>,
     store: Option<&Arc<dyn Store>>,
 ) -> Offer {
@@ -86,9 +86,8 @@ fn offer_slow(
     match key {
         Some(key) if !taken => Offer::NotProbed(key),
         _ => Offer::Taken(Error::Config(format!(
-            "operation `{}` was not run: this call was made inside idem_runtime::key_of/forget_call, \
-             which only compute its key",
-            operation.name()
+            "operation `{operation}` was not run: this call was made inside \
+             idem_runtime::key_of/forget_call, which only compute its key"
         ))),
     }
 }
@@ -119,7 +118,8 @@ pub(crate) async fn probe<F: Future>(call: F) -> Result<Probed, Error> {
         .await;
     probed.ok_or_else(|| {
         Error::Config(
-            "idem_runtime::key_of/forget_call: the future made no #[idempotent] call; pass the call \
+            "idem_runtime::key_of/forget_call: the future made no idempotent call (an \
+             #[idempotent] fn, or `Operation::call(..).run(..)`, in this task); pass the call \
              itself, e.g. `key_of(charge(req, &gateway))`"
                 .into(),
         )
