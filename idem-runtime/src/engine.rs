@@ -82,8 +82,9 @@ impl Call<'_> {
         // A call built by hand inside `key_of`/`forget_call` reports its key there instead of
         // running (the attribute's calls were offered already, in `__private::prepare`): one
         // atomic load while no probe is active.
-        if let probe::Offer::Taken(refusal) =
-            probe::offer(self.operation.name(), Ok(self.key), self.store.as_deref())
+        if probe::any_active()
+            && let Some(refusal) =
+                probe::refusal_for(self.operation.name(), self.key, self.store.as_deref())
         {
             return Err(refusal.into());
         }

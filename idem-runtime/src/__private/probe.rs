@@ -47,6 +47,27 @@ pub(crate) fn offer(
     offer_slow(operation, key, store)
 }
 
+/// Whether some task is probing (`key_of`/`forget_call`): one atomic load.
+#[inline(always)]
+pub(crate) fn any_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
+/// Offers a hand-built call's key to the probe of this task: the refusal to return instead of
+/// running, if this task is probing.
+#[cold]
+#[inline(never)]
+pub(crate) fn refusal_for(
+    operation: &'static str,
+    key: Key,
+    store: Option<&Arc<dyn Store>>,
+) -> Option<Error> {
+    match offer(operation, Ok(key), store) {
+        Offer::Taken(refusal) => Some(refusal),
+        Offer::NotProbed(_) => None,
+    }
+}
+
 /// Offers `error` in place of a call's key (the operation's name is not unique): the probe of
 /// this task, if any, reports it as the call's outcome. Returns the error the call returns.
 #[cold]
