@@ -24,8 +24,8 @@ fn expansion_of_idempotent() {
     assert!(text.contains("static __IDEM_OP"));
     assert!(text.contains("inventory :: submit !"));
     assert!(
-        text.contains("__private :: pin ! (async move"),
-        "the body is pinned in the fn's future and passed to `run` by reference"
+        text.contains("__private :: pin ! (:: idem_runtime :: __private :: body :: < Result < Receipt , PayError > , _ > (async move"),
+        "the body is pinned in the fn's future, in a slot the engine can drop it from, and passed to `run` by reference:\n{text}"
     );
     assert!(
         !text.contains("idem (exclude)"),
