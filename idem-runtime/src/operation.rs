@@ -283,7 +283,8 @@ impl Operation {
     }
 
     /// Deletes the record of `key` in the current store, whatever its state, so the next call
-    /// runs the body again (a manual retry). `Ok(true)` if a live record was removed.
+    /// runs the body again (a manual retry). `Ok(true)` if a live record was removed; `Ok(false)`
+    /// also before any store is set, without settling the memory default.
     pub async fn forget(&self, key: &Key) -> Result<bool, Error> {
         forget_key(self.name, key).await
     }
