@@ -89,6 +89,11 @@ pub async fn with_store<F: Future>(store: Arc<dyn Store>, future: F) -> F::Outpu
     OVERRIDE.scope(store, future).await
 }
 
+/// The store [`with_store`] scoped to this task, if any.
+pub(crate) fn scoped_store() -> Option<Arc<dyn Store>> {
+    OVERRIDE.try_with(Arc::clone).ok()
+}
+
 /// [`resolve`], without settling the memory default: `None` when no store is set yet (and
 /// strict mode is off).
 pub(crate) fn resolve_existing() -> Result<Option<Cow<'static, Arc<dyn Store>>>, Error> {

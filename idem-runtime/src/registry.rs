@@ -196,7 +196,9 @@ const UNKNOWN: Location = Location {
 /// the key exactly as for a real call (same name, version, scope and key expression), then
 /// returns early: nothing is claimed, read or recorded, and the body does not run. If the
 /// future makes no idempotent call, this is [`Error::Config`]; code the future runs before its
-/// first idempotent call does run, so pass the call directly, not a wrapper.
+/// first idempotent call does run, so pass the call directly, not a wrapper. Every idempotent
+/// call the future makes is refused, not only the first, whose key is answered; calls in tasks
+/// it spawns are not seen.
 ///
 /// Errors of the key itself (a failing `Serialize` impl) are returned as they would be by the
 /// call.

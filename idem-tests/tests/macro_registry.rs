@@ -172,3 +172,44 @@ async fn key_of_and_forget_call_do_not_run_a_call_built_by_hand() {
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(store.get(&key).await.unwrap(), None, "forgotten");
 }
+
+/// Inside a probed future every idempotent call is refused (the first one's key is answered),
+/// and `forget_call` forgets in the store the call would use, also when the future scopes one
+/// with `with_store`.
+#[tokio::test]
+async fn probes_refuse_every_call_and_follow_a_scoped_store() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    static PROBED: idem_runtime::Operation = idem_runtime::Operation::new("registry.probed");
+    let call = |n: u8| async move {
+        PROBED
+            .call(PROBED.key(&n)?)
+            .run(async move {
+                RUNS.fetch_add(1, Ordering::SeqCst);
+                Ok::<u8, idem_runtime::Error>(n)
+            })
+            .await
+    };
+    let scoped: std::sync::Arc<dyn idem_runtime::Store> =
+        std::sync::Arc::new(idem_runtime::MemoryStore::new());
+    let key = idem_runtime::key_of(async {
+        let _ = call(1).await;
+        call(2).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(key, PROBED.key(&1u8).unwrap(), "the first call's key");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 0, "no call ran");
+
+    idem_runtime::with_store(scoped.clone(), call(3))
+        .await
+        .unwrap();
+    let forgotten = idem_runtime::forget_call(idem_runtime::with_store(scoped.clone(), call(3)));
+    assert!(forgotten.await.unwrap(), "forgotten in the scoped store");
+    idem_runtime::with_store(scoped, call(3)).await.unwrap();
+    assert_eq!(
+        RUNS.load(Ordering::SeqCst),
+        2,
+        "ran again after forget_call"
+    );
+}

@@ -90,22 +90,23 @@ fn offer_slow(
     store: Option<&Arc<dyn Store>>,
 ) -> Offer {
     let mut key = Some(key);
-    let taken = PROBE
+    // Inside a probe every call is refused (none runs); the first one's key is kept, with the
+    // store it would use: its own, else the task's scoped one (`with_store` inside the probed
+    // future), which `forget_call` cannot see from outside.
+    let probing = PROBE
         .try_with(|slot| {
             let mut slot = slot.borrow_mut();
-            if slot.is_some() {
-                return false;
+            if slot.is_none() {
+                *slot = Some(Probed {
+                    operation,
+                    key: key.take().expect("offered once"),
+                    store: store.cloned().or_else(crate::global::scoped_store),
+                });
             }
-            *slot = Some(Probed {
-                operation,
-                key: key.take().expect("offered once"),
-                store: store.cloned(),
-            });
-            true
         })
-        .unwrap_or(false);
+        .is_ok();
     match key {
-        Some(key) if !taken => Offer::NotProbed(key),
+        Some(key) if !probing => Offer::NotProbed(key),
         _ => Offer::Taken(Error::Config(format!(
             "operation `{operation}` was not run: this call was made inside \
              idem_runtime::key_of/forget_call, which only compute its key"
