@@ -135,14 +135,9 @@ where
     R: 'a,
     C: ReplayCache<T> + 'a,
 {
-    // SAFETY: `body` is structurally pinned in its slot (never moved out of it); the two
-    // borrows are of disjoint fields; the slot has no other way to reach its body.
-    let slot = unsafe { body.get_unchecked_mut() };
-    let body: Pin<&'a mut B> = unsafe { Pin::new_unchecked(&mut *slot.body) };
-    let body: Pin<&'a mut (dyn Future<Output = R> + 'a)> = body;
-    let dropped = &mut slot.dropped;
+    let body: Pin<&'a mut (dyn Body<Output = R> + 'a)> = body;
     Run {
-        engine: run_erased(op, key, fingerprint, store, cache, Erased { body, dropped }),
+        engine: run_erased(op, key, fingerprint, store, cache, Erased { body }),
         _body: PhantomData,
     }
 }
@@ -162,12 +157,26 @@ pub fn body<R, B: Future<Output = R>>(body: B) -> BodySlot<B> {
 /// A body that the engine can drop where it lies, although it only borrows it: a call
 /// cancelled mid-body drops the body inside its call frame and before its claim is released,
 /// as for a body the engine owns (`Call::run`). The fn's frame drops it later only if the
-/// engine did not. Only [`run`] reaches the body (no `Future` impl, private fields), so a body
-/// the engine dropped cannot be used again.
+/// engine did not.
 pub struct BodySlot<B> {
     /// Structurally pinned; dropped in place, once.
     body: ManuallyDrop<B>,
     dropped: bool,
+}
+
+impl<B: Future> Future for BodySlot<B> {
+    type Output = B::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
+        // SAFETY: `body` is structurally pinned: never moved, dropped in place only.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.dropped {
+            // Never polled after the engine dropped it (the engine is gone by then).
+            return Poll::Pending;
+        }
+        unsafe { Pin::new_unchecked(&mut *this.body) }.poll(cx)
+    }
 }
 
 impl<B> Drop for BodySlot<B> {
@@ -175,6 +184,23 @@ impl<B> Drop for BodySlot<B> {
         if !std::mem::replace(&mut self.dropped, true) {
             // SAFETY: not dropped before (the flag), and never used again.
             unsafe { ManuallyDrop::drop(&mut self.body) }
+        }
+    }
+}
+
+/// A [`BodySlot`] with its type erased.
+trait Body: Future {
+    /// Drops the body where it lies (once; later calls do nothing).
+    fn drop_body(self: Pin<&mut Self>);
+}
+
+impl<B: Future> Body for BodySlot<B> {
+    fn drop_body(self: Pin<&mut Self>) {
+        // SAFETY: dropping in place keeps the pinning guarantee (the memory is not reused
+        // before the drop); `Drop` sees the flag and does not drop it again.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !std::mem::replace(&mut this.dropped, true) {
+            unsafe { ManuallyDrop::drop(&mut this.body) }
         }
     }
 }
@@ -357,21 +383,14 @@ impl<R> NoCache<R> {
 
 /// The body with its type erased, its output split into a `Result` for the engine.
 struct Erased<'a, R> {
-    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
-    /// The slot's flag: the body was dropped.
-    dropped: &'a mut bool,
+    body: Pin<&'a mut (dyn Body<Output = R> + 'a)>,
 }
 
 impl<R> Drop for Erased<'_, R> {
     /// The engine drops its body inside the call frame, before the claim's release: this
     /// drops the borrowed body itself there, not only the borrow.
     fn drop(&mut self) {
-        if !std::mem::replace(self.dropped, true) {
-            // SAFETY: the body lies in a `BodySlot` (`ManuallyDrop`), which will not drop it
-            // again (the flag) and offers no other access to it; dropping in place keeps the
-            // pinning guarantee.
-            unsafe { std::ptr::drop_in_place(self.body.as_mut().get_unchecked_mut()) }
-        }
+        self.body.as_mut().drop_body();
     }
 }
 
