@@ -8,7 +8,8 @@
 //!         &__IDEM_OP
 //!     };
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run(__idem_op, __idem_key, fingerprint, store, cache, pin!(body::<R, _>(async move { body }))).await
+//!     run(__idem_op, __idem_key, fingerprint, store, cache,
+//!         pin!(body::<R, _>(async move { body })), unsafe { SlotKept::promise() }).await
 //! }
 //! ```
 //!
@@ -178,10 +179,16 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         local_at("__idem_op", out_span),
         local_at("__idem_key", out_span),
     );
+    // `run` takes the caller's promise to keep the body's slot in this fn's future (the
+    // future `run` returns is `Send` whatever the body; this fn's is `Send` only if the body
+    // is). The promise is made in an `unsafe` block of its own, at the call site (the lint
+    // `unsafe_code` does not report the expansion's own `unsafe`), which holds none of the
+    // user's tokens.
+    let promise = quote!(unsafe { #k::__private::SlotKept::promise() });
     let call = match plan.shape {
         Shape::Async => {
             quote_spanned!(out_span=>
-                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #pin(#slot::<#output, _>(#async_move #body))).await
+                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #pin(#slot::<#output, _>(#async_move #body)), #promise).await
             )
         }
         Shape::AsyncTrait => {
@@ -199,7 +206,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 let #cache_arg = #cache;
                 let #body_arg = #body;
                 #boxed(#async_move {
-                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#slot(#body_arg))).await
+                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#slot(#body_arg)), #promise).await
                 })
             )
         }

@@ -107,38 +107,81 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// One call of an `#[idempotent]` fn: checks the registry (cached), answers a
 /// [`key_of`](crate::key_of) probe, then runs `body` through the engine.
 ///
-/// The generated code pins the body (`async move { … }`, the user's tokens) in its own future
-/// and passes it here by reference, so that nothing but this small function and the [`Run`]
-/// wrapper is instantiated per annotated fn: the body's type is erased behind
-/// `dyn Future<Output = R>` at once, and everything else (probe, registry, engine) is
-/// instantiated once per return type `R`, in `run_erased`. That is most of the compile time
-/// of `#[idempotent]`: an `async fn` generic over the body would be compiled once per fn.
+/// The generated code pins the body (`async move { … }`, the user's tokens) in a [`BodySlot`]
+/// in its own future and passes it here by reference, erased to `dyn Body` at the call: nothing
+/// here is instantiated per annotated fn, only per return type `R` (the probe, the registry
+/// check, the engine). That is most of the compile time of `#[idempotent]`: a function or a
+/// future generic over the body would be compiled once per annotated fn.
 ///
-/// The bounds are the compile-time checks of the return type `R` (turbofished by the macro,
-/// with the return type's span): `R` is a `Result` ([`IdempotentOutput`]), its value is
+/// The bounds are the compile-time checks of the return type `R` (inferred from the body,
+/// whose type [`body`] declares): `R` is a `Result` ([`IdempotentOutput`]), its value is
 /// [`Recordable`], its error [`FromIdemError`]. Each is a bound of its own, so a failing one
 /// is reported with its own message.
+///
+/// The returned future holds the body with its type erased, and is `Send` whatever the body's
+/// type: hence the caller's [`SlotKept`] promise.
+///
+/// ```
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, SlotKept, body, pin, run};
+/// static OP: Operation = Operation::new("docs.run_send");
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(async {
+///     let slot = pin!(body(async { Ok::<u32, idem_runtime::Error>(1) }));
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot, unsafe { SlotKept::promise() }).await
+/// });
+/// ```
+///
+/// A body that is not `Send` makes the annotated fn's future not `Send`, although the engine
+/// only sees the erased body:
+///
+/// ```compile_fail
+/// # use idem_runtime::__private::{DecodeEachReplay, Operation, SlotKept, body, pin, run};
+/// static OP: Operation = Operation::new("docs.run_not_send");
+/// fn assert_send<T: Send>(_: T) {}
+/// assert_send(async {
+///     let slot = pin!(body(async {
+///         let local = std::rc::Rc::new(1);
+///         std::future::ready(()).await;
+///         Ok::<u32, idem_runtime::Error>(*local)
+///     }));
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot, unsafe { SlotKept::promise() }).await
+/// });
+/// ```
 #[inline]
-pub fn run<'a, R, T, E, B, C>(
+pub fn run<'a, R, T, E, C>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: C,
-    body: Pin<&'a mut BodySlot<B>>,
-) -> Run<'a, impl Future<Output = R> + use<'a, R, T, E, B, C>, B>
+    body: Pin<&'a mut (dyn Body<Output = R> + 'a)>,
+    _kept: SlotKept,
+) -> impl Future<Output = R> + use<'a, R, T, E, C>
 where
-    R: IdempotentOutput<Ok = T, Err = E>,
+    R: IdempotentOutput<Ok = T, Err = E> + 'a,
     T: Recordable,
     E: FromIdemError,
-    B: Future<Output = R> + 'a,
-    R: 'a,
     C: ReplayCache<T> + 'a,
 {
-    let body: Pin<&'a mut (dyn Body<Output = R> + 'a)> = body;
-    Run {
-        engine: run_erased(op, key, fingerprint, store, cache, Erased { body }),
-        _body: PhantomData,
+    run_erased(op, key, fingerprint, store, cache, Erased { body })
+}
+
+/// The promise of [`run`]'s caller that the body's slot stays in the future that awaits the
+/// one `run` returns, so that that future is `Send` only if the body is.
+///
+/// Made by the generated code, which pins the slot in the annotated fn's own future. Without
+/// the promise, a slot kept elsewhere (on a thread's stack, in a scoped thread) could be
+/// polled, through `run`'s `Send` future, from a thread its body may not go to.
+pub struct SlotKept(());
+
+impl SlotKept {
+    /// # Safety
+    ///
+    /// The slot passed to [`run`] with this promise stays in the future that awaits `run`'s
+    /// (it is pinned there, and the `run` future is awaited there, never moved out of it).
+    #[inline(always)]
+    pub const unsafe fn promise() -> Self {
+        SlotKept(())
     }
 }
 
@@ -189,7 +232,7 @@ impl<B> Drop for BodySlot<B> {
 }
 
 /// A [`BodySlot`] with its type erased.
-trait Body: Future {
+pub trait Body: Future {
     /// Drops the body where it lies (once; later calls do nothing).
     fn drop_body(self: Pin<&mut Self>);
 }
@@ -202,50 +245,6 @@ impl<B: Future> Body for BodySlot<B> {
         if !std::mem::replace(&mut this.dropped, true) {
             unsafe { ManuallyDrop::drop(&mut this.body) }
         }
-    }
-}
-
-/// The future of one call: the engine's future (one type per return type) tied to the body's
-/// type `B` by a marker only. The marker makes `Run` `Send` exactly when `&mut B` is, i.e.
-/// when the body is `Send` (see `Erased`); it costs one trivial `poll` per annotated fn.
-///
-/// ```
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, body, pin, run};
-/// static OP: Operation = Operation::new("docs.run_send");
-/// fn assert_send<T: Send>(_: T) {}
-/// let slot = pin!(body(async { Ok::<u32, idem_runtime::Error>(1) }));
-/// assert_send(run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot));
-/// ```
-///
-/// A body that is not `Send` makes the call's future not `Send`, although the engine only sees
-/// the erased body:
-///
-/// ```compile_fail
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, body, pin, run};
-/// static OP: Operation = Operation::new("docs.run_not_send");
-/// fn assert_send<T: Send>(_: T) {}
-/// let slot = pin!(body(async {
-///     let local = std::rc::Rc::new(1);
-///     std::future::ready(()).await;
-///     Ok::<u32, idem_runtime::Error>(*local)
-/// }));
-/// assert_send(run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot));
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct Run<'a, G, B: ?Sized> {
-    engine: G,
-    _body: PhantomData<Pin<&'a mut B>>,
-}
-
-impl<G: Future, B: ?Sized> Future for Run<'_, G, B> {
-    type Output = G::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G::Output> {
-        // SAFETY: structural pinning of `engine`, the only field that is not a marker: `Run`
-        // has no `Drop`, never moves it, and is `Unpin` only when `G` is.
-        let engine = unsafe { &mut self.get_unchecked_mut().engine };
-        unsafe { Pin::new_unchecked(engine) }.poll(cx)
     }
 }
 
@@ -394,12 +393,11 @@ impl<R> Drop for Erased<'_, R> {
     }
 }
 
-// SAFETY: an `Erased` is a type-erased `Pin<&'a mut B>` for the body type `B` that [`run`]
-// received, and it is only ever created there, inside the engine future of a [`Run`] whose
-// marker `PhantomData<Pin<&'a mut B>>` restores the auto traits the erasure dropped: a `Run`
-// (the only thing that leaves this module) is `Send` only if `&mut B` is, exactly as if it
-// held the reference itself. The engine polls the body in place and never hands it to another
-// task (the lease renewal task it spawns owns only the key, the token and the store).
+// SAFETY: an `Erased` is a type-erased `Pin<&'a mut BodySlot<B>>`, only ever created by
+// [`run`], whose caller keeps the slot itself in the future that awaits the engine's (its
+// [`SlotKept`] promise): that future is `Send` only if `B` is, and the engine polls the body
+// in place, only from it, never handing it to another task (the lease renewal task it spawns
+// owns only the key, the token and the store).
 unsafe impl<R> Send for Erased<'_, R> {}
 
 impl<R: IdempotentOutput> Future for Erased<'_, R> {

@@ -1,7 +1,8 @@
-//! Generated code compiles under `#![deny(warnings, unused_qualifications,
-//! single_use_lifetimes)]`, next to a module named `core` and with the runtime under another
-//! name (`crate = "…"`).
+//! Generated code compiles under `#![forbid(unsafe_code)]` and `#![deny(warnings,
+//! unused_qualifications, single_use_lifetimes)]`, next to a module named `core` and with the
+//! runtime under another name (`crate = "…"`).
 #![deny(warnings, unused_qualifications, single_use_lifetimes)]
+#![forbid(unsafe_code)]
 
 // The runtime under another name, as a renamed dependency would put it in the extern prelude
 // (`idem_runtime` stays reachable here; the workspace member `idem-tests/renamed` is a real
