@@ -24,9 +24,16 @@ fn expansion_of_idempotent() {
     assert!(text.contains("static __IDEM_OP"));
     assert!(text.contains("inventory :: submit !"));
     assert!(
-        text.contains("__private :: pin ! (:: idem_runtime :: __private :: body :: < Result < Receipt , PayError > , _ > (async move"),
-        "the body is pinned in the fn's future, in a slot the engine can drop it from, and passed to `run` by reference:\n{text}"
+        text.contains("__private :: body :: < Result < Receipt , PayError > , _ > (:: idem_runtime :: __private :: pin ! (:: idem_runtime :: __private :: ManuallyDrop :: new (async move"),
+        "the body is pinned in the fn's future, in a slot the engine drops it from, and lent to `run` by reference:\n{text}"
     );
+    assert!(
+        text.contains(
+            "unsafe { :: idem_runtime :: __private :: SlotKept :: promise () }) . await }"
+        ),
+        "the only `unsafe` block holds the promise alone, no user tokens:\n{text}"
+    );
+    assert_eq!(text.matches("unsafe").count(), 1, "one `unsafe` block");
     assert!(
         !text.contains("idem (exclude)"),
         "parameter attributes are stripped"

@@ -9,7 +9,7 @@
 //!     };
 //!     let __idem_key = { one KeyHasher pass over scope + key material };
 //!     run(__idem_op, __idem_key, fingerprint, store, cache,
-//!         pin!(body::<R, _>(async move { body })), unsafe { SlotKept::promise() }).await
+//!         body::<R, _>(pin!(ManuallyDrop::new(async move { body }))), unsafe { SlotKept::promise() }).await
 //! }
 //! ```
 //!
@@ -168,10 +168,11 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     // a second time, at the wrong place (the type's own tokens, kept, report it once).
     let run = respan(quote!(#k::__private::run), out_span);
     let slot = respan(quote!(#k::__private::body), out_span);
-    // The body is pinned in this fn's own future and handed to `run` by reference: `run` erases
-    // its type at once, so the engine is compiled once per return type, not once per fn (see
-    // `__private::run`).
+    // The body is pinned in this fn's own future and lent to `run` by reference, its type erased
+    // by `body`, so the engine is compiled once per return type, not once per fn; the engine
+    // drops it (see `__private::body`).
     let pin = respan(quote!(#k::__private::pin!), out_span);
+    let manually_drop = respan(quote!(#k::__private::ManuallyDrop::new), out_span);
     // Replays of a `Clone` value clone a kept decoded copy (chosen on the concrete type).
     let cache = quote!(#k::__private::CacheProbe::<#output>::new().replay_cache());
     let async_move = quote_spanned!(out_span=> async move);
@@ -188,7 +189,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let call = match plan.shape {
         Shape::Async => {
             quote_spanned!(out_span=>
-                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #pin(#slot::<#output, _>(#async_move #body)), #promise).await
+                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body))), #promise).await
             )
         }
         Shape::AsyncTrait => {
@@ -206,7 +207,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 let #cache_arg = #cache;
                 let #body_arg = #body;
                 #boxed(#async_move {
-                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #pin(#slot(#body_arg)), #promise).await
+                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #slot(#pin(#manually_drop(#body_arg))), #promise).await
                 })
             )
         }

@@ -5,7 +5,6 @@
 
 use std::borrow::Cow;
 pub use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,6 +15,7 @@ pub use ::core::result::Result;
 pub use ::core::{concat, file, line, module_path, stringify};
 pub use ::std::time::Duration;
 pub use inventory;
+pub use std::mem::ManuallyDrop;
 
 pub use crate::Error;
 pub use crate::engine::{DecodeEachReplay, KeepDecoded, ReplayCache};
@@ -107,8 +107,8 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// One call of an `#[idempotent]` fn: checks the registry (cached), answers a
 /// [`key_of`](crate::key_of) probe, then runs `body` through the engine.
 ///
-/// The generated code pins the body (`async move { … }`, the user's tokens) in a [`BodySlot`]
-/// in its own future and passes it here by reference, erased to `dyn Body` at the call: nothing
+/// The generated code pins the body (`async move { … }`, the user's tokens) in its own future
+/// and lends it here by reference, erased to `dyn Future` by [`body`]: nothing
 /// here is instantiated per annotated fn, only per return type `R` (the probe, the registry
 /// check, the engine). That is most of the compile time of `#[idempotent]`: a function or a
 /// future generic over the body would be compiled once per annotated fn.
@@ -118,16 +118,17 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// [`Recordable`], its error [`FromIdemError`]. Each is a bound of its own, so a failing one
 /// is reported with its own message.
 ///
-/// The returned future holds the body with its type erased, and is `Send` whatever the body's
-/// type: hence the caller's [`SlotKept`] promise.
+/// The returned future owns the lent body (it drops it) and holds it with its type erased, so
+/// it is `Send` whatever the body's type: hence the caller's [`SlotKept`] promise.
 ///
 /// ```
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, SlotKept, body, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, SlotKept, body, pin, run};
 /// static OP: Operation = Operation::new("docs.run_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// assert_send(async {
-///     let slot = pin!(body(async { Ok::<u32, idem_runtime::Error>(1) }));
-///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot, unsafe { SlotKept::promise() }).await
+///     let slot = pin!(ManuallyDrop::new(async { Ok::<u32, idem_runtime::Error>(1) }));
+///     let body = body(slot);
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body, unsafe { SlotKept::promise() }).await
 /// });
 /// ```
 ///
@@ -135,16 +136,17 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// only sees the erased body:
 ///
 /// ```compile_fail
-/// # use idem_runtime::__private::{DecodeEachReplay, Operation, SlotKept, body, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, SlotKept, body, pin, run};
 /// static OP: Operation = Operation::new("docs.run_not_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// assert_send(async {
-///     let slot = pin!(body(async {
+///     let slot = pin!(ManuallyDrop::new(async {
 ///         let local = std::rc::Rc::new(1);
 ///         std::future::ready(()).await;
 ///         Ok::<u32, idem_runtime::Error>(*local)
 ///     }));
-///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, slot, unsafe { SlotKept::promise() }).await
+///     let body = body(slot);
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body, unsafe { SlotKept::promise() }).await
 /// });
 /// ```
 #[inline]
@@ -154,7 +156,7 @@ pub fn run<'a, R, T, E, C>(
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: C,
-    body: Pin<&'a mut (dyn Body<Output = R> + 'a)>,
+    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
     _kept: SlotKept,
 ) -> impl Future<Output = R> + use<'a, R, T, E, C>
 where
@@ -167,85 +169,42 @@ where
 }
 
 /// The promise of [`run`]'s caller that the body's slot stays in the future that awaits the
-/// one `run` returns, so that that future is `Send` only if the body is.
+/// one `run` returns (so that that future is `Send` only if the body is), and that the body is
+/// lent once (`run`'s future drops it).
 ///
-/// Made by the generated code, which pins the slot in the annotated fn's own future. Without
-/// the promise, a slot kept elsewhere (on a thread's stack, in a scoped thread) could be
-/// polled, through `run`'s `Send` future, from a thread its body may not go to.
+/// Made by the generated code, which pins the slot in the annotated fn's own future and
+/// awaits `run`'s future there. Without the promise, a slot kept elsewhere (on a thread's
+/// stack, in a scoped thread) could be polled, through `run`'s `Send` future, from a thread its
+/// body may not go to; a body lent twice would be dropped twice; a `run` future leaked with
+/// `mem::forget` would leave its pinned body undropped while its memory is reused.
 pub struct SlotKept(());
 
 impl SlotKept {
     /// # Safety
     ///
-    /// The slot passed to [`run`] with this promise stays in the future that awaits `run`'s
-    /// (it is pinned there, and the `run` future is awaited there, never moved out of it).
+    /// The body passed to [`run`] with this promise is lent to `run` only this once, and its
+    /// slot stays in the future that awaits `run`'s (it is pinned there, and the `run` future
+    /// is awaited there, never moved out of it or leaked).
     #[inline(always)]
     pub const unsafe fn promise() -> Self {
         SlotKept(())
     }
 }
 
-/// The body of an `#[idempotent]` fn, pinned in the fn's own future and lent to [`run`], with
-/// the fn's return type `R` declared for its `async move` block (the user's tokens, which keep
-/// their spans: [`run`] infers its own `R` from the body, so a typo in the type is reported
-/// once).
+/// The body of an `#[idempotent]` fn (`async move { … }`, the user's tokens), pinned in the
+/// fn's own future, lent to [`run`] with its type erased. The fn's return type `R` is declared
+/// here for the body: [`run`] infers its own `R` from it, so a typo in the type is reported
+/// once, at the type's own tokens.
+///
+/// The slot is a `ManuallyDrop`: once lent to [`run`], the body belongs to the engine, which
+/// drops it where it lies, inside its call frame and before its claim is released (a call
+/// cancelled mid-body, as for a body the engine owns: `Call::run`).
 #[inline(always)]
-pub fn body<R, B: Future<Output = R>>(body: B) -> BodySlot<B> {
-    BodySlot {
-        body: ManuallyDrop::new(body),
-        dropped: false,
-    }
-}
-
-/// A body that the engine can drop where it lies, although it only borrows it: a call
-/// cancelled mid-body drops the body inside its call frame and before its claim is released,
-/// as for a body the engine owns (`Call::run`). The fn's frame drops it later only if the
-/// engine did not.
-pub struct BodySlot<B> {
-    /// Structurally pinned; dropped in place, once.
-    body: ManuallyDrop<B>,
-    dropped: bool,
-}
-
-impl<B: Future> Future for BodySlot<B> {
-    type Output = B::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
-        // SAFETY: `body` is structurally pinned: never moved, dropped in place only.
-        let this = unsafe { self.get_unchecked_mut() };
-        if this.dropped {
-            // Never polled after the engine dropped it (the engine is gone by then).
-            return Poll::Pending;
-        }
-        unsafe { Pin::new_unchecked(&mut *this.body) }.poll(cx)
-    }
-}
-
-impl<B> Drop for BodySlot<B> {
-    fn drop(&mut self) {
-        if !std::mem::replace(&mut self.dropped, true) {
-            // SAFETY: not dropped before (the flag), and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.body) }
-        }
-    }
-}
-
-/// A [`BodySlot`] with its type erased.
-pub trait Body: Future {
-    /// Drops the body where it lies (once; later calls do nothing).
-    fn drop_body(self: Pin<&mut Self>);
-}
-
-impl<B: Future> Body for BodySlot<B> {
-    fn drop_body(self: Pin<&mut Self>) {
-        // SAFETY: dropping in place keeps the pinning guarantee (the memory is not reused
-        // before the drop); `Drop` sees the flag and does not drop it again.
-        let this = unsafe { self.get_unchecked_mut() };
-        if !std::mem::replace(&mut this.dropped, true) {
-            unsafe { ManuallyDrop::drop(&mut this.body) }
-        }
-    }
+pub fn body<'a, R, B: Future<Output = R> + 'a>(
+    slot: Pin<&'a mut ManuallyDrop<B>>,
+) -> Pin<&'a mut (dyn Future<Output = R> + 'a)> {
+    // SAFETY: a projection to the only field, which is never moved out.
+    unsafe { Pin::new_unchecked(&mut **Pin::get_unchecked_mut(slot)) }
 }
 
 /// Everything after the body's type is erased: instantiated once per return type.
@@ -380,20 +339,23 @@ impl<R> NoCache<R> {
     }
 }
 
-/// The body with its type erased, its output split into a `Result` for the engine.
+/// The body with its type erased, its output split into a `Result` for the engine. It owns the
+/// body (see [`body`]): dropping it drops the body in place.
 struct Erased<'a, R> {
-    body: Pin<&'a mut (dyn Body<Output = R> + 'a)>,
+    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
 }
 
 impl<R> Drop for Erased<'_, R> {
     /// The engine drops its body inside the call frame, before the claim's release: this
-    /// drops the borrowed body itself there, not only the borrow.
+    /// drops the lent body itself there.
     fn drop(&mut self) {
-        self.body.as_mut().drop_body();
+        // SAFETY: the body is live (its slot never drops it, see `body`), dropped in place,
+        // once (an `Erased` is made once per slot, by `run`) and never used again.
+        unsafe { std::ptr::drop_in_place(self.body.as_mut().get_unchecked_mut()) }
     }
 }
 
-// SAFETY: an `Erased` is a type-erased `Pin<&'a mut BodySlot<B>>`, only ever created by
+// SAFETY: an `Erased` is a type-erased `Pin<&'a mut ManuallyDrop<B>>`, only ever created by
 // [`run`], whose caller keeps the slot itself in the future that awaits the engine's (its
 // [`SlotKept`] promise): that future is `Send` only if `B` is, and the engine polls the body
 // in place, only from it, never handing it to another task (the lease renewal task it spawns
