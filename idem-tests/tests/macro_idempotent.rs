@@ -2,7 +2,7 @@
 //! its own memory store (`with_store` or the `store = …` option), so tests share no records.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idem_runtime::{
@@ -1211,4 +1211,64 @@ async fn a_cancelled_body_is_dropped_inside_its_call_before_the_release() {
         .await
         .unwrap();
     assert_eq!(store.get(&key).await.unwrap(), None, "released after");
+}
+
+// ---- the body the fn lends to the engine is dropped exactly once, on every path -------------
+
+/// Counts its drops.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[idempotent(name = "macro.body_dropped_once", store = store.clone())]
+async fn holds_a_witness(
+    n: u32,
+    #[idem(exclude)] store: Arc<dyn Store>,
+    #[idem(exclude)] witness: Dropped,
+) -> Result<u32, Error> {
+    let _witness = witness;
+    if n == 0 {
+        return Err(Error::Config("zero".into()));
+    }
+    Ok(n)
+}
+
+/// First call, replay (the body never polled), failing body, a `key_of` probe (the body never
+/// run) and a cancelled call: each drops the body, and with it the witness it owns, once.
+#[tokio::test]
+async fn the_lent_body_is_dropped_exactly_once_on_every_path() {
+    let store: Arc<dyn Store> = Arc::new(idem_runtime::MemoryStore::new());
+    let drops = Arc::new(AtomicUsize::new(0));
+    let witness = || Dropped(drops.clone());
+    let count = || drops.load(Ordering::SeqCst);
+
+    assert_eq!(
+        holds_a_witness(1, store.clone(), witness()).await.unwrap(),
+        1
+    );
+    assert_eq!(count(), 1, "first call");
+    assert_eq!(
+        holds_a_witness(1, store.clone(), witness()).await.unwrap(),
+        1
+    );
+    assert_eq!(count(), 2, "replay");
+    assert!(holds_a_witness(0, store.clone(), witness()).await.is_err());
+    assert_eq!(count(), 3, "failing body");
+    key_of(holds_a_witness(2, store.clone(), witness()))
+        .await
+        .unwrap();
+    assert_eq!(count(), 4, "key_of probe");
+    drop(holds_a_witness(3, store.clone(), witness()));
+    assert_eq!(count(), 5, "never polled");
+    let mut cancelled = Box::pin(holds_a_witness(4, store.clone(), witness()));
+    assert!(
+        futures::poll!(cancelled.as_mut()).is_ready(),
+        "runs in one poll"
+    );
+    drop(cancelled);
+    assert_eq!(count(), 6, "completed, then dropped");
 }
