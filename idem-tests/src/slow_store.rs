@@ -1,5 +1,5 @@
 //! A store whose `release` and `complete` take a while, like remote round trips, or whose
-//! renewals fail: the engine treats it as a remote store (no static memory dispatch), so tests
+//! renewals or completes fail: the engine treats it as a remote store (no static memory dispatch), so tests
 //! can cancel a call while its release or the recording of its result is in flight, or cut
 //! off its renewals.
 
@@ -18,6 +18,7 @@ pub struct SlowStore {
     release_delay: Duration,
     complete_delay: Duration,
     renewals_fail: bool,
+    completes_fail: bool,
 }
 
 impl SlowStore {
@@ -28,6 +29,7 @@ impl SlowStore {
             release_delay: delay,
             complete_delay: Duration::ZERO,
             renewals_fail: false,
+            completes_fail: false,
         }
     }
 
@@ -38,6 +40,16 @@ impl SlowStore {
             release_delay: Duration::ZERO,
             complete_delay: delay,
             renewals_fail: false,
+            completes_fail: false,
+        }
+    }
+
+    /// A new, empty store whose completes take `delay` and then fail with a store error, as
+    /// when the server goes away mid-write (nothing is recorded).
+    pub fn failing_completes_in(delay: Duration) -> Self {
+        SlowStore {
+            completes_fail: true,
+            ..Self::completing_in(delay)
         }
     }
 
@@ -75,6 +87,9 @@ impl Store for SlowStore {
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             tokio::time::sleep(self.complete_delay).await;
+            if self.completes_fail {
+                return Err(Error::store("slow", "connection reset (test)"));
+            }
             self.inner.complete(key, token, value, ttl).await
         })
     }

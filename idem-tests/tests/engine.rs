@@ -844,6 +844,45 @@ async fn a_call_dropped_while_its_result_is_recorded_keeps_the_result() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+/// As above, but the store fails to record the result (the connection drops mid-write): the
+/// call seen through for its dropped caller then releases the claim, so the next call runs the
+/// body again at once instead of finding the key in progress for a whole lease.
+#[tokio::test]
+async fn a_dropped_call_whose_result_fails_to_record_releases_its_claim() {
+    static OP: Operation = Operation::new("engine.cancel_complete_fails")
+        .with_lease(Duration::from_secs(60))
+        .with_on_conflict(OnConflict::Reject);
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::failing_completes_in(
+        Duration::from_millis(100),
+    ));
+    let store: Arc<dyn Store> = slow.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = OP.key(&1u8).unwrap();
+    let call = |value: u8| {
+        let runs = runs.clone();
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<u8, Error>(value)
+        })
+    };
+    // Dropped 20 ms in: the body is done, its `complete` is in flight (and will fail).
+    let dropped = tokio::time::timeout(Duration::from_millis(20), call(1)).await;
+    assert!(dropped.is_err(), "still recording when dropped");
+    assert!(
+        matches!(call(2).await, Err(Error::InFlight { .. })),
+        "claimed while the complete is in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
+    // Completes keep failing: the body runs, and its claim is released again.
+    assert!(matches!(call(3).await, Err(Error::Store { .. })));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "ran again after the release"
+    );
+}
+
 /// Renewals that keep failing (the store unreachable) flag the lease as lost once none has
 /// been confirmed for a whole lease: another caller may have taken the key over by then, and
 /// the body can see it. Not before: a single failed renewal is retried.
