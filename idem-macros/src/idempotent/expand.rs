@@ -180,16 +180,15 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         local_at("__idem_op", out_span),
         local_at("__idem_key", out_span),
     );
-    // `run` takes the caller's promise to keep the body's slot in this fn's future (the
-    // future `run` returns is `Send` whatever the body; this fn's is `Send` only if the body
-    // is). The promise is made in an `unsafe` block of its own, at the call site (the lint
-    // `unsafe_code` does not report the expansion's own `unsafe`), which holds none of the
-    // user's tokens.
-    let promise = quote!(unsafe { #k::__private::SlotKept::promise() });
+    // Lending the body takes the promise to keep its slot in this fn's future (the future `run`
+    // returns is `Send` whatever the body; this fn's is `Send` only if the body is). The
+    // `unsafe` block is the runtime's, inside its `slot_kept!` (the lint `unsafe_code` does not
+    // report another crate's macro): the expansion holds none, and none around user tokens.
+    let promise = quote!(#k::__private::slot_kept!());
     let call = match plan.shape {
         Shape::Async => {
             quote_spanned!(out_span=>
-                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body))), #promise).await
+                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body)), #promise)).await
             )
         }
         Shape::AsyncTrait => {
@@ -207,7 +206,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 let #cache_arg = #cache;
                 let #body_arg = #body;
                 #boxed(#async_move {
-                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #slot(#pin(#manually_drop(#body_arg))), #promise).await
+                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #slot(#pin(#manually_drop(#body_arg)), #promise)).await
                 })
             )
         }

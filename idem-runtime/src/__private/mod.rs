@@ -108,10 +108,10 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// [`key_of`](crate::key_of) probe, then runs `body` through the engine.
 ///
 /// The generated code pins the body (`async move { … }`, the user's tokens) in its own future
-/// and lends it here by reference, erased to `dyn Future` by [`body`]: nothing
-/// here is instantiated per annotated fn, only per return type `R` (the probe, the registry
-/// check, the engine). That is most of the compile time of `#[idempotent]`: a function or a
-/// future generic over the body would be compiled once per annotated fn.
+/// and lends it here by reference, erased to `dyn Future` by [`body`]: nothing here is
+/// instantiated per annotated fn, only per return type `R` (the probe, the registry check, the
+/// engine). That is most of the compile time of `#[idempotent]`: a function or a future generic
+/// over the body would be compiled once per annotated fn.
 ///
 /// The bounds are the compile-time checks of the return type `R` (inferred from the body,
 /// whose type [`body`] declares): `R` is a `Result` ([`IdempotentOutput`]), its value is
@@ -119,16 +119,15 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// is reported with its own message.
 ///
 /// The returned future owns the lent body (it drops it) and holds it with its type erased, so
-/// it is `Send` whatever the body's type: hence the caller's [`SlotKept`] promise.
+/// it is `Send` whatever the body's type: hence the [`SlotKept`] promise that lending it takes.
 ///
 /// ```
-/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, SlotKept, body, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, body, pin, run, slot_kept};
 /// static OP: Operation = Operation::new("docs.run_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// assert_send(async {
 ///     let slot = pin!(ManuallyDrop::new(async { Ok::<u32, idem_runtime::Error>(1) }));
-///     let body = body(slot);
-///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body, unsafe { SlotKept::promise() }).await
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body(slot, slot_kept!())).await
 /// });
 /// ```
 ///
@@ -136,7 +135,7 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// only sees the erased body:
 ///
 /// ```compile_fail
-/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, SlotKept, body, pin, run};
+/// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, body, pin, run, slot_kept};
 /// static OP: Operation = Operation::new("docs.run_not_send");
 /// fn assert_send<T: Send>(_: T) {}
 /// assert_send(async {
@@ -145,8 +144,7 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 ///         std::future::ready(()).await;
 ///         Ok::<u32, idem_runtime::Error>(*local)
 ///     }));
-///     let body = body(slot);
-///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body, unsafe { SlotKept::promise() }).await
+///     run(&OP, OP.key(&1), None, None, DecodeEachReplay, body(slot, slot_kept!())).await
 /// });
 /// ```
 #[inline]
@@ -156,8 +154,7 @@ pub fn run<'a, R, T, E, C>(
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
     cache: C,
-    body: Pin<&'a mut (dyn Future<Output = R> + 'a)>,
-    _kept: SlotKept,
+    body: Lent<'a, R>,
 ) -> impl Future<Output = R> + use<'a, R, T, E, C>
 where
     R: IdempotentOutput<Ok = T, Err = E> + 'a,
@@ -165,47 +162,74 @@ where
     E: FromIdemError,
     C: ReplayCache<T> + 'a,
 {
-    run_erased(op, key, fingerprint, store, cache, Erased { body })
+    run_erased(op, key, fingerprint, store, cache, body.0)
 }
 
-/// The promise of [`run`]'s caller that the body's slot stays in the future that awaits the
-/// one `run` returns (so that that future is `Send` only if the body is), and that the body is
-/// lent once (`run`'s future drops it).
+/// The promise of the generated code that makes lending a body ([`body`]) sound: the body is
+/// lent once, to [`run`], and its slot stays in the future that awaits `run`'s (so that that
+/// future is `Send` only if the body is).
 ///
-/// Made by the generated code, which pins the slot in the annotated fn's own future and
-/// awaits `run`'s future there. Without the promise, a slot kept elsewhere (on a thread's
-/// stack, in a scoped thread) could be polled, through `run`'s `Send` future, from a thread its
-/// body may not go to; a body lent twice would be dropped twice; a `run` future leaked with
-/// `mem::forget` would leave its pinned body undropped while its memory is reused.
+/// Made by the generated code (through [`slot_kept!`], so that the `unsafe` block is this
+/// crate's whatever `crate = "…"` path the attribute was given), which pins the slot in the
+/// annotated fn's own future and awaits `run`'s future there. Without the promise, safe code
+/// could let a slot go while its pinned body was never dropped (its memory reused under, say, a
+/// registered waker), poll a body through `run`'s `Send` future from a thread the body may not
+/// go to, or drop a body twice.
+///
+/// ```compile_fail
+/// let _ = idem_runtime::__private::SlotKept::promise();
+/// ```
 pub struct SlotKept(());
 
 impl SlotKept {
     /// # Safety
     ///
-    /// The body passed to [`run`] with this promise is lent to `run` only this once, and its
-    /// slot stays in the future that awaits `run`'s (it is pinned there, and the `run` future
-    /// is awaited there, never moved out of it or leaked).
+    /// The body lent with this promise ([`body`]) is lent only this once, and the [`Lent`]
+    /// is passed to [`run`] at once; the body's slot stays in the future that awaits `run`'s
+    /// (it is pinned there, and the `run` future is awaited there, never moved out of it or
+    /// leaked).
     #[inline(always)]
     pub const unsafe fn promise() -> Self {
         SlotKept(())
     }
 }
 
+/// `unsafe { SlotKept::promise() }`, as this crate's own tokens: the attribute's expansion holds
+/// no `unsafe` of its own (nor one that a user's `crate = "…"` path could point elsewhere). For
+/// the expansion only, like everything in this module.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idem_slot_kept {
+    () => {
+        // SAFETY: invoked by `#[idempotent]`'s expansion only, which keeps that promise.
+        unsafe { $crate::__private::SlotKept::promise() }
+    };
+}
+pub use crate::__idem_slot_kept as slot_kept;
+
 /// The body of an `#[idempotent]` fn (`async move { … }`, the user's tokens), pinned in the
 /// fn's own future, lent to [`run`] with its type erased. The fn's return type `R` is declared
 /// here for the body: [`run`] infers its own `R` from it, so a typo in the type is reported
 /// once, at the type's own tokens.
 ///
-/// The slot is a `ManuallyDrop`: once lent to [`run`], the body belongs to the engine, which
-/// drops it where it lies, inside its call frame and before its claim is released (a call
-/// cancelled mid-body, as for a body the engine owns: `Call::run`).
+/// The slot is a `ManuallyDrop`: once lent, the body belongs to the [`Lent`] and then to the
+/// engine, which drops it where it lies, inside its call frame and before its claim is
+/// released (a call cancelled mid-body, as for a body the engine owns: `Call::run`).
 #[inline(always)]
 pub fn body<'a, R, B: Future<Output = R> + 'a>(
     slot: Pin<&'a mut ManuallyDrop<B>>,
-) -> Pin<&'a mut (dyn Future<Output = R> + 'a)> {
-    // SAFETY: a projection to the only field, which is never moved out.
-    unsafe { Pin::new_unchecked(&mut **Pin::get_unchecked_mut(slot)) }
+    _kept: SlotKept,
+) -> Lent<'a, R> {
+    // SAFETY: a projection to the only field, which is never moved out; from here on the
+    // body is owned (and dropped) by the `Erased`, the caller's promise keeping its slot alive.
+    Lent(Erased {
+        body: unsafe { Pin::new_unchecked(&mut **Pin::get_unchecked_mut(slot)) },
+    })
 }
+
+/// A body lent to [`run`]: opaque (no access to the body); dropping it drops the body.
+#[must_use = "a lent body runs only when passed to `run`"]
+pub struct Lent<'a, R>(Erased<'a, R>);
 
 /// Everything after the body's type is erased: instantiated once per return type.
 ///
