@@ -809,6 +809,21 @@ async fn a_call_dropped_while_its_release_is_in_flight_still_releases() {
     assert_eq!(retry.unwrap(), 2);
 }
 
+/// A call of `op` on `store` whose body counts its runs in `runs` and returns `value`.
+fn counted_call(
+    op: &'static Operation,
+    key: idem_runtime::Key,
+    store: &Arc<dyn Store>,
+    runs: &Arc<AtomicUsize>,
+    value: u8,
+) -> impl Future<Output = Result<u8, Error>> + use<> {
+    let runs = runs.clone();
+    op.call(key).store(store.clone()).run(async move {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<u8, Error>(value)
+    })
+}
+
 /// The body returned `Ok` and its result is on its way to a remote-style store when the
 /// caller's future is dropped (a timeout, a client gone). The result must still be recorded:
 /// releasing the claim instead would run the finished body a second time on the next call.
@@ -822,13 +837,7 @@ async fn a_call_dropped_while_its_result_is_recorded_keeps_the_result() {
     let store: Arc<dyn Store> = slow.clone();
     let runs = Arc::new(AtomicUsize::new(0));
     let key = OP.key(&1u8).unwrap();
-    let call = |value: u8| {
-        let runs = runs.clone();
-        OP.call(key).store(store.clone()).run(async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            Ok::<u8, Error>(value)
-        })
-    };
+    let call = |value: u8| counted_call(&OP, key, &store, &runs, value);
     // Dropped 20 ms in: the body is done, its `complete` is in flight.
     let dropped = tokio::time::timeout(Duration::from_millis(20), call(1)).await;
     assert!(dropped.is_err(), "still recording when dropped");
@@ -858,13 +867,7 @@ async fn a_dropped_call_whose_result_fails_to_record_releases_its_claim() {
     let store: Arc<dyn Store> = slow.clone();
     let runs = Arc::new(AtomicUsize::new(0));
     let key = OP.key(&1u8).unwrap();
-    let call = |value: u8| {
-        let runs = runs.clone();
-        OP.call(key).store(store.clone()).run(async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            Ok::<u8, Error>(value)
-        })
-    };
+    let call = |value: u8| counted_call(&OP, key, &store, &runs, value);
     // Dropped 20 ms in: the body is done, its `complete` is in flight (and will fail).
     let dropped = tokio::time::timeout(Duration::from_millis(20), call(1)).await;
     assert!(dropped.is_err(), "still recording when dropped");
