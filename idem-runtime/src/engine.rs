@@ -88,40 +88,88 @@ impl Call<'_> {
         {
             return Err(refusal.into());
         }
-        let resolved = self.resolve_store()?;
-        let store = &*resolved;
-        let op = self.operation;
-        let key = self.key;
+        let store = self.resolve_store()?;
         // Taken before the claim, so the lease renewal is never scheduled later than a third of
         // the lease after the store started it.
         let claimed_at = Instant::now();
-        if let Some(memory) = store.as_memory()
-            && let Some(replay) = memory.replay_at(&key, claimed_at, C::clone_out)
-        {
-            // The common duplicate: answered from the recorded value, with no token, guard or
-            // claim (a completed record only changes by expiring or being removed). No
-            // re-entrancy check is needed first: while a body runs, its record is in progress.
-            check_fingerprint(op, &key, &replay.fingerprint, &self.fingerprint)?;
-            tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
-            return Ok(replay_from_memory::<T, C>(op, memory, &key, replay)?);
-        }
-        if context::is_running(&key) {
-            return Err(Error::Reentrant {
-                operation: op.name(),
-                key,
-            }
-            .into());
-        }
-        Box::pin(claim_and_run(
-            op,
-            key,
-            self.fingerprint,
-            store,
-            body,
+        match replay_from_memory::<T, C>(
+            self.operation,
+            &self.key,
+            &self.fingerprint,
+            &store,
             claimed_at,
-        ))
-        .await
+        ) {
+            Some(replayed) => Ok(replayed?),
+            None => {
+                first_call(
+                    self.operation,
+                    self.key,
+                    self.fingerprint,
+                    store,
+                    body,
+                    claimed_at,
+                )
+                .await
+            }
+        }
     }
+}
+
+/// The common duplicate, answered at once: `Some` when `store` is the memory store and holds a
+/// completed record of `key` (its value, or [`Error::PayloadMismatch`]), with no token, guard or
+/// claim (a completed record only changes by expiring or being removed). No re-entrancy check
+/// is needed first: while a body runs, its record is in progress.
+///
+/// Synchronous, so that `#[idempotent]` answers a replay in the first poll of its own future,
+/// before any engine future is made (`__private::run`).
+#[inline]
+pub(crate) fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
+    op: &Operation,
+    key: &Key,
+    fingerprint: &Fingerprint,
+    store: &Arc<dyn Store>,
+    now: Instant,
+) -> Option<Result<T, Error>> {
+    let memory = store.as_memory()?;
+    let replay = memory.replay_at(key, now, C::clone_out)?;
+    if let Err(mismatch) = check_fingerprint(op, key, &replay.fingerprint, fingerprint) {
+        return Some(Err(mismatch));
+    }
+    tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
+    Some(replayed_value::<T, C>(op, memory, key, replay))
+}
+
+/// A call past the memory store's replay path: claims `key` and runs `body` (boxed: a replay
+/// never pays for that future, and a first call's future is never moved again once polled).
+pub(crate) async fn first_call<T, E, F>(
+    op: &Operation,
+    key: Key,
+    fingerprint: Fingerprint,
+    store: Cow<'_, Arc<dyn Store>>,
+    body: F,
+    claimed_at: Instant,
+) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    T: Serialize + DeserializeOwned,
+    E: From<Error>,
+{
+    if context::is_running(&key) {
+        return Err(Error::Reentrant {
+            operation: op.name(),
+            key,
+        }
+        .into());
+    }
+    Box::pin(claim_and_run(
+        op,
+        key,
+        fingerprint,
+        &store,
+        body,
+        claimed_at,
+    ))
+    .await
 }
 
 /// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then
@@ -494,7 +542,7 @@ impl<T: Clone + Send + Sync + 'static> ReplayCache<T> for KeepDecoded {
 
 /// The value of a completed record of the memory store: a clone of the kept decoded value, or
 /// a decode (kept for the next replay when `T` has a cache).
-fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
+fn replayed_value<T: DeserializeOwned, C: ReplayCache<T>>(
     op: &Operation,
     memory: &MemoryStore,
     key: &Key,

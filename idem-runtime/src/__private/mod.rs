@@ -233,36 +233,62 @@ pub struct Lent<'a, R>(Erased<'a, R>);
 
 /// Everything after the body's type is erased: instantiated once per return type.
 ///
-/// Not an `async fn`: the registry check, the probe and the key's errors are settled here, when
-/// the annotated fn's own future first runs (it calls [`run`] in its first poll), so the future
-/// it then awaits is the engine's alone, not nested in more state machines that would each
-/// keep a copy of the call.
+/// Not an `async fn`: the registry check, the probe, the key's errors and a replay from the
+/// memory store are settled here, when the annotated fn's own future first runs (it calls
+/// [`run`] in its first poll). A replay is answered before any engine future is made, and a
+/// first call's future is the engine's alone, not nested in more state machines that would
+/// each keep a copy of the call.
 fn run_erased<'a, R, C>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
-    cache: C,
+    _cache: C,
     body: Erased<'a, R>,
 ) -> Engine<impl Future<Output = Result<R::Ok, R::Err>> + 'a, R>
 where
     R: IdempotentOutput<Ok: Recordable, Err: FromIdemError> + 'a,
     C: ReplayCache<R::Ok> + 'a,
 {
-    match prepare(op, key, fingerprint, store) {
-        Ok(call) => Engine::Running(call.run_with(body, cache)),
-        Err(error) => Engine::Stopped(Some(R::from_result(Err(error.into())))),
+    let stopped = |outcome: Result<R::Ok, Error>| {
+        Engine::Stopped(Some(R::from_result(outcome.map_err(Into::into))))
+    };
+    let Prepared {
+        key,
+        fingerprint,
+        store,
+    } = match prepare(op, key, fingerprint, store) {
+        Ok(prepared) => prepared,
+        Err(error) => return stopped(Err(error)),
+    };
+    // As in `Call::run_with`: the clock is read before the claim.
+    let claimed_at = tokio::time::Instant::now();
+    if let Some(replayed) =
+        crate::engine::replay_from_memory::<R::Ok, C>(op, &key, &fingerprint, &store, claimed_at)
+    {
+        // The body is dropped here, never polled, inside the call as on every other path.
+        drop(body);
+        return stopped(replayed);
     }
+    Engine::Running(crate::engine::first_call(
+        op,
+        key,
+        fingerprint,
+        store,
+        body,
+        claimed_at,
+    ))
 }
 
-/// The call to run, or why it cannot: a duplicate operation name, a [`key_of`](crate::key_of)
-/// probe that took the key, or key material that could not be hashed.
+/// The key, fingerprint and store of the call to run, or why it cannot: a duplicate operation
+/// name, a [`key_of`](crate::key_of) probe that took the key, key material that could not be
+/// hashed, or no store to resolve.
 fn prepare<'a>(
     op: &'static Operation,
     key: Result<Key, Error>,
     fingerprint: Option<Result<Fingerprint, Error>>,
     store: Option<Cow<'a, Arc<dyn Store>>>,
-) -> Result<crate::operation::Call<'a>, Error> {
+) -> Result<Prepared<'a>, Error> {
     if let Err(duplicate) = crate::registry::check_unique(op) {
         // A `key_of`/`forget_call` probe reports this error, not "no idempotent call".
         return Err(probe::offer_error(op.name(), duplicate, store.as_deref()));
@@ -271,16 +297,26 @@ fn prepare<'a>(
         probe::Offer::Taken(refusal) => return Err(refusal),
         probe::Offer::NotProbed(key) => key?,
     };
-    // Built in one piece: each builder step would copy the call (two 32-byte digests) again.
-    Ok(crate::operation::Call {
-        operation: op,
+    let fingerprint = match fingerprint {
+        Some(fingerprint) => fingerprint?,
+        None => Fingerprint::NONE,
+    };
+    let store = match store {
+        Some(store) => store,
+        None => crate::global::resolve()?,
+    };
+    Ok(Prepared {
         key,
-        fingerprint: match fingerprint {
-            Some(fingerprint) => fingerprint?,
-            None => Fingerprint::NONE,
-        },
+        fingerprint,
         store,
     })
+}
+
+/// What [`prepare`] settles for a call.
+struct Prepared<'a> {
+    key: Key,
+    fingerprint: Fingerprint,
+    store: Cow<'a, Arc<dyn Store>>,
 }
 
 /// The engine's future, or the outcome of a call that stopped before it (see [`prepare`]).
