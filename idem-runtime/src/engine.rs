@@ -108,7 +108,7 @@ impl Call<'_> {
                     store,
                     body,
                     claimed_at,
-                )
+                )?
                 .await
             }
         }
@@ -139,9 +139,41 @@ pub(crate) fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
     Some(replayed_value::<T, C>(op, memory, key, replay))
 }
 
-/// A call past the memory store's replay path: claims `key` and runs `body` (boxed: a replay
-/// never pays for that future, and a first call's future is never moved again once polled).
-pub(crate) async fn first_call<T, E, F>(
+/// A call past the memory store's replay path: the future that claims `key` and runs `body`,
+/// boxed (a replay never pays for it, and once polled it is never moved again), or
+/// [`Error::Reentrant`] for a body calling its own operation with its own key.
+pub(crate) fn first_call<'a, T, E, F>(
+    op: &'a Operation,
+    key: Key,
+    fingerprint: Fingerprint,
+    store: Cow<'a, Arc<dyn Store>>,
+    body: F,
+    claimed_at: Instant,
+) -> Result<Pin<Box<impl Future<Output = Result<T, E>> + 'a>>, Error>
+where
+    F: Future<Output = Result<T, E>> + 'a,
+    T: Serialize + DeserializeOwned + 'a,
+    E: From<Error> + 'a,
+{
+    if context::is_running(&key) {
+        return Err(Error::Reentrant {
+            operation: op.name(),
+            key,
+        });
+    }
+    Ok(Box::pin(claim_and_run(
+        op,
+        key,
+        fingerprint,
+        store,
+        body,
+        claimed_at,
+    )))
+}
+
+/// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then
+/// records the body's `Ok` value: [`Call::run_with`] past the memory store's replay path.
+async fn claim_and_run<T, E, F>(
     op: &Operation,
     key: Key,
     fingerprint: Fingerprint,
@@ -154,39 +186,7 @@ where
     T: Serialize + DeserializeOwned,
     E: From<Error>,
 {
-    if context::is_running(&key) {
-        return Err(Error::Reentrant {
-            operation: op.name(),
-            key,
-        }
-        .into());
-    }
-    Box::pin(claim_and_run(
-        op,
-        key,
-        fingerprint,
-        &store,
-        body,
-        claimed_at,
-    ))
-    .await
-}
-
-/// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then
-/// records the body's `Ok` value: [`Call::run_with`] past the memory store's replay path.
-async fn claim_and_run<T, E, F>(
-    op: &Operation,
-    key: Key,
-    fingerprint: Fingerprint,
-    store: &Arc<dyn Store>,
-    body: F,
-    claimed_at: Instant,
-) -> Result<T, E>
-where
-    F: Future<Output = Result<T, E>>,
-    T: Serialize + DeserializeOwned,
-    E: From<Error>,
-{
+    let store: &Arc<dyn Store> = &store;
     // Every byte of this future is written once (it is boxed): it holds the body at most twice
     // (the argument and the running `Drive`), the rare path (waiting for another caller) is
     // boxed again, and the renewal timer is only created for bodies that do not finish in their

@@ -270,14 +270,10 @@ where
         drop(body);
         return stopped(replayed);
     }
-    Engine::Running(crate::engine::first_call(
-        op,
-        key,
-        fingerprint,
-        store,
-        body,
-        claimed_at,
-    ))
+    match crate::engine::first_call(op, key, fingerprint, store, body, claimed_at) {
+        Ok(claim_and_run) => Engine::Running(claim_and_run),
+        Err(reentrant) => stopped(Err(reentrant)),
+    }
 }
 
 /// The key, fingerprint and store of the call to run, or why it cannot: a duplicate operation
