@@ -495,6 +495,60 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
     }
 }
 
+/// A claim sent again after its answer was lost finds its own record, but the renewal that
+/// would restart its lease arrives after that lease ran out (the reconnection took it): the
+/// claim fails with a store error that says so, instead of reporting a key acquired whose
+/// lease is gone (another caller may hold it by then). Nothing stays claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_resent_claim_whose_lease_lapsed_before_its_renewal_fails() {
+    use idem_runtime::store::ClaimOrder;
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let lease = Duration::from_millis(1500);
+    // Every script call (the renewal: `EVALSHA`, or `EVAL`) reaches Redis a lease later.
+    let proxy = FaultProxy::start_holding(&redis_host_port(&url), b"EVAL", lease * 2).await;
+    let store = Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .claim_with_script(false)
+            .claim_order(ClaimOrder::ClaimFirst)
+            // Longer than the held renewal takes to be answered.
+            .response_timeout(lease * 4)
+            .connect(&through(&proxy, &url))
+            .await
+            .unwrap(),
+    );
+    let direct = fixture.store();
+    let key = unique_key("lapsed-resent-claim");
+    let token = Token::generate();
+    proxy.mute_replies(true);
+    let claim = tokio::spawn({
+        let (store, key) = (store.clone(), key);
+        async move {
+            store
+                .claim(&key, &idem_runtime::Fingerprint::NONE, token, lease)
+                .await
+        }
+    });
+    let ran = async {
+        while !matches!(direct.get(&key).await, Ok(Some(Record::InProgress { .. }))) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ran)
+        .await
+        .expect("the muted claim never reached the server");
+    proxy.cut().await;
+    proxy.mute_replies(false);
+    proxy.restore().await;
+    let message = expect_store_error(claim.await.unwrap());
+    assert!(
+        message.contains("the claim lapsed while the connection to Redis was restored"),
+        "{message}"
+    );
+    assert!(direct.get(&key).await.unwrap().is_none());
+}
+
 /// `remove` whose answer is lost is not sent again: a second `DEL` would delete whatever is
 /// there by then, such as another caller's fresh claim. It fails instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
