@@ -118,8 +118,10 @@ pub fn store_owned<'a, S: IntoCallStore<'a>>(store: S) -> Option<Cow<'static, Ar
 /// [`Recordable`], its error [`FromIdemError`]. Each is a bound of its own, so a failing one
 /// is reported with its own message.
 ///
-/// The returned future owns the lent body (it drops it) and holds it with its type erased, so
-/// it is `Send` whatever the body's type: hence the [`SlotKept`] promise that lending it takes.
+/// A call settled at once (a replay from the memory store, or an error) drops the lent body
+/// here; otherwise the returned future owns it (it drops it) and holds it with its type erased,
+/// so it is `Send` whatever the body's type: hence the [`SlotKept`] promise that lending it
+/// takes.
 ///
 /// ```
 /// # use idem_runtime::__private::{DecodeEachReplay, ManuallyDrop, Operation, body, pin, run, slot_kept};
@@ -315,11 +317,16 @@ struct Prepared<'a> {
     store: Cow<'a, Arc<dyn Store>>,
 }
 
-/// The engine's future, or the outcome of a call that stopped before it (see [`prepare`]).
+/// The engine's future (boxed: it claims the key and runs the body), or the outcome of a call
+/// settled in [`run`]: a replay from the memory store, or an error (see [`prepare`]).
 enum Engine<F, R> {
-    Running(F),
+    Running(Pin<Box<F>>),
     Stopped(Option<R>),
 }
+
+// Nothing in an `Engine` is pinned in place: the engine's future is pinned in its box, and the
+// outcome is only ever moved out.
+impl<F, R> Unpin for Engine<F, R> {}
 
 impl<F, R> Future for Engine<F, R>
 where
@@ -330,12 +337,8 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
-        // SAFETY: structural pinning of `Running`'s future: `Engine` has no `Drop`, never moves
-        // the future out or replaces the variant; `Stopped`'s value is not pinned.
-        match unsafe { self.get_unchecked_mut() } {
-            Engine::Running(engine) => unsafe { Pin::new_unchecked(engine) }
-                .poll(cx)
-                .map(R::from_result),
+        match self.get_mut() {
+            Engine::Running(engine) => engine.as_mut().poll(cx).map(R::from_result),
             Engine::Stopped(outcome) => match outcome.take() {
                 Some(outcome) => Poll::Ready(outcome),
                 None => panic!("an `#[idempotent]` call's future was polled after it completed"),
