@@ -255,6 +255,31 @@ async fn a_script_answer_that_is_not_a_pair_is_a_store_error() {
     }
 }
 
+/// The script answers nil (claimed) or a pair; anything else is an answer no Redis gives, not
+/// a claim to take for granted: a store error, nothing parsed as a record.
+#[tokio::test]
+async fn a_script_answer_that_is_neither_nil_nor_an_array_is_a_store_error() {
+    let record = completed(&Fingerprint::from_bytes([3; 32]), b"idm");
+    for (what, answer) in [
+        ("an integer", Reply::Integer(1)),
+        ("a status", Reply::Simple("OK".to_owned())),
+        ("a bulk string", Reply::Bulk(record)),
+    ] {
+        let fake = FakeRedis::start(legacy_server(move |_| answer.clone())).await;
+        let store = store_on(&fake).await;
+        let (key, fingerprint, token) = claim_parts("neither");
+        let message = match store.claim(&key, &fingerprint, token, LEASE).await {
+            Err(error @ Error::Store { .. }) => error.to_string(),
+            other => panic!("{what}: expected Error::Store, got {other:?}"),
+        };
+        assert!(
+            message.contains("the claim script answered neither nil nor a pair"),
+            "{what}: {message}"
+        );
+        assert_eq!(names(&sent(&fake)), ["SET", "EVALSHA", "EVAL"], "{what}");
+    }
+}
+
 /// With the local cache on, the claim goes in a transaction with its `PTTL`: the syntax error
 /// comes back inside `EXEC`'s answer, and switches the store to the script all the same. The
 /// script's pair feeds the cache.

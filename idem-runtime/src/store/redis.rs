@@ -269,8 +269,11 @@ fn hex(key: &Key) -> [u8; 64] {
 ///   in-progress record → its fingerprint, plus one `PTTL` for the remaining lease. On the
 ///   server the command costs about twice the instructions of a plain `GET` of the record
 ///   (Redis looks the key up twice and parses seven arguments; callgrind: 10.8k vs 5.3k per
-///   command, unpipelined), which `redis-benchmark` sees as 5–10 % fewer commands per second. Servers older than Redis
-///   7.0 refuse `NX` with `GET`; the store then switches to an equivalent Lua script.
+///   command, unpipelined), which `redis-benchmark` sees as 5–10 % fewer commands per second.
+///   Servers older than Redis 7.0 refuse `NX` with `GET` (a syntax error); the store then
+///   switches to an equivalent Lua script, with every clone of it, for as long as it lives: a
+///   deployment that upgrades its servers to 7.0 or later uses `SET … NX GET` again from its
+///   next start.
 ///   When the store reads first ([`RedisStoreBuilder::claim_order`]: by default only while
 ///   nearly all recent claims were replays), a plain `GET` comes first and answers completed
 ///   records by itself; the claim command follows only when it found none.
@@ -689,6 +692,21 @@ fn malformed(rkey: RecordKey<'_>, what: &str) -> Error {
     )
 }
 
+const READ_SCRIPT_ANSWER: &str = "the read script answered neither 0 nor a record and its PTTL";
+
+/// An answer from the server (not a stored record) that is not what the command answers: a
+/// proxy or server that does not speak Redis's protocol as Redis does.
+fn unexpected(rkey: RecordKey<'_>, what: &str) -> Error {
+    Error::store(
+        NAME,
+        format!(
+            "unexpected answer from the server for Redis key {:?}: {what}; is it Redis (or a \
+             compatible server) without a proxy that rewrites answers?",
+            String::from_utf8_lossy(&rkey.to_vec())
+        ),
+    )
+}
+
 /// A duration as whole milliseconds for `PX`, at least 1 (0 would delete the key at once).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis())
@@ -699,14 +717,14 @@ fn millis(d: Duration) -> u64 {
 fn pttl(rkey: RecordKey<'_>, v: &Value) -> Result<Duration, Error> {
     match v {
         Value::Int(ms) => Ok(Duration::from_millis(u64::try_from(*ms).unwrap_or(0))),
-        _ => Err(malformed(rkey, "PTTL is not an integer")),
+        _ => Err(unexpected(rkey, "PTTL is not an integer")),
     }
 }
 
 fn flag(rkey: RecordKey<'_>, v: Value) -> Result<bool, Error> {
     match v {
         Value::Int(n) => Ok(n == 1),
-        _ => Err(malformed(rkey, "expected 0 or 1")),
+        _ => Err(unexpected(rkey, "a script answered other than 0 or 1")),
     }
 }
 
@@ -862,9 +880,13 @@ impl RedisStore {
         match claim {
             Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
                 Ok([previous, left]) => Ok((previous, Some(left))),
-                Err(_) => Err(malformed(rkey, "the claim script did not answer a pair")),
+                Err(_) => Err(unexpected(rkey, "the claim script did not answer a pair")),
             },
-            nil => Ok((nil, None)),
+            Value::Nil => Ok((Value::Nil, None)),
+            _ => Err(unexpected(
+                rkey,
+                "the claim script answered neither nil nor a pair",
+            )),
         }
     }
 
@@ -898,7 +920,7 @@ impl RedisStore {
                 Stored::InProgress { .. } => Ok(None),
             },
             Value::Nil => Ok(None),
-            _ => Err(malformed(rkey, "unexpected read answer")),
+            _ => Err(unexpected(rkey, "GET answered neither a record nor nil")),
         }
     }
 
@@ -986,7 +1008,7 @@ impl RedisStore {
         .map_err(store_error)?;
         let acked = match answer {
             Value::Int(n) => usize::try_from(n).unwrap_or(0),
-            _ => return Err(malformed(rkey, "WAIT did not answer an integer")),
+            _ => return Err(unexpected(rkey, "WAIT did not answer an integer")),
         };
         if acked < replicas {
             let waited = Duration::from_millis(wait_millis(timeout));
@@ -1114,7 +1136,10 @@ impl Store for RedisStore {
                         })
                     }
                 },
-                _ => Err(malformed(rkey, "unexpected claim answer")),
+                _ => Err(unexpected(
+                    rkey,
+                    "the claim answered neither a record nor nil",
+                )),
             }
         })
     }
@@ -1177,9 +1202,9 @@ impl Store for RedisStore {
                 Value::Int(0) => return Ok(None),
                 Value::Array(items) => match <[Value; 2]>::try_from(items) {
                     Ok([Value::BulkString(record), left]) => (record, pttl(rkey, &left)?),
-                    _ => return Err(malformed(rkey, "unexpected read answer")),
+                    _ => return Err(unexpected(rkey, READ_SCRIPT_ANSWER)),
                 },
-                _ => return Err(malformed(rkey, "unexpected read answer")),
+                _ => return Err(unexpected(rkey, READ_SCRIPT_ANSWER)),
             };
             Ok(Some(match parse_record(rkey, record)? {
                 Stored::Completed { fingerprint, value } => Record::Completed {
