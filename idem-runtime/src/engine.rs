@@ -89,41 +89,70 @@ impl Call<'_> {
             return Err(refusal.into());
         }
         let store = self.resolve_store()?;
-        // Taken before the claim, so the lease renewal is never scheduled later than a third of
-        // the lease after the store started it.
-        let claimed_at = Instant::now();
-        match replay_from_memory::<T, C>(
-            self.operation,
-            &self.key,
-            &self.fingerprint,
-            &store,
-            claimed_at,
-        ) {
-            Some(replayed) => Ok(replayed?),
-            None => {
-                first_call(
-                    self.operation,
-                    self.key,
-                    self.fingerprint,
-                    store,
-                    body,
-                    claimed_at,
-                )?
-                .await
-            }
+        match start::<T, E, F, C>(self.operation, self.key, self.fingerprint, store, body) {
+            Start::Settled(outcome) => Ok(outcome?),
+            Start::Claim(claim_and_run) => claim_and_run.await,
         }
     }
+}
+
+/// How a call goes on once its store is known ([`start`]).
+pub(crate) enum Start<T, G> {
+    /// Settled at once: a replay from the memory store, or an error.
+    Settled(Result<T, Error>),
+    /// To claim the key and run the body: this future, boxed (a replay never pays for it, and
+    /// once polled it is never moved again).
+    Claim(Pin<Box<G>>),
+}
+
+/// The synchronous start of a call: a replay from the memory store, [`Error::Reentrant`] for a
+/// body calling its own operation with its own key, or the future that claims the key and runs
+/// `body`. `body` is dropped here when it will not run.
+///
+/// Synchronous, so that `#[idempotent]` answers a replay in the first poll of its own future,
+/// before any engine future is made (`__private::run`).
+#[inline]
+pub(crate) fn start<'a, T, E, F, C>(
+    op: &'a Operation,
+    key: Key,
+    fingerprint: Fingerprint,
+    store: Cow<'a, Arc<dyn Store>>,
+    body: F,
+) -> Start<T, impl Future<Output = Result<T, E>> + 'a>
+where
+    F: Future<Output = Result<T, E>> + 'a,
+    T: Serialize + DeserializeOwned + 'a,
+    E: From<Error> + 'a,
+    C: ReplayCache<T>,
+{
+    // Taken before the claim, so the lease renewal is never scheduled later than a third of
+    // the lease after the store started it.
+    let claimed_at = Instant::now();
+    if let Some(replayed) = replay_from_memory::<T, C>(op, &key, &fingerprint, &store, claimed_at) {
+        return Start::Settled(replayed);
+    }
+    if context::is_running(&key) {
+        return Start::Settled(Err(Error::Reentrant {
+            operation: op.name(),
+            key,
+        }));
+    }
+    Start::Claim(Box::pin(claim_and_run(
+        op,
+        key,
+        fingerprint,
+        store,
+        body,
+        claimed_at,
+    )))
 }
 
 /// The common duplicate, answered at once: `Some` when `store` is the memory store and holds a
 /// completed record of `key` (its value, or [`Error::PayloadMismatch`]), with no token, guard or
 /// claim (a completed record only changes by expiring or being removed). No re-entrancy check
 /// is needed first: while a body runs, its record is in progress.
-///
-/// Synchronous, so that `#[idempotent]` answers a replay in the first poll of its own future,
-/// before any engine future is made (`__private::run`).
 #[inline]
-pub(crate) fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
+fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
     op: &Operation,
     key: &Key,
     fingerprint: &Fingerprint,
@@ -137,38 +166,6 @@ pub(crate) fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
     }
     tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
     Some(replayed_value::<T, C>(op, memory, key, replay))
-}
-
-/// A call past the memory store's replay path: the future that claims `key` and runs `body`,
-/// boxed (a replay never pays for it, and once polled it is never moved again), or
-/// [`Error::Reentrant`] for a body calling its own operation with its own key.
-pub(crate) fn first_call<'a, T, E, F>(
-    op: &'a Operation,
-    key: Key,
-    fingerprint: Fingerprint,
-    store: Cow<'a, Arc<dyn Store>>,
-    body: F,
-    claimed_at: Instant,
-) -> Result<Pin<Box<impl Future<Output = Result<T, E>> + 'a>>, Error>
-where
-    F: Future<Output = Result<T, E>> + 'a,
-    T: Serialize + DeserializeOwned + 'a,
-    E: From<Error> + 'a,
-{
-    if context::is_running(&key) {
-        return Err(Error::Reentrant {
-            operation: op.name(),
-            key,
-        });
-    }
-    Ok(Box::pin(claim_and_run(
-        op,
-        key,
-        fingerprint,
-        store,
-        body,
-        claimed_at,
-    )))
 }
 
 /// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then

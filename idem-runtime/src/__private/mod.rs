@@ -30,6 +30,7 @@ pub mod walk;
 
 pub use dispatch::{BySerde, Dispatch, Unhashable, dispatch};
 
+use crate::engine::Start;
 use crate::store::Store;
 
 /// A hasher for `op`'s key: `KeyHasher::for_key(name, version)`, with the operation's hash key
@@ -263,18 +264,9 @@ where
         Ok(prepared) => prepared,
         Err(error) => return stopped(Err(error)),
     };
-    // As in `Call::run_with`: the clock is read before the claim.
-    let claimed_at = tokio::time::Instant::now();
-    if let Some(replayed) =
-        crate::engine::replay_from_memory::<R::Ok, C>(op, &key, &fingerprint, &store, claimed_at)
-    {
-        // The body is dropped here, never polled, inside the call as on every other path.
-        drop(body);
-        return stopped(replayed);
-    }
-    match crate::engine::first_call(op, key, fingerprint, store, body, claimed_at) {
-        Ok(claim_and_run) => Engine::Running(claim_and_run),
-        Err(reentrant) => stopped(Err(reentrant)),
+    match crate::engine::start::<R::Ok, R::Err, _, C>(op, key, fingerprint, store, body) {
+        Start::Settled(outcome) => stopped(outcome),
+        Start::Claim(claim_and_run) => Engine::Running(claim_and_run),
     }
 }
 
