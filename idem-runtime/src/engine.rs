@@ -90,14 +90,14 @@ impl Call<'_> {
         }
         let store = self.resolve_store()?;
         match start::<T, E, F, C>(self.operation, self.key, self.fingerprint, store, body) {
-            Start::Settled(outcome) => Ok(outcome?),
-            Start::Claim(claim_and_run) => claim_and_run.await,
+            Started::Settled(outcome) => Ok(outcome?),
+            Started::Claim(claim_and_run) => claim_and_run.await,
         }
     }
 }
 
 /// How a call goes on once its store is known ([`start`]).
-pub(crate) enum Start<T, G> {
+pub(crate) enum Started<T, G> {
     /// Settled at once: a replay from the memory store, or an error.
     Settled(Result<T, Error>),
     /// To claim the key and run the body: this future, boxed (a replay never pays for it, and
@@ -118,7 +118,7 @@ pub(crate) fn start<'a, T, E, F, C>(
     fingerprint: Fingerprint,
     store: Cow<'a, Arc<dyn Store>>,
     body: F,
-) -> Start<T, impl Future<Output = Result<T, E>> + 'a>
+) -> Started<T, impl Future<Output = Result<T, E>> + 'a>
 where
     F: Future<Output = Result<T, E>> + 'a,
     T: Serialize + DeserializeOwned + 'a,
@@ -129,15 +129,15 @@ where
     // the lease after the store started it.
     let claimed_at = Instant::now();
     if let Some(replayed) = replay_from_memory::<T, C>(op, &key, &fingerprint, &store, claimed_at) {
-        return Start::Settled(replayed);
+        return Started::Settled(replayed);
     }
     if context::is_running(&key) {
-        return Start::Settled(Err(Error::Reentrant {
+        return Started::Settled(Err(Error::Reentrant {
             operation: op.name(),
             key,
         }));
     }
-    Start::Claim(Box::pin(claim_and_run(
+    Started::Claim(Box::pin(claim_and_run(
         op,
         key,
         fingerprint,
@@ -194,7 +194,7 @@ where
     let token = Token::generate();
     // Releases the claim on `Err`, panic or cancellation; dropped while a remote claim is in
     // flight, it sees the claim through to the store's answer first (`guard.rs`).
-    let mut guard = ClaimGuard::new(Cow::Borrowed(store), key, token);
+    let mut guard = ClaimGuard::new(op.name(), Cow::Borrowed(store), key, token);
     // The body moves into its driver before the first `.await`, so no other copy of it stays
     // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
     // its claim is released.

@@ -144,7 +144,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         let op = &self.operation;
         check_lease(op)?;
         let token = Token::generate();
-        let mut guard = ClaimGuard::new(Cow::Owned(self.store.clone()), key, token);
+        let mut guard = ClaimGuard::new(op.name(), Cow::Owned(self.store.clone()), key, token);
         let claim = guard
             .claim(&fingerprint, op.lease(), tokio::time::Instant::now())
             .await?;

@@ -18,6 +18,8 @@ use crate::{Error, Fingerprint, Key, Token};
 
 /// Releases a claim unless disarmed: on `Err`, panic (unwinding) and cancellation alike.
 pub(crate) struct ClaimGuard<'a> {
+    /// The operation's name, for the log.
+    operation: &'static str,
     pub(crate) store: Cow<'a, Arc<dyn Store>>,
     pub(crate) key: Key,
     pub(crate) token: Token,
@@ -25,8 +27,14 @@ pub(crate) struct ClaimGuard<'a> {
 }
 
 impl<'a> ClaimGuard<'a> {
-    pub(crate) fn new(store: Cow<'a, Arc<dyn Store>>, key: Key, token: Token) -> Self {
+    pub(crate) fn new(
+        operation: &'static str,
+        store: Cow<'a, Arc<dyn Store>>,
+        key: Key,
+        token: Token,
+    ) -> Self {
         ClaimGuard {
+            operation,
             store,
             key,
             token,
@@ -62,6 +70,7 @@ impl<'a> ClaimGuard<'a> {
         // While the claim is in flight, `ClaimInFlight` is the one to release it if dropped.
         self.armed = false;
         let claim = ClaimInFlight::send(
+            self.operation,
             Arc::clone(&self.store),
             self.key,
             *fingerprint,
@@ -86,7 +95,8 @@ impl<'a> ClaimGuard<'a> {
             Backend::Dyn(_) => {
                 self.armed = false;
                 let store = Arc::clone(&self.store);
-                CompleteInFlight::send(store, self.key, self.token, value, ttl).await
+                CompleteInFlight::send(self.operation, store, self.key, self.token, value, ttl)
+                    .await
             }
         };
         self.armed = completed.is_err();
@@ -110,7 +120,7 @@ impl<'a> ClaimGuard<'a> {
     /// wins: a failure is logged and the lease expires instead.
     pub(crate) async fn release_quietly(&mut self) {
         if let Err(error) = self.release().await {
-            tracing::warn!(target: "idem", key = %self.key, %error, "release failed; the lease will expire instead");
+            tracing::warn!(target: "idem", operation = self.operation, key = %self.key, %error, "release failed; the lease will expire instead");
         }
     }
 }
@@ -120,7 +130,7 @@ impl Drop for ClaimGuard<'_> {
         if !self.armed {
             return;
         }
-        tracing::debug!(target: "idem", key = %self.key, "call dropped or panicked; releasing its claim");
+        tracing::debug!(target: "idem", operation = self.operation, key = %self.key, "call dropped or panicked; releasing its claim");
         if let Some(memory) = self.store.as_memory() {
             memory.release_now(&self.key, self.token);
             return;
@@ -128,10 +138,10 @@ impl Drop for ClaimGuard<'_> {
         // A remote release needs a runtime; without one the lease expires on its own.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let store = Arc::clone(&self.store);
-            let (key, token) = (self.key, self.token);
+            let (operation, key, token) = (self.operation, self.key, self.token);
             runtime.spawn(async move {
                 if let Err(error) = store.release(&key, token).await {
-                    tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
+                    tracing::warn!(target: "idem", operation, %key, %error, "release after drop failed; the lease will expire instead");
                 }
             });
         }
@@ -153,6 +163,8 @@ type Sent<T> = Pin<Box<dyn Future<Output = (Arc<dyn Store>, Result<T, Error>)> +
 ///   so its result is kept rather than its claim released for a second run.
 struct InFlight<T: 'static> {
     sent: Option<Sent<T>>,
+    /// The operation's name, for the log.
+    operation: &'static str,
     key: Key,
     token: Token,
     release_after: fn(&Result<T, Error>) -> bool,
@@ -165,6 +177,7 @@ type CompleteInFlight = InFlight<bool>;
 
 impl ClaimInFlight {
     fn send(
+        operation: &'static str,
         store: Arc<dyn Store>,
         key: Key,
         fingerprint: Fingerprint,
@@ -176,6 +189,7 @@ impl ClaimInFlight {
                 let claim = store.claim(&key, &fingerprint, token, lease).await;
                 (store, claim)
             })),
+            operation,
             key,
             token,
             // Answered with another caller's record: nothing of ours to release.
@@ -191,12 +205,20 @@ impl ClaimInFlight {
 }
 
 impl CompleteInFlight {
-    fn send(store: Arc<dyn Store>, key: Key, token: Token, value: Bytes, ttl: Duration) -> Self {
+    fn send(
+        operation: &'static str,
+        store: Arc<dyn Store>,
+        key: Key,
+        token: Token,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Self {
         InFlight {
             sent: Some(Box::pin(async move {
                 let completed = store.complete(&key, token, value, ttl).await;
                 (store, completed)
             })),
+            operation,
             key,
             token,
             release_after: Result::is_err,
@@ -228,20 +250,21 @@ impl<T> Drop for InFlight<T> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (key, token, release_after) = (self.key, self.token, self.release_after);
+        let (operation, key, token, release_after) =
+            (self.operation, self.key, self.token, self.release_after);
         // Only whether to release is kept past the answer (`T` need not be `Send`).
         let sent = async move {
             let (store, answer) = sent.await;
             (store, release_after(&answer))
         };
-        tracing::debug!(target: "idem", %key, "call dropped while {}; seeing it through", self.what);
+        tracing::debug!(target: "idem", operation, %key, "call dropped while {}; seeing it through", self.what);
         runtime.spawn(async move {
             let (store, release) = sent.await;
             if !release {
                 return;
             }
             if let Err(error) = store.release(&key, token).await {
-                tracing::warn!(target: "idem", %key, %error, "release after drop failed; the lease will expire instead");
+                tracing::warn!(target: "idem", operation, %key, %error, "release after drop failed; the lease will expire instead");
             }
         });
     }

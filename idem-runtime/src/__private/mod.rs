@@ -30,7 +30,7 @@ pub mod walk;
 
 pub use dispatch::{BySerde, Dispatch, Unhashable, dispatch};
 
-use crate::engine::Start;
+use crate::engine::Started;
 use crate::store::Store;
 
 /// A hasher for `op`'s key: `KeyHasher::for_key(name, version)`, with the operation's hash key
@@ -265,8 +265,8 @@ where
         Err(error) => return stopped(Err(error)),
     };
     match crate::engine::start::<R::Ok, R::Err, _, C>(op, key, fingerprint, store, body) {
-        Start::Settled(outcome) => stopped(outcome),
-        Start::Claim(claim_and_run) => Engine::Running(claim_and_run),
+        Started::Settled(outcome) => stopped(outcome),
+        Started::Claim(claim_and_run) => Engine::Running(claim_and_run),
     }
 }
 

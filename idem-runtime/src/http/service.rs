@@ -268,7 +268,7 @@ where
     let token = Token::generate();
     // If this future is dropped while a remote claim is in flight, the guard sees the claim
     // through to its answer and releases it then.
-    let mut guard = ClaimGuard::new(Cow::Owned(store.clone()), key, token);
+    let mut guard = ClaimGuard::new(config.operation, Cow::Owned(store.clone()), key, token);
     let claim = guard
         .claim(&fingerprint, config.lease, tokio::time::Instant::now())
         .await;

@@ -867,8 +867,10 @@ impl RedisStore {
                         == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
                         && e.detail().is_some_and(|d| d.contains("syntax")) =>
                 {
-                    tracing::info!(target: "idem", "Redis before 7.0: claiming with a Lua script");
-                    self.legacy_claim.store(true, Ordering::Relaxed);
+                    // Logged once, by the first of the claims that met the refusal.
+                    if !self.legacy_claim.swap(true, Ordering::Relaxed) {
+                        tracing::info!(target: "idem", "Redis before 7.0: claiming with a Lua script");
+                    }
                 }
                 other => return other.map_err(store_error),
             }
