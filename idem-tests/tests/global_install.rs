@@ -1,6 +1,7 @@
 //! Installing the process-wide store (its own test binary: the global is per process).
 
 use idem_runtime::{Error, MemoryStore, Operation};
+use idem_tests::logs::capture;
 
 #[tokio::test]
 async fn install_once_before_use_and_never_after() {
@@ -15,7 +16,14 @@ async fn install_once_before_use_and_never_after() {
             .await
     };
     assert!(!idem_runtime::forget_call(call).await.unwrap());
+    let (log, _guard) = capture();
     idem_runtime::install(MemoryStore::builder().max_entries(10).build()).unwrap();
+    // The effective store is logged once, by name; the memory default is not taken.
+    let lines = log.take();
+    assert!(
+        matches!(&lines[..], [line] if line.contains("INFO idem: idem: process-wide store installed store=\"memory\"")),
+        "{lines:#?}"
+    );
     let again = idem_runtime::install(MemoryStore::new()).unwrap_err();
     assert!(
         matches!(&again, Error::Config(m) if m.contains("once at startup")),
@@ -24,4 +32,11 @@ async fn install_once_before_use_and_never_after() {
     let out: Result<u8, Error> = OP.call(OP.key(&1u8).unwrap()).run(async { Ok(1) }).await;
     assert_eq!(out.unwrap(), 1);
     assert_eq!(idem_runtime::store_name().unwrap(), "memory");
+    let lines = log.take();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("store installed") || l.contains("no store installed")),
+        "{lines:#?}"
+    );
 }

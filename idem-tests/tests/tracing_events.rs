@@ -2,63 +2,15 @@
 //! logs — claim, replay, conflict (rejected or waited for), release after an error or a dropped
 //! call, payload mismatch, lost lease — each naming the operation and the key.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use idem_runtime::store::MemoryStore;
 use idem_runtime::{Error, Key, OnConflict, Operation, Store};
-use tracing_subscriber::fmt::MakeWriter;
+use idem_tests::logs::capture;
 
 static OP: Operation = Operation::new("tracing.op").with_wait_timeout(Duration::from_secs(5));
 static REJECTING: Operation = Operation::new("tracing.reject").with_on_conflict(OnConflict::Reject);
-
-/// The formatted events of the subscriber it is given to, one per line.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// The lines logged since the last call, and forgets them.
-    fn take(&self) -> Vec<String> {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        String::from_utf8(bytes)
-            .expect("utf-8 log lines")
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
-/// Captures the `idem` events at debug level and above on this thread (the tests run on a
-/// current-thread runtime, so every task of theirs logs here).
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
-}
 
 /// Asserts that exactly one of `lines` has `message`, and that it names `op` and `key`.
 fn assert_event(lines: &[String], message: &str, op: &Operation, key: &Key) {
