@@ -504,6 +504,42 @@ pub async fn lapsed_owner_is_fenced(store: Arc<dyn Store>) {
     assert!(store.get(&key).await.unwrap().is_none());
 }
 
+/// An owner whose lease lapsed, and whose key another caller then claimed and completed, is
+/// fenced out even when its value is byte for byte the new owner's (deterministic bodies often
+/// return the same value): its `complete` answers `false`, so its caller learns that the body
+/// ran twice (`LeaseLost`).
+pub async fn a_lapsed_owner_is_fenced_even_with_the_same_value(store: Arc<dyn Store>) {
+    let key = unique_key("lapsed-same-value");
+    let lapsed = Token::generate();
+    let short = Duration::from_millis(100);
+    assert_eq!(
+        store.claim(&key, &fp(1), lapsed, short).await.unwrap(),
+        Claim::Acquired
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let owner = Token::generate();
+    assert_eq!(
+        store.claim(&key, &fp(1), owner, LEASE).await.unwrap(),
+        Claim::Acquired
+    );
+    assert!(
+        store
+            .complete(&key, owner, value("same"), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete(&key, lapsed, value("same"), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::Completed { value: stored, .. }) if stored == value("same")
+    ));
+}
+
 /// Arbitrary bytes (every byte value, NUL included) and an empty value come back unchanged, in
 /// the claim's replay and in `get`.
 pub async fn values_are_stored_byte_for_byte(store: Arc<dyn Store>) {
@@ -714,6 +750,7 @@ macro_rules! conformance_suite {
             lease_expiry_allows_takeover, renew_extends_the_lease, ttl_expiry, remove_forgets,
             purge_counts, waiters_wake_on_completion, corrupt_record_is_a_decode_error,
             storm_runs_once, value_size_limit, lapsed_owner_is_fenced,
+            a_lapsed_owner_is_fenced_even_with_the_same_value,
             values_are_stored_byte_for_byte, many_keys_in_parallel, claim_race_has_one_winner,
             extreme_durations, waiting_ends_when_the_lease_lapses, cancelled_claims_are_released);
     };

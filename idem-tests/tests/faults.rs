@@ -376,8 +376,10 @@ async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() 
             other => panic!("round {round}: {other:?}"),
         }
     }
-    // Repeated with the same token after it succeeded (a lost reply), `complete` reports the
-    // recorded value; another value is fenced out.
+    // Called again by hand after it succeeded (no lost connection), `complete` finds a completed
+    // record, which keeps no token: fenced out, whatever the value, as on every store. (A
+    // `complete` the store sends again after a lost answer:
+    // `redis_complete_whose_answer_was_lost_reports_its_value_recorded`.)
     let key = unique_key("blip-repeat");
     let token = Token::generate();
     store.claim(&key, &fp, token, lease).await.unwrap();
@@ -388,7 +390,7 @@ async fn redis_complete_survives_a_connection_that_dropped_while_the_body_ran() 
             .unwrap()
     );
     assert!(
-        store
+        !store
             .complete(&key, token, value.clone(), lease)
             .await
             .unwrap()
@@ -547,6 +549,56 @@ async fn redis_resent_claim_whose_lease_lapsed_before_its_renewal_fails() {
         "{message}"
     );
     assert!(direct.get(&key).await.unwrap().is_none());
+}
+
+/// A `complete` that ran on the server but whose answer was lost with the connection is sent
+/// again; the record is then completed already (with no token kept), and the store answers what
+/// it holds: this call's value, so the call reports it recorded, not `LeaseLost`. A stale
+/// owner's `complete` without a lost connection is fenced out even with the same value (the
+/// conformance suite's `a_lapsed_owner_is_fenced_even_with_the_same_value`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_complete_whose_answer_was_lost_reports_its_value_recorded() {
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let proxy = FaultProxy::start(&redis_host_port(&url)).await;
+    let store = Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .connect(&through(&proxy, &url))
+            .await
+            .unwrap(),
+    );
+    let direct = fixture.store();
+    let key = unique_key("lost-complete-answer");
+    let token = Token::generate();
+    let fp = idem_runtime::Fingerprint::NONE;
+    let lease = Duration::from_secs(30);
+    let value = idem_runtime::record::encode("faults", &"done").unwrap();
+    assert_eq!(
+        store.claim(&key, &fp, token, lease).await.unwrap(),
+        idem_runtime::store::Claim::Acquired
+    );
+    proxy.mute_replies(true);
+    let complete = tokio::spawn({
+        let (store, value) = (store.clone(), value.clone());
+        async move { store.complete(&key, token, value, lease).await }
+    });
+    let ran = async {
+        while !matches!(direct.get(&key).await, Ok(Some(Record::Completed { .. }))) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ran)
+        .await
+        .expect("the muted complete never reached the server");
+    proxy.cut().await;
+    proxy.mute_replies(false);
+    proxy.restore().await;
+    assert!(complete.await.unwrap().unwrap(), "reported as recorded");
+    match direct.get(&key).await.unwrap() {
+        Some(Record::Completed { value: stored, .. }) => assert_eq!(stored, value),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// `remove` whose answer is lost is not sent again: a second `DEL` would delete whatever is

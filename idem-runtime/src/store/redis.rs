@@ -34,14 +34,11 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
-/// `KEYS[1]` record; `ARGV`: token, value, TTL in ms. Answers 1 if completed, 0 if fenced out.
-/// A record already completed with this very value also answers 1, so that a call repeated
-/// after a lost reply reports what happened.
+/// `KEYS[1]` record; `ARGV`: token, value, TTL in ms. Answers 1 if completed, 0 if fenced out
+/// (a completed record is never ours: it keeps no token; see `RedisStore::complete` for a call
+/// sent again after a lost reply).
 const COMPLETE_LUA: &str = r"
 local r = redis.call('GET', KEYS[1])
-if r and string.sub(r, 1, 1) == 'c' and string.sub(r, 34) == ARGV[2] then
-  return 1
-end
 if not r or string.sub(r, 1, 1) ~= 'p' or string.sub(r, 34, 49) ~= ARGV[1] then
   return 0
 end
@@ -310,8 +307,11 @@ fn hex(key: &Key) -> [u8; 64] {
 /// provider's idle timeout between two calls, or while a body runs, costs a reconnect instead
 /// of a failed call or a lost result. The commands resent are safe to repeat after they may
 /// have run: a claim that ran but whose answer was lost finds its own record (by its token),
-/// renews its lease and is acquired; `complete` answers "completed" again for a record it
-/// already completed with the same value. If the repeat fails as well, the call fails with
+/// renews its lease and is acquired; a `complete` sent again that finds the record completed
+/// with its own value answers "completed" (a completed record keeps no token, so in the rare
+/// case that this claim's lease ran out during the reconnection and another caller completed
+/// the key with the very same bytes, that is what it reports; without a lost connection a
+/// completed record always fences a late `complete` out). If the repeat fails as well, the call fails with
 /// [`Error::Store`] and the body does not run (fail closed). `remove` is not resent: a `DEL`
 /// repeated after another caller's claim would delete that claim.
 ///
@@ -812,12 +812,18 @@ impl RedisStore {
     /// `complete` answering 1 again for a record it already completed with the same value (a
     /// repeated `release` answers 0, as for a lapsed lease: the key is free either way).
     async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        self.query_resending(cmd).await.0
+    }
+
+    /// [`query`](Self::query), and whether the command was sent a second time: then its first
+    /// send may have run too, its answer lost with the connection.
+    async fn query_resending(&self, cmd: &Cmd) -> (Result<Value, RedisError>, bool) {
         match self.query_once(cmd).await {
             Err(error) if connection_lost(&error) => {
                 tracing::debug!(target: "idem", %error, "redis connection lost; sending again");
-                self.query_once(cmd).await
+                (self.query_once(cmd).await, true)
             }
-            answer => answer,
+            answer => (answer, false),
         }
     }
 
@@ -831,6 +837,14 @@ impl RedisStore {
             Connection::Single(c) => cmd.query_async(&mut c.clone()).await,
             Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
         }
+    }
+
+    /// Whether `key`'s record is completed with `value` (after a `complete` sent twice).
+    async fn completed_with(&self, key: &Key, value: &Bytes) -> Result<bool, Error> {
+        Ok(matches!(
+            Store::get(self, key).await?,
+            Some(Record::Completed { value: stored, .. }) if stored == *value
+        ))
     }
 
     /// `SET key record NX PX lease GET`: the claim, answering the previous record (or nil),
@@ -962,6 +976,19 @@ impl RedisStore {
 
     /// `EVALSHA`, then `EVAL` once if the server does not know the script.
     async fn eval(&self, lua: &Lua, key: RecordKey<'_>, args: &[Arg<'_>]) -> Result<Value, Error> {
+        self.eval_resending(lua, key, args)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// [`eval`](Self::eval), and whether the script was sent more than once after a lost
+    /// connection (see [`query_resending`](Self::query_resending)).
+    async fn eval_resending(
+        &self,
+        lua: &Lua,
+        key: RecordKey<'_>,
+        args: &[Arg<'_>],
+    ) -> Result<(Value, bool), Error> {
         let build = |verb: &str, body: &str| {
             let data = args
                 .iter()
@@ -981,13 +1008,19 @@ impl RedisStore {
             }
             cmd
         };
-        match self.query(&build("EVALSHA", lua.script.get_hash())).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.query(&build("EVAL", lua.source))
-                    .await
+        match self
+            .query_resending(&build("EVALSHA", lua.script.get_hash()))
+            .await
+        {
+            (Err(e), resent)
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let (answer, again) = self.query_resending(&build("EVAL", lua.source)).await;
+                answer
+                    .map(|answer| (answer, resent || again))
                     .map_err(store_error)
             }
-            other => other.map_err(store_error),
+            (answer, resent) => answer.map(|answer| (answer, resent)).map_err(store_error),
         }
     }
 
@@ -1169,7 +1202,17 @@ impl Store for RedisStore {
             ];
             // Sent again if the connection was lost (`query`): a blip while the body ran must
             // not lose its result.
-            let completed = flag(rkey, self.eval(&COMPLETE, rkey, &args).await?)?;
+            let (answer, resent) = self.eval_resending(&COMPLETE, rkey, &args).await?;
+            let mut completed = flag(rkey, answer)?;
+            if !completed && resent {
+                // The first send may have completed the record, its answer lost: the record
+                // then holds this value. A completed record keeps no token, so this cannot tell
+                // that from another caller completing it with the same bytes meanwhile (this
+                // claim's lease having run out during the reconnection); it answers what is
+                // recorded. Never taken without a lost connection: then a completed record is
+                // another caller's, and this call is fenced out (`LeaseLost`).
+                completed = self.completed_with(key, &value).await?;
+            }
             if completed && let Some((replicas, timeout)) = self.replicas {
                 self.wait_for_replicas(rkey, replicas, timeout).await?;
             }
