@@ -38,7 +38,9 @@ const MIN_RECORDS_PER_SHARD: usize = 64;
 ///   1/64 of the shard, to keep inserts amortised O(1)); it never evicts an in-progress record. If
 ///   only in-progress records remain, [`Store::claim`] answers [`Error::Capacity`].
 /// - **Expiry**: expired records behave as absent at once; they are deleted lazily on access,
-///   when a shard is full, by [`Store::purge_expired`] and by [`MemoryStore::spawn_sweeper`].
+///   when a shard is full, by [`Store::purge_expired`] and by [`MemoryStore::spawn_sweeper`]
+///   (which the process-wide default, made by the first call when no store is installed, starts
+///   by itself: every 60 s, on that call's runtime).
 /// - **Waiting**: waiters are woken by a notification when the record is completed, released,
 ///   removed or taken over; no polling.
 ///
