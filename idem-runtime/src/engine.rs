@@ -253,9 +253,18 @@ where
             return Err(error.into());
         }
     };
-    // Seen through if this call is dropped meanwhile; a failed `complete` leaves the guard
-    // armed: it releases the claim when dropped.
-    if guard.complete(bytes, op.ttl()).await? {
+    // Seen through if this call is dropped meanwhile. A failed `complete` recorded nothing of
+    // ours (a too large value is refused before any write; a release never deletes a completed
+    // record): the claim is released before the error is returned, so that a retry can run at
+    // once, rather than by the guard's drop in the background.
+    let completed = match guard.complete(bytes, op.ttl()).await {
+        Ok(completed) => completed,
+        Err(error) => {
+            guard.release_quietly().await;
+            return Err(error.into());
+        }
+    };
+    if completed {
         Ok(value)
     } else {
         frame.lease_lost.store(true, Ordering::Release);

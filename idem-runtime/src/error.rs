@@ -131,8 +131,10 @@ pub enum Error {
         shard_capacity: usize,
     },
 
-    /// A value exceeded the store's size limit; nothing was written, and the claim was
-    /// released (the body ran: a retry runs it again).
+    /// A value exceeded the store's size limit; nothing was written. A call (`#[idempotent]`,
+    /// [`Call::run`](crate::Call::run), [`Claimed::complete`](crate::Claimed::complete))
+    /// releases its claim before returning this (the body ran: a retry runs it again); a
+    /// direct [`Store::complete`](crate::Store::complete) leaves the claim to its caller.
     #[error(
         "the result is {size} bytes, above the store's limit of {limit} bytes; nothing was \
          recorded and the claim was released, so a retry runs the body again: return a smaller \

@@ -253,8 +253,16 @@ impl<T: Serialize + DeserializeOwned> Claimed<T> {
         let bytes = record::encode_faithful(operation, value)?;
         self.renewer = None;
         let key = self.guard.key;
-        // Seen through if this future is dropped meanwhile (`ClaimGuard::complete`).
-        if self.guard.complete(bytes, self.ttl).await? {
+        // Seen through if this future is dropped meanwhile (`ClaimGuard::complete`); released
+        // before a failure is returned, as by the engine (`claim_and_run`).
+        let completed = match self.guard.complete(bytes, self.ttl).await {
+            Ok(completed) => completed,
+            Err(error) => {
+                self.guard.release_quietly().await;
+                return Err(error);
+            }
+        };
+        if completed {
             Ok(())
         } else {
             Err(Error::LeaseLost { operation, key })

@@ -53,6 +53,14 @@ impl SlowStore {
         }
     }
 
+    /// This store, with releases that take `delay` as well.
+    pub fn and_releasing_in(self, delay: Duration) -> Self {
+        SlowStore {
+            release_delay: delay,
+            ..self
+        }
+    }
+
     /// A new, empty store whose renewals all fail with a store error, as when the server is
     /// unreachable (claims and completes still work).
     pub fn failing_renewals() -> Self {

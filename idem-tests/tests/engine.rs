@@ -886,6 +886,35 @@ async fn a_dropped_call_whose_result_fails_to_record_releases_its_claim() {
     );
 }
 
+/// A result the store fails to record (the connection drops mid-write): the claim is released
+/// before the error reaches the caller, so that its retry runs at once, even when the release
+/// takes a round trip (not left to a background task after the call returned).
+#[tokio::test]
+async fn a_result_that_fails_to_record_is_released_before_the_error_returns() {
+    static OP: Operation = Operation::new("engine.complete_fails_release")
+        .with_lease(Duration::from_secs(60))
+        .with_on_conflict(OnConflict::Reject);
+    let slow = Arc::new(
+        idem_tests::slow_store::SlowStore::failing_completes_in(Duration::from_millis(1))
+            .and_releasing_in(Duration::from_millis(100)),
+    );
+    let store: Arc<dyn Store> = slow.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = OP.key(&1u8).unwrap();
+    let out = counted_call(&OP, key, &store, &runs, 1).await;
+    assert!(matches!(out, Err(Error::Store { .. })), "{out:?}");
+    assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
+    assert!(matches!(
+        counted_call(&OP, key, &store, &runs, 2).await,
+        Err(Error::Store { .. })
+    ));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the retry ran, not InFlight"
+    );
+}
+
 /// Renewals that keep failing (the store unreachable) flag the lease as lost once none has
 /// been confirmed for a whole lease: another caller may have taken the key over by then, and
 /// the body can see it. Not before: a single failed renewal is retried.

@@ -180,6 +180,27 @@ async fn a_fail_dropped_mid_release_still_releases() {
     assert!(matches!(idem.start(key).await.unwrap(), Start::New(_)));
 }
 
+/// A `complete` the store fails to record releases the claim before returning the error, so
+/// that a retry can start at once.
+#[tokio::test]
+async fn a_complete_that_fails_to_record_releases_before_returning() {
+    let slow = Arc::new(
+        idem_tests::slow_store::SlowStore::failing_completes_in(Duration::from_millis(1))
+            .and_releasing_in(Duration::from_millis(100)),
+    );
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.complete_fails"),
+        slow.clone() as Arc<dyn Store>,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let Start::New(claim) = idem.start(key).await.unwrap() else {
+        panic!("a new key")
+    };
+    assert!(matches!(claim.complete(&7).await, Err(Error::Store { .. })));
+    assert_eq!(slow.inner.get(&key).await.unwrap(), None, "released");
+    assert!(matches!(idem.start(key).await.unwrap(), Start::New(_)));
+}
+
 /// `complete` dropped while its (remote) write is in flight still records the value.
 #[tokio::test]
 async fn a_complete_dropped_mid_write_still_records() {
