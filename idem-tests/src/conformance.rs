@@ -238,6 +238,37 @@ pub async fn ttl_expiry(store: Arc<dyn Store>) {
     );
 }
 
+/// A completed record lives for its TTL from the completion, not from the claim: a body that
+/// ran for a while still leaves its result for the whole TTL.
+pub async fn ttl_counts_from_completion(store: Arc<dyn Store>) {
+    let key = unique_key("ttl-from-completion");
+    let token = Token::generate();
+    store
+        .claim(&key, &fp(1), token, Duration::from_secs(5))
+        .await
+        .unwrap();
+    // The body runs for 400 ms, then the result is kept for 600 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store
+            .complete(&key, token, value("v"), Duration::from_millis(600))
+            .await
+            .unwrap()
+    );
+    // 700 ms after the claim: expired if counted from the claim, not from the completion.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        matches!(
+            store.get(&key).await.unwrap(),
+            Some(Record::Completed { .. })
+        ),
+        "the TTL was counted from the claim"
+    );
+    // 1,200 ms after the claim, 800 ms after the completion: gone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(store.get(&key).await.unwrap().is_none());
+}
+
 /// `remove` deletes in any state and reports whether a live record was there.
 pub async fn remove_forgets(store: Arc<dyn Store>) {
     let key = unique_key("remove");
@@ -741,6 +772,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $factory;
             claim_is_exclusive, complete_then_replay, writes_are_fenced, release_allows_retry,
             lease_expiry_allows_takeover, renew_extends_the_lease, ttl_expiry, remove_forgets,
+            ttl_counts_from_completion,
             purge_counts, waiters_wake_on_completion, corrupt_record_is_a_decode_error,
             storm_runs_once, value_size_limit, lapsed_owner_is_fenced,
             a_lapsed_owner_is_fenced_even_with_the_same_value,
