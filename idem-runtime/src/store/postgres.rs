@@ -225,7 +225,15 @@ const CLAIM_FUNCTION: &str = "CREATE OR REPLACE FUNCTION {claim}(
 ///
 /// A duplicate polls `SELECT state …` with a jittered exponential backoff: 5 ms, doubling up to
 /// 200 ms, each sleep drawn from 50–100 % of the step, bounded by the caller's wait timeout and
-/// the owner's remaining lease.
+/// the owner's remaining lease. So a waiter learns of a completion up to about 200 ms late
+/// (and a lapsed lease, which nothing announces, is found the same way).
+///
+/// Not `LISTEN`/`NOTIFY`, although PostgreSQL has it: `LISTEN` needs a session of its own held
+/// open by each process, which a pooler in transaction mode (PgBouncer's default, common in
+/// front of web backends) does not provide, and a notification sent while that session
+/// reconnects is lost, so waiters would have to poll anyway. Waiting is the rare path
+/// (duplicates that arrive while the first call still runs); polling it costs one primary-key
+/// read per step and works through any pooler.
 ///
 /// ## Durability
 ///
