@@ -336,6 +336,32 @@ fn redis_host_port(url: &str) -> String {
         .to_owned()
 }
 
+/// Waits (at most 5 s) until `key`'s record, read past the proxy, is in the state `reached`
+/// tells: the muted command ran on the server.
+async fn until_the_server_ran(
+    direct: &dyn Store,
+    key: &idem_runtime::Key,
+    reached: fn(&Record) -> bool,
+    what: &str,
+) {
+    let ran = async {
+        while !matches!(direct.get(key).await, Ok(Some(record)) if reached(&record)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ran)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the muted command never reached the server"));
+}
+
+/// Drops every connection (with the answers they never delivered) and lets clients connect
+/// again, answered this time: a client whose answer was lost sends its command again.
+async fn reconnect_answered(proxy: &FaultProxy) {
+    proxy.cut().await;
+    proxy.mute_replies(false);
+    proxy.restore().await;
+}
+
 /// A connection that drops and comes back while a body runs (a server restart, a failover, an
 /// idle timeout of the provider) fails the first command sent on it. If that is the owner's
 /// `complete`, the result must still be recorded, not lost with the key released for a second
@@ -460,19 +486,11 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
             // The claim ran on the server; its answer is lost with the connection.
-            let ran = async {
-                while !matches!(direct.get(&key).await, Ok(Some(Record::InProgress { .. }))) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            };
-            tokio::time::timeout(Duration::from_secs(5), ran)
-                .await
-                .unwrap_or_else(|_| panic!("{case}: the muted claim never reached the server"));
+            let in_progress = |r: &Record| matches!(r, Record::InProgress { .. });
+            until_the_server_ran(&*direct, &key, in_progress, &case).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
-        proxy.cut().await;
-        proxy.mute_replies(false);
-        proxy.restore().await;
+        reconnect_answered(&proxy).await;
         assert_eq!(claim.await.unwrap().unwrap(), Claim::Acquired, "{case}");
         // The caller counts its lease from the answer: the record's lease was renewed then.
         match direct.get(&key).await.unwrap() {
@@ -532,17 +550,9 @@ async fn redis_resent_claim_whose_lease_lapsed_before_its_renewal_fails() {
                 .await
         }
     });
-    let ran = async {
-        while !matches!(direct.get(&key).await, Ok(Some(Record::InProgress { .. }))) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), ran)
-        .await
-        .expect("the muted claim never reached the server");
-    proxy.cut().await;
-    proxy.mute_replies(false);
-    proxy.restore().await;
+    let in_progress = |r: &Record| matches!(r, Record::InProgress { .. });
+    until_the_server_ran(&*direct, &key, in_progress, "claim").await;
+    reconnect_answered(&proxy).await;
     let message = expect_store_error(claim.await.unwrap());
     assert!(
         message.contains("the claim lapsed while the connection to Redis was restored"),
@@ -583,17 +593,9 @@ async fn redis_complete_whose_answer_was_lost_reports_its_value_recorded() {
         let (store, value) = (store.clone(), value.clone());
         async move { store.complete(&key, token, value, lease).await }
     });
-    let ran = async {
-        while !matches!(direct.get(&key).await, Ok(Some(Record::Completed { .. }))) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), ran)
-        .await
-        .expect("the muted complete never reached the server");
-    proxy.cut().await;
-    proxy.mute_replies(false);
-    proxy.restore().await;
+    let completed = |r: &Record| matches!(r, Record::Completed { .. });
+    until_the_server_ran(&*direct, &key, completed, "complete").await;
+    reconnect_answered(&proxy).await;
     assert!(complete.await.unwrap().unwrap(), "reported as recorded");
     match direct.get(&key).await.unwrap() {
         Some(Record::Completed { value: stored, .. }) => assert_eq!(stored, value),
