@@ -603,6 +603,56 @@ async fn redis_complete_whose_answer_was_lost_reports_its_value_recorded() {
     }
 }
 
+/// A `release` that ran on the server but whose answer was lost is sent again and finds the key
+/// free: it answers "released", not "the claim was not ours".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_release_whose_answer_was_lost_reports_it_released() {
+    let fixture = RedisFixture::new().await;
+    let url = redis_url();
+    let proxy = FaultProxy::start(&redis_host_port(&url)).await;
+    let store = Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .connect(&through(&proxy, &url))
+            .await
+            .unwrap(),
+    );
+    let direct = fixture.store();
+    let key = unique_key("lost-release-answer");
+    let token = Token::generate();
+    let fp = idem_runtime::Fingerprint::NONE;
+    assert_eq!(
+        store
+            .claim(&key, &fp, token, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        idem_runtime::store::Claim::Acquired
+    );
+    proxy.mute_replies(true);
+    let release = tokio::spawn({
+        let store = store.clone();
+        async move { store.release(&key, token).await }
+    });
+    let ran = async {
+        while direct.get(&key).await.map_or(true, |r| r.is_some()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ran)
+        .await
+        .expect("the muted release never reached the server");
+    reconnect_answered(&proxy).await;
+    assert!(release.await.unwrap().unwrap(), "reported as released");
+    // Without a lost answer, a second release is not ours: the key is another caller's.
+    let other = Token::generate();
+    store
+        .claim(&key, &fp, other, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!store.release(&key, token).await.unwrap());
+    assert!(store.release(&key, other).await.unwrap());
+}
+
 /// `remove` whose answer is lost is not sent again: a second `DEL` would delete whatever is
 /// there by then, such as another caller's fresh claim. It fails instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,7 +311,8 @@ fn hex(key: &Key) -> [u8; 64] {
 /// with its own value answers "completed" (a completed record keeps no token, so in the rare
 /// case that this claim's lease ran out during the reconnection and another caller completed
 /// the key with the very same bytes, that is what it reports; without a lost connection a
-/// completed record always fences a late `complete` out). If the repeat fails as well, the call fails with
+/// completed record always fences a late `complete` out); a `release` sent again that finds the
+/// key free answers "released". If the repeat fails as well, the call fails with
 /// [`Error::Store`] and the body does not run (fail closed). `remove` is not resent: a `DEL`
 /// repeated after another caller's claim would delete that claim.
 ///
@@ -1224,10 +1225,17 @@ impl Store for RedisStore {
         Box::pin(async move {
             let rkey = self.record_key(key);
             let token = token.to_bytes();
-            flag(
-                rkey,
-                self.eval(&RELEASE, rkey, &[Arg::Bytes(&token)]).await?,
-            )
+            let (answer, resent) = self
+                .eval_resending(&RELEASE, rkey, &[Arg::Bytes(&token)])
+                .await?;
+            let released = flag(rkey, answer)?;
+            if !released && resent {
+                // The first send may have deleted the record, its answer lost: a key now free
+                // was most likely released by it (else its lease ran out during the
+                // reconnection: free all the same). A record there is someone else's.
+                return Ok(Store::get(self, key).await?.is_none());
+            }
+            Ok(released)
         })
     }
 
