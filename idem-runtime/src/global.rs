@@ -12,10 +12,6 @@ static STRICT: AtomicBool = AtomicBool::new(false);
 /// Whether `GLOBAL` holds the implicit memory default (set before it is published).
 static DEFAULTED: AtomicBool = AtomicBool::new(false);
 
-/// How often the memory default purges its expired records (they already behave as absent;
-/// the sweep gives their memory back).
-const DEFAULT_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
 tokio::task_local! {
     static OVERRIDE: Arc<dyn Store>;
 }
@@ -129,13 +125,11 @@ pub(crate) fn resolve() -> Result<Cow<'static, Arc<dyn Store>>, Error> {
              between processes; install a shared store or enable strict mode for multi-instance \
              deployments)"
         );
-        let store = Arc::new(MemoryStore::new());
-        // Nobody else can reach the default store to purge it: it sweeps itself, on the runtime
-        // of the call that made it (its clock is that runtime's, paused time included).
-        if tokio::runtime::Handle::try_current().is_ok() {
-            drop(store.spawn_sweeper(DEFAULT_SWEEP_EVERY));
-        }
-        store
+        // No sweeper task: nobody else can reach this store to purge it, but its inserts purge
+        // expired records as they go (`MemoryStore`, *Expiry*). A task would need a time driver,
+        // and under paused time its timer would let tokio jump the clock forward whenever the
+        // runtime waits for I/O.
+        Arc::new(MemoryStore::new())
     });
     Ok(Cow::Borrowed(store))
 }

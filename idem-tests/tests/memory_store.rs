@@ -203,3 +203,32 @@ async fn a_zero_period_sweeper_still_sweeps() {
     assert_eq!(store.len(), 0, "the lapsed claim was swept");
     sweeper.abort();
 }
+
+/// A store nobody sweeps (the process-wide default has no sweeper) still gives back the memory
+/// of expired records long before it is full: its shards drop them as they take new keys, and
+/// in amortised O(1) per insert (a pass after as many new keys as half the shard's records).
+#[tokio::test(start_paused = true)]
+async fn new_keys_drop_expired_records_without_a_sweeper() {
+    let store = MemoryStore::builder().shards(1).build();
+    for n in 0..1_000 {
+        let token = claim(&store, n).await.unwrap();
+        assert!(
+            store
+                .complete(&key(n), token, value(), Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(store.len(), 1_000, "nothing expired yet, nothing dropped");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // A pass comes once the new keys outnumber half the records (expired ones included) plus
+    // 64: within 1,130 of them here, whatever the count since the last pass.
+    for n in 1_000..2_130 {
+        claim(&store, n).await.unwrap();
+    }
+    assert_eq!(
+        store.len(),
+        1_130,
+        "the 1,000 expired records were dropped, the live ones kept"
+    );
+}

@@ -25,6 +25,9 @@ const MAX_SHARDS: usize = 1 << 16;
 /// full (the bound is per shard).
 const MIN_RECORDS_PER_SHARD: usize = 64;
 
+/// New keys a shard takes, beyond half its records, before it drops its expired records.
+const MIN_INSERTS_BETWEEN_PURGES: usize = 64;
+
 /// An in-process, sharded, bounded store. The default when no other store is installed.
 ///
 /// - **Atomicity**: each key lives in one shard behind a mutex; a claim is a single
@@ -38,9 +41,10 @@ const MIN_RECORDS_PER_SHARD: usize = 64;
 ///   1/64 of the shard, to keep inserts amortised O(1)); it never evicts an in-progress record. If
 ///   only in-progress records remain, [`Store::claim`] answers [`Error::Capacity`].
 /// - **Expiry**: expired records behave as absent at once; they are deleted lazily on access,
-///   when a shard is full, by [`Store::purge_expired`] and by [`MemoryStore::spawn_sweeper`]
-///   (which the process-wide default, made by the first call when no store is installed, starts
-///   by itself: every 60 s, on that call's runtime).
+///   as a shard grows (a pass after as many new keys as half its records, 64 at least), when
+///   a shard is full, by [`Store::purge_expired`] and by [`MemoryStore::spawn_sweeper`]. The
+///   process-wide default (made by the first call when no store is installed) has no sweeper:
+///   a task would need a time driver, and its timer would let paused time jump forward.
 /// - **Waiting**: waiters are woken by a notification when the record is completed, released,
 ///   removed or taken over; no polling.
 ///
@@ -72,6 +76,8 @@ struct Shard {
     completed: VecDeque<(Key, u64)>,
     next_seq: u64,
     capacity: usize,
+    /// New keys inserted since the shard last dropped its expired records.
+    inserts_since_purge: usize,
 }
 
 struct Entry {
@@ -202,6 +208,7 @@ impl MemoryStoreBuilder {
                         completed: VecDeque::new(),
                         next_seq: 0,
                         capacity,
+                        inserts_since_purge: 0,
                     })
                 })
                 .collect(),
@@ -331,6 +338,14 @@ impl MemoryStore {
                     shard_capacity: shard.capacity,
                 });
             }
+        }
+        // Expired records are dropped as the shard grows: a pass over the shard after as many
+        // new keys as half its records (amortised O(1) per insert), so a store nobody sweeps
+        // (the process-wide default) gives their memory back without waiting to be full.
+        shard.inserts_since_purge += 1;
+        if shard.inserts_since_purge > shard.map.len() / 2 + MIN_INSERTS_BETWEEN_PURGES {
+            shard.purge_expired(now, usize::MAX);
+            shard.inserts_since_purge = 0;
         }
         shard.map.insert(
             *key,
