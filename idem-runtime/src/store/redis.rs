@@ -312,7 +312,11 @@ fn hex(key: &Key) -> [u8; 64] {
 /// case that this claim's lease ran out during the reconnection and another caller completed
 /// the key with the very same bytes, that is what it reports; without a lost connection a
 /// completed record always fences a late `complete` out); a `release` sent again that finds the
-/// key free answers "released". If the repeat fails as well, the call fails with
+/// key free answers "released". On a Redis Cluster the client also resends by itself (its own
+/// retries, which the store cannot see): a `complete` whose first send ran then answers
+/// "fenced out" and the call fails with [`Error::LeaseLost`] although its value is recorded (a
+/// retry replays it: an error too many, never a second run hidden), a `release` answers
+/// `false`, and `remove`'s `DEL` may be repeated after a lost answer. If the repeat fails as well, the call fails with
 /// [`Error::Store`] and the body does not run (fail closed). `remove` is not resent: a `DEL`
 /// repeated after another caller's claim would delete that claim.
 ///
@@ -810,8 +814,8 @@ impl RedisStore {
     /// Every command sent here is safe to repeat after it may have run (`remove`'s `DEL`, which
     /// is not, goes through [`query_once`](Self::query_once)): reads; a claim, whose
     /// repeat answers the record it wrote, recognised by its token; the token-fenced scripts,
-    /// `complete` answering 1 again for a record it already completed with the same value (a
-    /// repeated `release` answers 0, as for a lapsed lease: the key is free either way).
+    /// whose repeat answers 0 when the first send did the work, which `complete` and `release`
+    /// then check ([`query_resending`](Self::query_resending) tells them it was repeated).
     async fn query(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         self.query_resending(cmd).await.0
     }
@@ -840,7 +844,8 @@ impl RedisStore {
         }
     }
 
-    /// Whether `key`'s record is completed with `value` (after a `complete` sent twice).
+    /// Whether `key`'s record is completed with `value` (after a `complete` that may have been
+    /// sent twice).
     async fn completed_with(&self, key: &Key, value: &Bytes) -> Result<bool, Error> {
         Ok(matches!(
             Store::get(self, key).await?,
@@ -1285,6 +1290,7 @@ impl Store for RedisStore {
             cmd.arg(rkey);
             // Sent once: a `DEL` repeated after a lost answer could delete a claim another
             // caller made in between (a lost answer is an error; `get` tells what happened).
+            // A cluster connection may still send it again by itself (its own retries).
             let removed = self.query_once(&cmd).await;
             // Again after the server's answer (see `LocalCache::remove`), even if it failed.
             if let Some(cache) = &self.cache {
