@@ -316,9 +316,10 @@ fn hex(key: &Key) -> [u8; 64] {
 /// retries, which the store cannot see): a `complete` whose first send ran then answers
 /// "fenced out" and the call fails with [`Error::LeaseLost`] although its value is recorded (a
 /// retry replays it: an error too many, never a second run hidden), a `release` answers
-/// `false`, and `remove`'s `DEL` may be repeated after a lost answer. If the repeat fails as well, the call fails with
-/// [`Error::Store`] and the body does not run (fail closed). `remove` is not resent: a `DEL`
-/// repeated after another caller's claim would delete that claim.
+/// `false`, and `remove`'s `DEL` may be repeated after a lost answer. If the repeat fails as
+/// well, the call fails with [`Error::Store`] and the body does not run (fail closed). The store
+/// itself never resends `remove`: a `DEL` repeated after another caller's claim would delete
+/// that claim.
 ///
 /// ## Waiting for a running call
 ///
