@@ -336,22 +336,33 @@ fn redis_host_port(url: &str) -> String {
         .to_owned()
 }
 
-/// Waits (at most 5 s) until `key`'s record, read past the proxy, is in the state `reached`
-/// tells: the muted command ran on the server.
+/// Waits (at most 5 s) until `key`'s record (or its absence), read past the proxy, is what
+/// `reached` looks for: the muted command ran on the server.
 async fn until_the_server_ran(
     direct: &dyn Store,
     key: &idem_runtime::Key,
-    reached: fn(&Record) -> bool,
+    reached: fn(Option<&Record>) -> bool,
     what: &str,
 ) {
     let ran = async {
-        while !matches!(direct.get(key).await, Ok(Some(record)) if reached(&record)) {
+        while !matches!(direct.get(key).await, Ok(record) if reached(record.as_ref())) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(5), ran)
         .await
         .unwrap_or_else(|_| panic!("{what}: the muted command never reached the server"));
+}
+
+/// A store with `fixture`'s key prefix that reaches Redis through `proxy`.
+async fn store_through(proxy: &FaultProxy, fixture: &RedisFixture, url: &str) -> Arc<RedisStore> {
+    Arc::new(
+        RedisStore::builder()
+            .key_prefix(fixture.prefix())
+            .connect(&through(proxy, url))
+            .await
+            .unwrap(),
+    )
 }
 
 /// Drops every connection (with the answers they never delivered) and lets clients connect
@@ -486,7 +497,7 @@ async fn redis_claims_survive_a_lost_connection_and_a_lost_answer() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
             // The claim ran on the server; its answer is lost with the connection.
-            let in_progress = |r: &Record| matches!(r, Record::InProgress { .. });
+            let in_progress = |r: Option<&Record>| matches!(r, Some(Record::InProgress { .. }));
             until_the_server_ran(&*direct, &key, in_progress, &case).await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
@@ -550,7 +561,7 @@ async fn redis_resent_claim_whose_lease_lapsed_before_its_renewal_fails() {
                 .await
         }
     });
-    let in_progress = |r: &Record| matches!(r, Record::InProgress { .. });
+    let in_progress = |r: Option<&Record>| matches!(r, Some(Record::InProgress { .. }));
     until_the_server_ran(&*direct, &key, in_progress, "claim").await;
     reconnect_answered(&proxy).await;
     let message = expect_store_error(claim.await.unwrap());
@@ -571,13 +582,7 @@ async fn redis_complete_whose_answer_was_lost_reports_its_value_recorded() {
     let fixture = RedisFixture::new().await;
     let url = redis_url();
     let proxy = FaultProxy::start(&redis_host_port(&url)).await;
-    let store = Arc::new(
-        RedisStore::builder()
-            .key_prefix(fixture.prefix())
-            .connect(&through(&proxy, &url))
-            .await
-            .unwrap(),
-    );
+    let store = store_through(&proxy, &fixture, &url).await;
     let direct = fixture.store();
     let key = unique_key("lost-complete-answer");
     let token = Token::generate();
@@ -593,7 +598,7 @@ async fn redis_complete_whose_answer_was_lost_reports_its_value_recorded() {
         let (store, value) = (store.clone(), value.clone());
         async move { store.complete(&key, token, value, lease).await }
     });
-    let completed = |r: &Record| matches!(r, Record::Completed { .. });
+    let completed = |r: Option<&Record>| matches!(r, Some(Record::Completed { .. }));
     until_the_server_ran(&*direct, &key, completed, "complete").await;
     reconnect_answered(&proxy).await;
     assert!(complete.await.unwrap().unwrap(), "reported as recorded");
@@ -610,13 +615,7 @@ async fn redis_release_whose_answer_was_lost_reports_it_released() {
     let fixture = RedisFixture::new().await;
     let url = redis_url();
     let proxy = FaultProxy::start(&redis_host_port(&url)).await;
-    let store = Arc::new(
-        RedisStore::builder()
-            .key_prefix(fixture.prefix())
-            .connect(&through(&proxy, &url))
-            .await
-            .unwrap(),
-    );
+    let store = store_through(&proxy, &fixture, &url).await;
     let direct = fixture.store();
     let key = unique_key("lost-release-answer");
     let token = Token::generate();
@@ -633,14 +632,7 @@ async fn redis_release_whose_answer_was_lost_reports_it_released() {
         let store = store.clone();
         async move { store.release(&key, token).await }
     });
-    let ran = async {
-        while direct.get(&key).await.map_or(true, |r| r.is_some()) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), ran)
-        .await
-        .expect("the muted release never reached the server");
+    until_the_server_ran(&*direct, &key, |r| r.is_none(), "release").await;
     reconnect_answered(&proxy).await;
     assert!(release.await.unwrap().unwrap(), "reported as released");
     // Without a lost answer, a second release is not ours: the key is another caller's.
