@@ -308,9 +308,10 @@ fn hex(key: &Key) -> [u8; 64] {
 /// of a failed call or a lost result. The commands resent are safe to repeat after they may
 /// have run: a claim that ran but whose answer was lost finds its own record (by its token),
 /// renews its lease and is acquired; a `complete` sent again that finds the record completed
-/// with its own value answers "completed" (a completed record keeps no token, so in the rare
-/// case that this claim's lease ran out during the reconnection and another caller completed
-/// the key with the very same bytes, that is what it reports; without a lost connection a
+/// with its own value answers "completed" (a completed record keeps no token, nor is the
+/// fingerprint compared: in the rare case that this claim's lease had run out before the
+/// resend and another caller completed the key with the very same bytes, that is what it
+/// reports; without a lost connection a
 /// completed record always fences a late `complete` out); a `release` sent again that finds the
 /// key free answers "released". On a Redis Cluster the client also resends by itself (its own
 /// retries, which the store cannot see): a `complete` whose first send ran then answers
@@ -1215,7 +1216,7 @@ impl Store for RedisStore {
                 // The first send may have completed the record, its answer lost: the record
                 // then holds this value. A completed record keeps no token, so this cannot tell
                 // that from another caller completing it with the same bytes meanwhile (this
-                // claim's lease having run out during the reconnection); it answers what is
+                // claim's lease having run out before the resend); it answers what is
                 // recorded. Never taken without a lost connection: then a completed record is
                 // another caller's, and this call is fenced out (`LeaseLost`).
                 completed = self.completed_with(key, &value).await?;
