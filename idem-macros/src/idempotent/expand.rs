@@ -7,8 +7,9 @@
 //!         inventory::submit! { Registration::new(&__IDEM_OP) }
 //!         &__IDEM_OP
 //!     };
-//!     let __idem_key = { one KeyHasher pass over scope + key material };
-//!     run(__idem_op, __idem_key, fingerprint, store, cache,
+//!     let __idem_key = key_of(__idem_op, &|mut __idem_h| { writes of scope + key material });
+//!     // `run_with(__idem_op, __idem_key, fingerprint, store, cache, …)` with `key =`/`store =`
+//!     run(__idem_op, __idem_key, cache,
 //!         body::<R, _>(pin!(ManuallyDrop::new(async move { body }))), unsafe { SlotKept::promise() }).await
 //! }
 //! ```
@@ -101,11 +102,9 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     }
     let key_local = local("__idem_key");
     let key = quote! {
-        let #key_local = {
-            let mut #h = #k::__private::key_hasher(#op);
+        let #key_local = #k::__private::key_of(#op, &|mut #h: &mut #k::__private::KeyHasher| {
             #key_writes
-            #k::__private::finish_key(&mut #h)
-        };
+        });
     };
     let fingerprint_local = local("__idem_fingerprint");
     let (fingerprint_let, fingerprint) = if plan.fingerprint.is_empty() {
@@ -114,11 +113,10 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         let writes = plan.fingerprint.iter().map(|p| hash_param(k, p));
         (
             quote! {
-                let #fingerprint_local = {
-                    let mut #h = #k::__private::fingerprint_hasher(#op);
-                    #(#writes)*
-                    #k::__private::finish_fingerprint(&mut #h)
-                };
+                let #fingerprint_local = #k::__private::fingerprint_of(
+                    #op,
+                    &|mut #h: &mut #k::__private::KeyHasher| { #(#writes)* },
+                );
             },
             quote!(#k::__private::Some(#fingerprint_local)),
         )
@@ -166,7 +164,13 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     // the return type from the body, declared of that type by `__private::body`: a turbofish on
     // `run` would repeat the type's tokens respanned, and a typo in the type would be reported
     // a second time, at the wrong place (the type's own tokens, kept, report it once).
-    let run = respan(quote!(#k::__private::run), out_span);
+    // `run` for the common call, `run_with` when there is a fingerprint or a store to pass.
+    let plain = plan.fingerprint.is_empty() && plan.store.is_none();
+    let run = if plain {
+        respan(quote!(#k::__private::run), out_span)
+    } else {
+        respan(quote!(#k::__private::run_with), out_span)
+    };
     let slot = respan(quote!(#k::__private::body), out_span);
     // The body is pinned in this fn's own future and lent to `run` by reference, its type erased
     // by `body`, so the engine is compiled once per return type, not once per fn; the engine
@@ -187,8 +191,9 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let promise = quote!(#k::__private::slot_kept!());
     let call = match plan.shape {
         Shape::Async => {
+            let with = (!plain).then(|| quote!(#fingerprint, #store,));
             quote_spanned!(out_span=>
-                #run(#op_arg, #key_arg, #fingerprint, #store, #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body)), #promise)).await
+                #run(#op_arg, #key_arg, #with #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body)), #promise)).await
             )
         }
         Shape::AsyncTrait => {
@@ -200,13 +205,23 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
             let cache_arg = local_at("__idem_cache", out_span);
             let body_arg = local_at("__idem_body", out_span);
             let boxed = respan(quote!(#k::__private::pin_box), out_span);
+            let (with_lets, with) = if plain {
+                (TokenStream::new(), TokenStream::new())
+            } else {
+                (
+                    quote_spanned!(out_span=>
+                        let #fingerprint_arg = #fingerprint;
+                        let #store_arg = #store;
+                    ),
+                    quote!(#fingerprint_arg, #store_arg,),
+                )
+            };
             quote_spanned!(out_span=>
-                let #fingerprint_arg = #fingerprint;
-                let #store_arg = #store;
+                #with_lets
                 let #cache_arg = #cache;
                 let #body_arg = #body;
                 #boxed(#async_move {
-                    #run(#op_arg, #key_arg, #fingerprint_arg, #store_arg, #cache_arg, #slot(#pin(#manually_drop(#body_arg)), #promise)).await
+                    #run(#op_arg, #key_arg, #with #cache_arg, #slot(#pin(#manually_drop(#body_arg)), #promise)).await
                 })
             )
         }

@@ -7,6 +7,10 @@
 //! the error message. Method resolution happens on the concrete type at the call site, so a
 //! field of a generic type `T` is dispatched by `T`'s declared bounds. No trait has to be in
 //! scope, and generated code names only this function.
+//!
+//! `inline(always)` in optimised builds only (here and in `key::hasher`): in a debug build it
+//! would inline these calls into every annotated fn and derived impl, which costs compile time
+//! and buys nothing at `opt-level = 0`.
 
 use std::ops::Deref;
 
@@ -22,14 +26,16 @@ pub struct BySerde<'a, T: ?Sized>(Unhashable<'a, T>);
 pub struct Unhashable<'a, T: ?Sized>(&'a T);
 
 /// Wraps a key-material value for dispatch; call `.write(hasher)` on the result.
-#[inline(always)]
+#[cfg_attr(debug_assertions, inline)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 pub fn dispatch<T: ?Sized>(value: &T) -> Dispatch<'_, T> {
     Dispatch(BySerde(Unhashable(value)))
 }
 
 impl<'a, T: ?Sized> Deref for Dispatch<'a, T> {
     type Target = BySerde<'a, T>;
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn deref(&self) -> &BySerde<'a, T> {
         &self.0
     }
@@ -37,7 +43,8 @@ impl<'a, T: ?Sized> Deref for Dispatch<'a, T> {
 
 impl<'a, T: ?Sized> Deref for BySerde<'a, T> {
     type Target = Unhashable<'a, T>;
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn deref(&self) -> &Unhashable<'a, T> {
         &self.0
     }
@@ -45,7 +52,8 @@ impl<'a, T: ?Sized> Deref for BySerde<'a, T> {
 
 impl<T: IdempotencyKey + ?Sized> Dispatch<'_, T> {
     /// Writes the value through its [`IdempotencyKey`] impl.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn write(&self, out: &mut KeyHasher) {
         self.0.0.0.write_key(out);
     }
@@ -53,7 +61,8 @@ impl<T: IdempotencyKey + ?Sized> Dispatch<'_, T> {
 
 impl<T: serde::Serialize + ?Sized> BySerde<'_, T> {
     /// Writes the value through the serde bridge.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn write(&self, out: &mut KeyHasher) {
         out.write_serde(self.0.0);
     }
@@ -78,7 +87,8 @@ pub trait IdempotencyKeyOrSerialize {}
 
 impl<T: ?Sized> Unhashable<'_, T> {
     /// Never callable: its bound is never met.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn write(&self, _out: &mut KeyHasher)
     where
         T: IdempotencyKeyOrSerialize,

@@ -2,6 +2,10 @@
 //!
 //! The byte layout written here is specified in the [module docs](crate::key); every writer
 //! names the tag it writes.
+//!
+//! The `inline(always)` here applies to optimised builds only: in a debug build it would inline
+//! the hasher's set-up and finish into every derived impl and annotated fn (compile time for
+//! nothing at `opt-level = 0`).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -188,7 +192,8 @@ macro_rules! fixed_writers {
 }
 
 impl KeyHasher {
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn with_stage(stage: Stage, hash_key: [u8; 32]) -> Self {
         KeyHasher {
             buf: [MaybeUninit::uninit(); BUF],
@@ -239,14 +244,16 @@ impl KeyHasher {
     }
 
     /// Starts a key whose hash key ([`operation_key`](Self::operation_key)) is already known.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn with_key_hash_key(hash_key: [u8; 32]) -> Self {
         Self::with_stage(Stage::NeedScope, hash_key)
     }
 
     /// Starts a fingerprint whose hash key
     /// ([`operation_fingerprint_key`](Self::operation_fingerprint_key)) is already known.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn with_fingerprint_hash_key(hash_key: [u8; 32]) -> Self {
         Self::with_stage(Stage::Fingerprint, hash_key)
     }
@@ -254,7 +261,8 @@ impl KeyHasher {
     /// The key hashed with `hash_key` whose scope marker and material `write` writes: what
     /// `with_key_hash_key` + `write` + `finish_key` give, with the hasher never moved (a move
     /// copies its 600 bytes, a good part of the cost of hashing a small key).
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(crate) fn key_in_place(
         hash_key: [u8; 32],
         write: impl FnOnce(&mut KeyHasher),
@@ -266,7 +274,8 @@ impl KeyHasher {
 
     /// [`finish_key`](Self::finish_key) through a reference, for generated code that must not
     /// move the hasher. The hasher is spent: use it for nothing else afterwards.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(crate) fn finish_key_in_place(&mut self) -> Result<Key, crate::Error> {
         debug_assert_eq!(
             self.stage,
@@ -277,7 +286,8 @@ impl KeyHasher {
     }
 
     /// [`finish_fingerprint`](Self::finish_fingerprint) through a reference.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(crate) fn finish_fingerprint_in_place(&mut self) -> Result<Fingerprint, crate::Error> {
         debug_assert_eq!(
             self.stage,
@@ -288,7 +298,8 @@ impl KeyHasher {
     }
 
     /// The fingerprint counterpart of [`key_in_place`](Self::key_in_place).
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(crate) fn fingerprint_in_place(
         hash_key: [u8; 32],
         write: impl FnOnce(&mut KeyHasher),
@@ -323,18 +334,21 @@ impl KeyHasher {
 
     /// Ends a key. Fails with [`Error::KeyMaterial`](crate::Error::KeyMaterial) if a
     /// `Serialize` impl written through [`write_serde`](Self::write_serde) returned an error.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn finish_key(mut self) -> Result<Key, crate::Error> {
         self.finish_key_in_place()
     }
 
     /// Ends a fingerprint. Fails like [`finish_key`](Self::finish_key).
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn finish_fingerprint(mut self) -> Result<Fingerprint, crate::Error> {
         self.finish_fingerprint_in_place()
     }
 
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn finish_raw(&mut self) -> Result<[u8; 32], crate::Error> {
         if let Some(reason) = self.error.take() {
             return Err(crate::Error::KeyMaterial { reason });
@@ -665,7 +679,8 @@ impl KeyHasher {
 
     /// The sequence form of `items` (`0x14`, each item written by `write`, `0x15` + count): the
     /// one writer of slices, `VecDeque`s and the sets that serde shows as sequences.
-    #[inline(always)]
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(crate) fn write_seq_with<E>(
         &mut self,
         items: impl ExactSizeIterator<Item = E>,

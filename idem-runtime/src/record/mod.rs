@@ -165,8 +165,11 @@ fn check_reads_back<T: Serialize + DeserializeOwned>(
              missing number)"
         ),
     };
-    let read: T = serde_json::from_slice(payload)
-        .map_err(|e| lost(format!("reading it back fails ({e})")))?;
+    // `from_str`, as `decode` reads: one instantiation of the JSON reader per output type.
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| lost(format!("it is not valid UTF-8 JSON ({e})")))?;
+    let read: T =
+        serde_json::from_str(text).map_err(|e| lost(format!("reading it back fails ({e})")))?;
     match (canonical_digest(value), canonical_digest(&read)) {
         (Some(written), Some(read)) if written != read => {
             Err(lost("it reads back as a different value".to_owned()))
