@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};
@@ -201,7 +202,7 @@ where
     let mut drive = pin!(Drive::new(body, store, op.lease()));
     let claim = match backend {
         Backend::Memory(m) => m.claim_at(&key, &fingerprint, token, op.lease(), claimed_at),
-        Backend::Dyn(_) => guard.claim_remote(&fingerprint, op.lease()).await,
+        Backend::Dyn(_) => guard.claim_remote_boxed(&fingerprint, op.lease()).await,
     };
     let claim = claim?;
     let recorded = match claim {
@@ -219,9 +220,8 @@ where
                     Err(in_flight(op, key, remaining).into())
                 }
                 OnConflict::Wait => {
-                    // Boxed: waiting is rare and slow anyway.
-                    let wait = Box::pin(wait_for_owner(op, backend, key, &fingerprint, remaining));
-                    Ok(wait.await?)
+                    let value = wait_for_owner(op, backend, key, &fingerprint, remaining).await?;
+                    Ok(record::decode(op.name(), &value)?)
                 }
             };
         }
@@ -241,7 +241,7 @@ where
     let value = match outcome {
         Ok(value) => value,
         Err(error) => {
-            guard.release_quietly().await;
+            guard.release_quietly_erased().await;
             tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
             return Err(error);
         }
@@ -249,7 +249,7 @@ where
     let bytes = match record::encode_faithful(op.name(), &value) {
         Ok(bytes) => bytes,
         Err(error) => {
-            guard.release_quietly().await;
+            guard.release_quietly_erased().await;
             return Err(error.into());
         }
     };
@@ -257,10 +257,10 @@ where
     // ours (a too large value is refused before any write; a release never deletes a completed
     // record): the claim is released before the error is returned, so that a retry can run at
     // once, rather than by the guard's drop in the background.
-    let completed = match guard.complete(bytes, op.ttl()).await {
+    let completed = match guard.complete_erased(bytes, op.ttl()).await {
         Ok(completed) => completed,
         Err(error) => {
-            guard.release_quietly().await;
+            guard.release_quietly_erased().await;
             return Err(error.into());
         }
     };
@@ -347,13 +347,7 @@ impl<F: Future> Future for Drive<'_, F> {
             });
             if timer.as_mut().poll(cx).is_ready() {
                 this.first_renewal = None;
-                let task = renew_lease(
-                    this.store.clone(),
-                    frame.clone(),
-                    lease,
-                    renewal_period(lease),
-                );
-                this.renewer = Some(AbortOnDrop(tokio::spawn(task)));
+                this.renewer = Some(spawn_renewal(this.store, frame, lease));
             }
         }
         Poll::Pending
@@ -445,6 +439,20 @@ pub(crate) async fn renew_lease(
     }
 }
 
+/// Starts renewing the lease of the call `frame` in a task of its own.
+///
+/// Not generic, so that the task (and tokio's machinery for it) is compiled once, in this
+/// crate, not in every crate that instantiates the engine's generic code.
+fn spawn_renewal(store: &Arc<dyn Store>, frame: &Arc<Frame>, lease: Duration) -> AbortOnDrop {
+    let task = renew_lease(
+        Arc::clone(store),
+        Arc::clone(frame),
+        lease,
+        renewal_period(lease),
+    );
+    AbortOnDrop(tokio::spawn(task))
+}
+
 /// Aborts the task when dropped: renewal stops with the call that started it.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
@@ -454,13 +462,34 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn wait_for_owner<T: DeserializeOwned>(
+/// Waits for the running call of `key` to finish; answers its recorded value.
+///
+/// Boxed here, by a non-generic function: waiting is rare and slow anyway, and the future is
+/// then compiled once, in this crate, rather than in every crate that instantiates the engine
+/// (see [`guard::Answer`](crate::guard::Answer)).
+fn wait_for_owner<'a>(
+    op: &'a Operation,
+    backend: Backend<'a>,
+    key: Key,
+    fingerprint: &'a Fingerprint,
+    remaining: Duration,
+) -> Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>> {
+    Box::pin(wait_for_owner_unboxed(
+        op,
+        backend,
+        key,
+        fingerprint,
+        remaining,
+    ))
+}
+
+async fn wait_for_owner_unboxed(
     op: &Operation,
     backend: Backend<'_>,
     key: Key,
     fingerprint: &Fingerprint,
     mut remaining: Duration,
-) -> Result<T, Error> {
+) -> Result<Bytes, Error> {
     tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: waiting for the running call");
     let give_up_at = deadline(Instant::now(), op.wait_timeout());
     loop {
@@ -479,7 +508,7 @@ async fn wait_for_owner<T: DeserializeOwned>(
             }) => {
                 check_fingerprint(op, &key, &recorded, fingerprint)?;
                 tracing::debug!(target: "idem", operation = op.name(), %key, "replayed after waiting");
-                return record::decode(op.name(), &value);
+                return Ok(value);
             }
             Some(Record::InProgress {
                 fingerprint: running,

@@ -255,10 +255,10 @@ impl<T: Serialize + DeserializeOwned> Claimed<T> {
         let key = self.guard.key;
         // Seen through if this future is dropped meanwhile (`ClaimGuard::complete`); released
         // before a failure is returned, as by the engine (`claim_and_run`).
-        let completed = match self.guard.complete(bytes, self.ttl).await {
+        let completed = match self.guard.complete_erased(bytes, self.ttl).await {
             Ok(completed) => completed,
             Err(error) => {
-                self.guard.release_quietly().await;
+                self.guard.release_quietly_erased().await;
                 return Err(error);
             }
         };

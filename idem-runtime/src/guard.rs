@@ -103,6 +103,41 @@ impl<'a> ClaimGuard<'a> {
         completed
     }
 
+    /// [`claim_remote`](Self::claim_remote), boxed here (see [`Answer`]).
+    pub(crate) fn claim_remote_boxed<'g>(
+        &'g mut self,
+        fingerprint: &'g Fingerprint,
+        lease: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Claim, Error>> + Send + 'g>> {
+        Box::pin(self.claim_remote(fingerprint, lease))
+    }
+
+    /// [`complete`](Self::complete) for the engine's generic code: answered at once on the
+    /// memory store, else by a future boxed here (see [`Answer`]).
+    pub(crate) fn complete_erased(
+        &mut self,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Answer<'_, Result<bool, Error>> {
+        if let Some(memory) = self.store.as_memory() {
+            let completed = memory.complete_now(&self.key, self.token, value, ttl);
+            self.armed = completed.is_err();
+            return Answer::Now(Some(completed));
+        }
+        Answer::Later(Box::pin(self.complete(value, ttl)))
+    }
+
+    /// [`release_quietly`](Self::release_quietly) for the engine's generic code, as
+    /// [`complete_erased`](Self::complete_erased).
+    pub(crate) fn release_quietly_erased(&mut self) -> Answer<'_, ()> {
+        if let Some(memory) = self.store.as_memory() {
+            memory.release_now(&self.key, self.token);
+            self.armed = false;
+            return Answer::Now(Some(()));
+        }
+        Answer::Later(Box::pin(self.release_quietly()))
+    }
+
     /// Releases now and waits for the store's answer. `Ok(false)`: the claim was not ours any
     /// more (lease lapsed or record removed).
     /// Stays armed until the store has answered, so a caller dropped while the release is in
@@ -144,6 +179,30 @@ impl Drop for ClaimGuard<'_> {
                     tracing::warn!(target: "idem", operation, %key, %error, "release after drop failed; the lease will expire instead");
                 }
             });
+        }
+    }
+}
+
+/// The answer of a guard's store call to the engine's generic code: at once (the memory store)
+/// or from a future boxed by a non-generic function of this crate.
+///
+/// Compile time: an `async fn`'s future awaited in generic code is compiled in the crate that
+/// instantiates that code, once per return type of `#[idempotent]` fns, with all it reaches (the
+/// in-flight hand-over, tokio's task machinery); boxed here, it is compiled once, in this crate.
+/// The memory store's calls are synchronous and allocate nothing.
+pub(crate) enum Answer<'g, T> {
+    Now(Option<T>),
+    Later(Pin<Box<dyn Future<Output = T> + Send + 'g>>),
+}
+
+impl<T: Unpin> Future for Answer<'_, T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            // Polled again after its answer (never done here): it stays pending.
+            Answer::Now(answer) => answer.take().map_or(Poll::Pending, Poll::Ready),
+            Answer::Later(future) => future.as_mut().poll(cx),
         }
     }
 }
