@@ -1,0 +1,145 @@
+//! The Redis store against a server whose scripts answer what no Redis answers (a proxy that
+//! rewrites replies, a server that is not Redis), played by a fake ([`FakeRedis`]):
+//!
+//! - `get`'s read script: anything but `0` or `{record, PTTL}` (a bulk string, an array of
+//!   another length, a non-string record, a PTTL that is not an integer);
+//! - `renew`'s and `release`'s scripts: anything but an integer.
+//!
+//! Each is an [`Error::Store`] that names the Redis key and says what was wrong, never a panic
+//! and never a made-up answer (`None`, `false`).
+//!
+//! Needs no Redis server.
+
+use std::time::Duration;
+
+use idem_runtime::store::RedisStore;
+use idem_runtime::{Error, Key, Store, Token};
+use idem_tests::conformance::unique_key;
+use idem_tests::fake_redis::{FakeRedis, Reply, connection_reply, name};
+
+/// A server answering every script call (`EVALSHA`) with `reply`.
+async fn scripts_answering(reply: Reply) -> FakeRedis {
+    FakeRedis::start(move |command| match name(command).as_str() {
+        "EVALSHA" | "EVAL" => reply.clone(),
+        _ => connection_reply(command),
+    })
+    .await
+}
+
+async fn store_on(fake: &FakeRedis) -> RedisStore {
+    RedisStore::builder()
+        .key_prefix("unexpected:")
+        .response_timeout(Duration::from_secs(5))
+        .connect(&fake.url())
+        .await
+        .expect("connect to the fake Redis")
+}
+
+/// Asserts a store error that names `key`'s Redis key and contains `what`.
+fn assert_unexpected<T: std::fmt::Debug>(
+    store: &RedisStore,
+    key: &Key,
+    answer: Result<T, Error>,
+    what: &str,
+    case: &str,
+) {
+    let error = match answer {
+        Err(error @ Error::Store { .. }) => error.to_string(),
+        other => panic!("{case}: expected Error::Store, got {other:?}"),
+    };
+    let rkey = String::from_utf8_lossy(&store.redis_key(key)).into_owned();
+    assert!(
+        error.contains(&format!("{rkey:?}")) && error.contains(what),
+        "{case}: the error should name {rkey:?} and say {what:?}: {error}"
+    );
+}
+
+/// A completed record as the store writes it: `c`, the fingerprint, the value's record bytes.
+fn completed_record() -> Vec<u8> {
+    let mut record = vec![b'c'];
+    record.extend_from_slice(&[3; 32]);
+    record.extend_from_slice(&idem_runtime::record::encode("unexpected.op", &1u8).expect("encode"));
+    record
+}
+
+#[tokio::test]
+async fn a_read_script_answer_that_is_neither_zero_nor_a_record_and_its_pttl_is_an_error() {
+    let read_script = "the read script answered neither 0 nor a record and its PTTL";
+    let cases = [
+        ("a bulk string", Reply::Bulk(b"c".to_vec()), read_script),
+        ("an integer other than 0", Reply::Integer(1), read_script),
+        ("nil", Reply::Nil, read_script),
+        (
+            "an array of one",
+            Reply::Array(vec![Reply::Bulk(completed_record())]),
+            read_script,
+        ),
+        (
+            "an array of three",
+            Reply::Array(vec![
+                Reply::Bulk(completed_record()),
+                Reply::Integer(1000),
+                Reply::Integer(1000),
+            ]),
+            read_script,
+        ),
+        (
+            "a record that is not a string",
+            Reply::Array(vec![Reply::Integer(7), Reply::Integer(1000)]),
+            read_script,
+        ),
+        (
+            "a PTTL that is not an integer",
+            Reply::Array(vec![
+                Reply::Bulk(completed_record()),
+                Reply::Bulk(b"1000".to_vec()),
+            ]),
+            "PTTL is not an integer",
+        ),
+    ];
+    for (case, reply, what) in cases {
+        let fake = scripts_answering(reply).await;
+        let store = store_on(&fake).await;
+        let key = unique_key("read");
+        assert_unexpected(&store, &key, store.get(&key).await, what, case);
+    }
+}
+
+#[tokio::test]
+async fn a_renew_or_release_answer_that_is_not_an_integer_is_an_error() {
+    let flag = "a script answered other than 0 or 1";
+    for (case, reply) in [
+        ("nil", Reply::Nil),
+        ("a bulk string", Reply::Bulk(b"1".to_vec())),
+        ("an array", Reply::Array(vec![Reply::Integer(1)])),
+    ] {
+        let fake = scripts_answering(reply).await;
+        let store = store_on(&fake).await;
+        let key = unique_key("flag");
+        let token = Token::generate();
+        let renewed = store.renew(&key, token, Duration::from_secs(1)).await;
+        assert_unexpected(&store, &key, renewed, flag, &format!("renew, {case}"));
+        let released = store.release(&key, token).await;
+        assert_unexpected(&store, &key, released, flag, &format!("release, {case}"));
+    }
+}
+
+#[tokio::test]
+async fn the_expected_answers_still_read_as_such() {
+    // The same fake, answering as Redis does: `0` is no record, a pair is a record.
+    let fake = scripts_answering(Reply::Integer(0)).await;
+    let store = store_on(&fake).await;
+    assert!(matches!(store.get(&unique_key("none")).await, Ok(None)));
+
+    let fake = scripts_answering(Reply::Array(vec![
+        Reply::Bulk(completed_record()),
+        Reply::Integer(60_000),
+    ]))
+    .await;
+    let store = store_on(&fake).await;
+    let got = store.get(&unique_key("some")).await;
+    assert!(
+        matches!(got, Ok(Some(idem_runtime::store::Record::Completed { .. }))),
+        "{got:?}"
+    );
+}
