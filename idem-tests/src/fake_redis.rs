@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use idem_runtime::{Fingerprint, Token};
+
 /// The most arguments one command may have, and the longest argument in bytes: beyond, the
 /// connection is closed (a fake for tests has no use for more).
 const MAX_ARGS: usize = 1 << 16;
@@ -89,6 +91,24 @@ pub fn name(command: &[Vec<u8>]) -> String {
         .first()
         .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
         .unwrap_or_default()
+}
+
+/// An in-progress record as `RedisStore` writes it: `p`, the fingerprint, the token, the lease
+/// in ms (u64, big-endian).
+pub fn in_progress_record(fingerprint: &Fingerprint, token: Token, lease_ms: u64) -> Vec<u8> {
+    let mut record = vec![b'p'];
+    record.extend_from_slice(fingerprint.as_bytes());
+    record.extend_from_slice(&token.to_bytes());
+    record.extend_from_slice(&lease_ms.to_be_bytes());
+    record
+}
+
+/// A completed record as `RedisStore` writes it: `c`, the fingerprint, the value's record bytes.
+pub fn completed_record(fingerprint: &Fingerprint, value: &[u8]) -> Vec<u8> {
+    let mut record = vec![b'c'];
+    record.extend_from_slice(fingerprint.as_bytes());
+    record.extend_from_slice(value);
+    record
 }
 
 /// What a Redis 6.2 server answers to the commands a client sends while connecting, and an

@@ -16,7 +16,9 @@ use std::time::Duration;
 use idem_runtime::store::{Claim, ClaimOrder, RedisStore};
 use idem_runtime::{Error, Fingerprint, Key, Store, Token};
 use idem_tests::conformance::unique_key;
-use idem_tests::fake_redis::{Command, FakeRedis, Reply, connection_reply, name};
+use idem_tests::fake_redis::{
+    Command, FakeRedis, Reply, completed_record, connection_reply, in_progress_record, name,
+};
 
 const LEASE_MS: u64 = 1500;
 const LEASE: Duration = Duration::from_millis(LEASE_MS);
@@ -85,24 +87,6 @@ fn args(args: &[&[u8]]) -> Vec<String> {
         .collect()
 }
 
-/// An in-progress record as the store writes it (`RedisStore`'s record layout): `p`, the
-/// fingerprint, the token, the lease in ms (u64, big-endian).
-fn in_progress(fingerprint: &Fingerprint, token: Token, lease_ms: u64) -> Vec<u8> {
-    let mut record = vec![b'p'];
-    record.extend_from_slice(fingerprint.as_bytes());
-    record.extend_from_slice(&token.to_bytes());
-    record.extend_from_slice(&lease_ms.to_be_bytes());
-    record
-}
-
-/// A completed record as the store writes it: `c`, the fingerprint, the value's record bytes.
-fn completed(fingerprint: &Fingerprint, value: &[u8]) -> Vec<u8> {
-    let mut record = vec![b'c'];
-    record.extend_from_slice(fingerprint.as_bytes());
-    record.extend_from_slice(value);
-    record
-}
-
 fn claim_parts(label: &str) -> (Key, Fingerprint, Token) {
     (
         unique_key(label),
@@ -122,7 +106,7 @@ async fn a_syntax_error_switches_every_later_claim_to_the_script() {
     let commands = sent(&fake);
     assert_eq!(names(&commands), ["SET", "EVALSHA", "EVAL"]);
     let rkey = store.redis_key(&key);
-    let record = in_progress(&fingerprint, token, LEASE_MS);
+    let record = in_progress_record(&fingerprint, token, LEASE_MS);
     let lease = LEASE_MS.to_string();
     assert_eq!(
         shown(&commands[0]),
@@ -185,12 +169,12 @@ async fn the_scripts_pair_answers_like_the_set_would() {
     let fake = FakeRedis::start(legacy_server(move |call| {
         match call.get(4).and_then(|record| record.get(1)) {
             Some(1) => Reply::Array(vec![
-                Reply::Bulk(completed(&done, &answer_value)),
+                Reply::Bulk(completed_record(&done, &answer_value)),
                 Reply::Integer(60_000),
             ]),
             // Its PTTL (700 ms) is shorter than the lease it was claimed with (1000 ms).
             Some(2) => Reply::Array(vec![
-                Reply::Bulk(in_progress(&running, other, 1000)),
+                Reply::Bulk(in_progress_record(&running, other, 1000)),
                 Reply::Integer(700),
             ]),
             _ => Reply::error("ERR unexpected claim"),
@@ -225,7 +209,7 @@ async fn the_scripts_pair_answers_like_the_set_would() {
 
 #[tokio::test]
 async fn a_script_answer_that_is_not_a_pair_is_a_store_error() {
-    let record = completed(&Fingerprint::from_bytes([3; 32]), b"idm");
+    let record = completed_record(&Fingerprint::from_bytes([3; 32]), b"idm");
     for items in [
         vec![
             Reply::Bulk(record.clone()),
@@ -259,7 +243,7 @@ async fn a_script_answer_that_is_not_a_pair_is_a_store_error() {
 /// a claim to take for granted: a store error, nothing parsed as a record.
 #[tokio::test]
 async fn a_script_answer_that_is_neither_nil_nor_an_array_is_a_store_error() {
-    let record = completed(&Fingerprint::from_bytes([3; 32]), b"idm");
+    let record = completed_record(&Fingerprint::from_bytes([3; 32]), b"idm");
     for (what, answer) in [
         ("an integer", Reply::Integer(1)),
         ("a status", Reply::Simple("OK".to_owned())),
@@ -290,7 +274,7 @@ async fn a_syntax_error_inside_the_transaction_switches_to_the_script_too() {
     let answer_value = value.to_vec();
     let legacy = legacy_server(move |_| {
         Reply::Array(vec![
-            Reply::Bulk(completed(&fingerprint, &answer_value)),
+            Reply::Bulk(completed_record(&fingerprint, &answer_value)),
             Reply::Integer(60_000),
         ])
     });

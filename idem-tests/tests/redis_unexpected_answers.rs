@@ -13,9 +13,9 @@
 use std::time::Duration;
 
 use idem_runtime::store::RedisStore;
-use idem_runtime::{Error, Key, Store, Token};
+use idem_runtime::{Error, Fingerprint, Key, Store, Token};
 use idem_tests::conformance::unique_key;
-use idem_tests::fake_redis::{FakeRedis, Reply, connection_reply, name};
+use idem_tests::fake_redis::{self, FakeRedis, Reply, connection_reply, name};
 
 /// A server answering every script call (`EVALSHA`) with `reply`.
 async fn scripts_answering(reply: Reply) -> FakeRedis {
@@ -54,12 +54,10 @@ fn assert_unexpected<T: std::fmt::Debug>(
     );
 }
 
-/// A completed record as the store writes it: `c`, the fingerprint, the value's record bytes.
+/// A completed record of the value `1u8`.
 fn completed_record() -> Vec<u8> {
-    let mut record = vec![b'c'];
-    record.extend_from_slice(&[3; 32]);
-    record.extend_from_slice(&idem_runtime::record::encode("unexpected.op", &1u8).expect("encode"));
-    record
+    let value = idem_runtime::record::encode("unexpected.op", &1u8).expect("encode");
+    fake_redis::completed_record(&Fingerprint::from_bytes([3; 32]), &value)
 }
 
 #[tokio::test]
