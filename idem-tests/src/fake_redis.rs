@@ -10,8 +10,9 @@
 //! are answered `QUEUED`, and their closure replies, computed as they are queued rather than
 //! at `EXEC`, are sent as `EXEC`'s array), because their replies depend on the connection.
 //! Malformed input (or a command of more than 65536 arguments or 16 MiB in one) closes its
-//! connection, after the answers to the commands before it; a closure that panics drops its
-//! connection too (the client sees a lost connection). Other connections go on.
+//! connection, after the answers to the commands before it, and so does a [`Reply::Hangup`]
+//! (the client sees a lost connection: how a test plays a connection lost mid-command; a
+//! closure that panics drops its connection too). Other connections go on.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,6 +50,9 @@ pub enum Reply {
     Nil,
     /// An array of replies.
     Array(Vec<Reply>),
+    /// No answer: the connection is closed instead, after the answers to the commands before
+    /// this one (also when queued in a transaction, or anywhere inside an [`Reply::Array`]).
+    Hangup,
 }
 
 impl Reply {
@@ -60,6 +64,14 @@ impl Reply {
     /// An error reply: `message` starts with its code (`ERR`, `NOSCRIPT`, …).
     pub fn error(message: &str) -> Reply {
         Reply::Error(message.to_owned())
+    }
+
+    fn hangs_up(&self) -> bool {
+        match self {
+            Reply::Hangup => true,
+            Reply::Array(items) => items.iter().any(Reply::hangs_up),
+            _ => false,
+        }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
@@ -81,6 +93,8 @@ impl Reply {
                     item.encode(out);
                 }
             }
+            // `serve` closes the connection instead of encoding a reply that hangs up.
+            Reply::Hangup => {}
         }
     }
 }
@@ -217,7 +231,8 @@ async fn serve(mut socket: TcpStream, answer: Arc<Answer>, commands: Arc<Mutex<V
     loop {
         let mut out = Vec::new();
         let mut used = 0;
-        let mut malformed = false;
+        // Malformed input, or a reply that hangs up: answer what came before, then close.
+        let mut close = false;
         loop {
             let command = match parse_command(&input[used..]) {
                 Ok(Some((command, len))) => {
@@ -226,7 +241,7 @@ async fn serve(mut socket: TcpStream, answer: Arc<Answer>, commands: Arc<Mutex<V
                 }
                 Ok(None) => break,
                 Err(Malformed) => {
-                    malformed = true;
+                    close = true;
                     break;
                 }
             };
@@ -244,17 +259,23 @@ async fn serve(mut socket: TcpStream, answer: Arc<Answer>, commands: Arc<Mutex<V
                     Reply::ok()
                 }
                 ("DISCARD", None) => Reply::error("ERR DISCARD without MULTI"),
-                (_, Some(queued)) => {
-                    queued.push(answer(&command));
-                    Reply::Simple("QUEUED".to_owned())
-                }
+                (_, Some(queued)) => match answer(&command) {
+                    reply if reply.hangs_up() => reply,
+                    reply => {
+                        queued.push(reply);
+                        Reply::Simple("QUEUED".to_owned())
+                    }
+                },
                 (_, None) => answer(&command),
             };
+            if reply.hangs_up() {
+                close = true;
+                break;
+            }
             reply.encode(&mut out);
         }
         input.drain(..used);
-        // The commands before malformed input are answered, then the connection closes.
-        if (!out.is_empty() && socket.write_all(&out).await.is_err()) || malformed {
+        if (!out.is_empty() && socket.write_all(&out).await.is_err()) || close {
             return;
         }
         match socket.read(&mut chunk).await {
@@ -456,5 +477,29 @@ mod tests {
         // The server still answers other connections.
         assert_eq!(exchange(&fake, &packed(&[b"PING"]), 7).await, b"+PONG\r\n");
         assert_eq!(fake.names(), ["PING", "PING"]);
+    }
+
+    #[tokio::test]
+    async fn a_hangup_closes_its_connection_after_the_answers_before_it() {
+        let fake = FakeRedis::start(|command| match name(command).as_str() {
+            "QUIT" => Reply::Hangup,
+            "GET" => Reply::Array(vec![Reply::Nil, Reply::Hangup]),
+            _ => connection_reply(command),
+        })
+        .await;
+        let mut input = packed(&[b"PING"]);
+        input.extend_from_slice(&packed(&[b"QUIT"]));
+        input.extend_from_slice(&packed(&[b"PING"]));
+        assert_eq!(exchange(&fake, &input, usize::MAX).await, b"+PONG\r\n");
+        // Inside an array, and queued in a transaction: closed at once all the same.
+        assert_eq!(
+            exchange(&fake, &packed(&[b"GET", b"k"]), usize::MAX).await,
+            b""
+        );
+        let mut input = packed(&[b"MULTI"]);
+        input.extend_from_slice(&packed(&[b"QUIT"]));
+        input.extend_from_slice(&packed(&[b"EXEC"]));
+        assert_eq!(exchange(&fake, &input, usize::MAX).await, b"+OK\r\n");
+        assert_eq!(fake.names(), ["PING", "QUIT", "GET", "MULTI", "QUIT"]);
     }
 }

@@ -8,9 +8,15 @@
 //! Each is an [`Error::Store`] that names the Redis key and says what was wrong, never a panic
 //! and never a made-up answer (`None`, `false`).
 //!
+//! Also the read that checks a `complete` or `release` sent again after a lost connection: what
+//! it finds decides the answer, and when it fails, so does the call.
+//!
 //! Needs no Redis server.
 
 use std::time::Duration;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use idem_runtime::store::RedisStore;
 use idem_runtime::{Error, Fingerprint, Key, Store, Token};
@@ -140,4 +146,99 @@ async fn the_expected_answers_still_read_as_such() {
         matches!(got, Ok(Some(idem_runtime::store::Record::Completed { .. }))),
         "{got:?}"
     );
+}
+
+/// A server whose script calls are answered in turn: the first hangs up (the connection is
+/// lost, its answer with it), the second answers 0 (the resend found nothing to do: the first
+/// send did it, or someone else's record is there) and the third, the read that checks which,
+/// answers `check`.
+async fn resent_then_checked(check: Reply) -> FakeRedis {
+    let scripts = Arc::new(AtomicUsize::new(0));
+    FakeRedis::start(move |command| match name(command).as_str() {
+        "EVALSHA" | "EVAL" => match scripts.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::Hangup,
+            1 => Reply::Integer(0),
+            _ => check.clone(),
+        },
+        _ => connection_reply(command),
+    })
+    .await
+}
+
+fn scripts_sent(fake: &FakeRedis) -> usize {
+    fake.names()
+        .iter()
+        .filter(|n| n.starts_with("EVAL"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_resent_complete_answers_what_the_check_finds_and_fails_when_the_check_fails() {
+    let value = idem_runtime::record::encode("unexpected.op", &1u8).expect("encode");
+    let other = idem_runtime::record::encode("unexpected.op", &2u8).expect("encode");
+    let fp = Fingerprint::from_bytes([3; 32]);
+    let with = |value: &[u8]| {
+        Reply::Array(vec![
+            Reply::Bulk(fake_redis::completed_record(&fp, value)),
+            Reply::Integer(60_000),
+        ])
+    };
+    for (case, check, expected) in [
+        ("completed with this value", with(&value), Some(true)),
+        ("completed with another value", with(&other), Some(false)),
+        ("no record", Reply::Integer(0), Some(false)),
+        ("a malformed read", Reply::Bulk(b"c".to_vec()), None),
+        ("the read's connection lost twice", Reply::Hangup, None),
+    ] {
+        let fake = resent_then_checked(check).await;
+        let store = store_on(&fake).await;
+        let key = unique_key("resent-complete");
+        let ttl = Duration::from_secs(60);
+        let answer = store
+            .complete(&key, Token::generate(), value.clone(), ttl)
+            .await;
+        match expected {
+            Some(completed) => assert_eq!(answer.ok(), Some(completed), "{case}"),
+            None => assert!(
+                matches!(&answer, Err(Error::Store { .. })),
+                "{case}: the check failed, so must the call: {answer:?}"
+            ),
+        }
+        // The complete, its resend, and the check (sent twice when its connection is lost).
+        let sent = if case.contains("twice") { 4 } else { 3 };
+        assert_eq!(scripts_sent(&fake), sent, "{case}: {:?}", fake.names());
+    }
+}
+
+#[tokio::test]
+async fn a_resent_release_answers_what_the_check_finds_and_fails_when_the_check_fails() {
+    let held = Reply::Array(vec![
+        Reply::Bulk(fake_redis::in_progress_record(
+            &Fingerprint::from_bytes([3; 32]),
+            Token::generate(),
+            30_000,
+        )),
+        Reply::Integer(30_000),
+    ]);
+    for (case, check, expected) in [
+        ("the key free", Reply::Integer(0), Some(true)),
+        ("another caller's claim", held, Some(false)),
+        ("a malformed read", Reply::Nil, None),
+    ] {
+        let fake = resent_then_checked(check).await;
+        let store = store_on(&fake).await;
+        let key = unique_key("resent-release");
+        let answer = store.release(&key, Token::generate()).await;
+        match expected {
+            Some(released) => assert_eq!(answer.ok(), Some(released), "{case}"),
+            None => assert_unexpected(
+                &store,
+                &key,
+                answer,
+                "the read script answered neither 0 nor a record",
+                case,
+            ),
+        }
+        assert_eq!(scripts_sent(&fake), 3, "{case}: {:?}", fake.names());
+    }
 }
