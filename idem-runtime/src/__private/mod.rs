@@ -67,20 +67,34 @@ pub fn finish_fingerprint(hasher: &mut KeyHasher) -> Result<Fingerprint, Error> 
 /// 200 annotated fns). Inlined in optimised builds only, where the closure is then inlined too;
 /// in a debug build, `#[inline]` would compile a copy in every codegen unit that calls it.
 #[cfg_attr(not(debug_assertions), inline)]
-pub fn key_of(op: &Operation, write: &dyn Fn(&mut KeyHasher)) -> Result<Key, Error> {
+pub fn key_of(op: &Operation, write: &dyn WriteKeyMaterial) -> Result<Key, Error> {
     let mut hasher = key_hasher(op);
-    write(&mut hasher);
+    write.write_key_material(&mut hasher);
     finish_key(&mut hasher)
+}
+
+/// The generated closure that writes a call's key material, as [`key_of`] and
+/// [`fingerprint_of`] take it.
+///
+/// A trait of its own rather than `dyn Fn(&mut KeyHasher)`: the vtable of a `dyn Fn` holds
+/// `call_once` and `call_mut` too, and each annotated fn would compile their shims.
+pub trait WriteKeyMaterial {
+    /// Writes the key material into `hasher`.
+    fn write_key_material(&self, hasher: &mut KeyHasher);
+}
+
+impl<F: Fn(&mut KeyHasher)> WriteKeyMaterial for F {
+    #[inline]
+    fn write_key_material(&self, hasher: &mut KeyHasher) {
+        self(hasher)
+    }
 }
 
 /// The payload fingerprint of a call to `op` (`key = …` given), as [`key_of`].
 #[cfg_attr(not(debug_assertions), inline)]
-pub fn fingerprint_of(
-    op: &Operation,
-    write: &dyn Fn(&mut KeyHasher),
-) -> Result<Fingerprint, Error> {
+pub fn fingerprint_of(op: &Operation, write: &dyn WriteKeyMaterial) -> Result<Fingerprint, Error> {
     let mut hasher = fingerprint_hasher(op);
-    write(&mut hasher);
+    write.write_key_material(&mut hasher);
     finish_fingerprint(&mut hasher)
 }
 
