@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// [`RedisStoreBuilder::claim_order`](super::RedisStoreBuilder::claim_order)).
 ///
 /// Every order claims with the same single atomic command (`SET … NX PX GET`); they differ in
-/// whether a plain `GET` is sent before it. The trade-off (Redis 7.0, README's Performance):
+/// whether a plain `GET` is sent before it. The trade-off (Redis 7.0, docs/PERFORMANCE.md):
 /// a `GET` costs the server about half the work of the claim command, so replays that are
 /// answered by it are cheaper, but a first call then takes three round trips instead of two
 /// and about 5 µs more CPU (client and server), against about 0.4 µs saved per replay.

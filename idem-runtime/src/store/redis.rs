@@ -500,9 +500,9 @@ impl RedisStoreBuilder {
     ///
     /// Reading first, a replay costs the server a `GET` (about half the work of the claim
     /// command), but a first call costs **three** round trips instead of two (`GET`, claim,
-    /// complete). Measured at 32 callers (README, Performance): replays 0.92–1.01× a raw `GET`
-    /// instead of 0.85–0.90×, first calls 4–20 % slower. Atomicity is the same in every
-    /// order: the `GET` only reads; every claim is the single `SET … NX GET`.
+    /// complete). Measured at 32 callers (docs/PERFORMANCE.md, *Shared stores*): replays
+    /// 0.92–1.01× a raw `GET` instead of 0.85–0.90×, first calls 4–20 % slower. Atomicity is
+    /// the same in every order: the `GET` only reads; every claim is the single `SET … NX GET`.
     pub fn claim_order(mut self, order: ClaimOrder) -> Self {
         self.order = order;
         self
