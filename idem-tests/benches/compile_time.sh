@@ -17,10 +17,14 @@
 # counted), by valgrind (cachegrind, no cache simulation; ~15x slower, so one run each).
 #
 # Usage: idem-tests/benches/compile_time.sh [--release] [--instructions] [--fns N] [--types T]
+#                                          [--returns R]
 #                                          [--runs R] [--keep]
 #   --release  also measure the release profile
 #   --instructions  also count instructions with valgrind (deterministic)
 #   --fns N    number of annotated fns (default 200)
+#   --returns R  number of distinct return structs (`Receipt0`…), fns cycle through them
+#              (default 1, `Receipt`): each return type compiles the engine's generic part and
+#              the value's serde code once more
 #   --types T  number of distinct request structs, fns cycle through them (default 1: the
 #              worst case for the ratio, since the derives are in both crates)
 #   --runs R   rebuilds per crate and profile, best kept (default 3)
@@ -31,6 +35,7 @@ set -euo pipefail
 
 fns=200
 types=1
+returns=1
 runs=3
 release=0
 instructions=0
@@ -41,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --instructions) instructions=1 ;;
         --fns) fns="$2"; shift ;;
         --types) types="$2"; shift ;;
+        --returns) returns="$2"; shift ;;
         --runs) runs="$2"; shift ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -74,6 +80,11 @@ EOF
 # The checkout's lock file: the same dependency versions as the workspace, no resolution.
 cp "$repo/Cargo.lock" "$work/Cargo.lock"
 
+# receipt N: the name of return type N (`Receipt` when there is only one).
+receipt() {
+    if [[ $returns -eq 1 ]]; then echo Receipt; else echo "Receipt$1"; fi
+}
+
 # gen_crate NAME ATTR: ATTR=1 puts the attribute on every fn.
 gen_crate() {
     local name="$1" attr="$2" dir="$work/$1"
@@ -96,7 +107,10 @@ EOF
         echo 'use serde::{Deserialize, Serialize};'
         echo
         echo '#[derive(Serialize, Deserialize, Debug)]'
-        echo 'pub struct Receipt { pub id: String, pub amount_cents: u64 }'
+        for ((r = 0; r < returns; r++)); do
+            [[ $r -gt 0 ]] && echo '#[derive(Serialize, Deserialize, Debug)]'
+            echo "pub struct $(receipt "$r") { pub id: String, pub amount_cents: u64 }"
+        done
         for ((t = 0; t < types; t++)); do
             cat <<EOF
 
@@ -117,18 +131,19 @@ fn request_$t() -> Request$t {
 EOF
         done
         for ((i = 0; i < fns; i++)); do
-            local t=$((i % types))
+            local t=$((i % types)) receipt_type
+            receipt_type=$(receipt $((i % returns)))
             echo
             if [[ $attr -eq 1 ]]; then
                 echo "#[idempotent(name = \"bench.op_$i\")]"
             fi
             cat <<EOF
-pub async fn op_$i(req: &Request$t, attempt: u32) -> Result<Receipt, Error> {
+pub async fn op_$i(req: &Request$t, attempt: u32) -> Result<$receipt_type, Error> {
     if req.currency.is_empty() {
         return Err(Error::Config(format!("op_$i: no currency for {}", req.customer)));
     }
     let amount_cents = req.amount_cents + u64::from(attempt) * $i;
-    Ok(Receipt { id: format!("op_$i-{}-{amount_cents}", req.customer), amount_cents })
+    Ok($receipt_type { id: format!("op_$i-{}-{amount_cents}", req.customer), amount_cents })
 }
 EOF
         done
@@ -207,9 +222,9 @@ measure() {
     local with without
     with=$(best_cpu with_attr "$@")
     without=$(best_cpu without_attr "$@")
-    awk -v l="$label" -v w="$with" -v wo="$without" -v n="$fns" -v t="$types" 'BEGIN {
-        printf "%-7s %d fns, %d request type(s): with #[idempotent] %.2f s CPU, without %.2f s CPU, ratio %.2fx (+%.0f%%)\n",
-            l, n, t, w, wo, w / wo, (w / wo - 1) * 100
+    awk -v l="$label" -v w="$with" -v wo="$without" -v n="$fns" -v t="$types" -v r="$returns" 'BEGIN {
+        printf "%-7s %d fns, %d request type(s), %d return type(s): with #[idempotent] %.2f s CPU, without %.2f s CPU, ratio %.2fx (+%.0f%%)\n",
+            l, n, t, r, w, wo, w / wo, (w / wo - 1) * 100
     }'
     if [[ $instructions -eq 1 ]]; then
         command -v valgrind >/dev/null || { echo "--instructions needs valgrind" >&2; exit 1; }
