@@ -39,6 +39,31 @@ impl Call<'_> {
     ///
     /// `Err` from the body releases the claim (a later call runs again) and is returned as is.
     /// Idempotency failures arrive as `E::from(idem_runtime::Error)`.
+    ///
+    /// The future is `Send` exactly when the body and its output are, so it can be spawned on
+    /// a multi-threaded runtime:
+    ///
+    /// ```
+    /// # use idem_runtime::{Error, Operation};
+    /// static OP: Operation = Operation::new("docs.call_send");
+    /// fn assert_send<T: Send>(_: T) {}
+    /// let call = OP.call(OP.key(&1).unwrap());
+    /// assert_send(call.run(async { Ok::<u32, Error>(1) }));
+    /// ```
+    ///
+    /// A body that is not `Send` gives a future that is not:
+    ///
+    /// ```compile_fail
+    /// # use idem_runtime::{Error, Operation};
+    /// static OP: Operation = Operation::new("docs.call_not_send");
+    /// fn assert_send<T: Send>(_: T) {}
+    /// let call = OP.call(OP.key(&1).unwrap());
+    /// assert_send(call.run(async {
+    ///     let local = std::rc::Rc::new(1);
+    ///     std::future::ready(()).await;
+    ///     Ok::<u32, Error>(*local)
+    /// }));
+    /// ```
     pub fn run<T, E, F>(self, body: F) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
@@ -171,6 +196,12 @@ fn replay_from_memory<T: DeserializeOwned, C: ReplayCache<T>>(
 
 /// Claims `key` and runs `body` (or replays, waits or rejects, as the claim answers), then
 /// records the body's `Ok` value: [`Call::run_with`] past the memory store's replay path.
+///
+/// Only the ends depend on the value type: the body's output is kept in its [`BodySlot`], an
+/// `Ok` value is encoded from there and a recorded one decoded here. The claim, the run and the
+/// record are [`claim_and_run_erased`]'s, compiled once in this crate, not once per value type
+/// in every crate that calls the engine (that was half of what each return type of an
+/// `#[idempotent]` fn cost to compile).
 async fn claim_and_run<T, E, F>(
     op: &Operation,
     key: Key,
@@ -184,28 +215,65 @@ where
     T: Serialize + DeserializeOwned,
     E: From<Error>,
 {
+    let mut slot = pin!(BodySlot::new(body));
+    let ran = claim_and_run_erased(
+        op,
+        key,
+        fingerprint,
+        store,
+        BodyRef(slot.as_mut()),
+        claimed_at,
+    )
+    .await;
+    match ran {
+        Ok(Ran::Recorded | Ran::Failed) => match slot.take_output() {
+            Some(output) => output,
+            None => unreachable!("the engine reported a body's output that it did not keep"),
+        },
+        Ok(Ran::Replayed(value)) => Ok(record::decode(op.name(), &value)?),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// What [`claim_and_run_erased`] did with a call.
+enum Ran {
+    /// The body ran and its `Ok` value, kept in its slot, is recorded.
+    Recorded,
+    /// The body ran and returned `Err`, kept in its slot; the claim is released.
+    Failed,
+    /// Another call's recorded value: a replay, or the value of the call it waited for.
+    Replayed(Bytes),
+}
+
+/// [`claim_and_run`] without the value type: the body is driven through [`RunBody`].
+async fn claim_and_run_erased(
+    op: &Operation,
+    key: Key,
+    fingerprint: Fingerprint,
+    store: Cow<'_, Arc<dyn Store>>,
+    body: BodyRef<'_>,
+    claimed_at: Instant,
+) -> Result<Ran, Error> {
     let store: &Arc<dyn Store> = &store;
-    // Every byte of this future is written once (it is boxed): it holds the body at most twice
-    // (the argument and the running `Drive`), the rare path (waiting for another caller) is
-    // boxed again, and the renewal timer is only created for bodies that do not finish in their
-    // first poll. On the memory store the claim is a synchronous call, and the clock is read
-    // once here (`claimed_at`) plus once in `complete`.
+    // The claim-and-run future is boxed with the generic end around it, once per call: it
+    // holds the body's slot, this future and, for the rare path (waiting for another caller),
+    // a box of its own; the renewal timer is only created for bodies that do not finish in
+    // their first poll. On the memory store the claim is a synchronous call, and the clock is
+    // read once here (`claimed_at`) plus once in `complete`.
     check_lease(op)?;
     let backend = Backend::of(store);
     let token = Token::generate();
     // Releases the claim on `Err`, panic or cancellation; dropped while a remote claim is in
     // flight, it sees the claim through to the store's answer first (`guard.rs`).
     let mut guard = ClaimGuard::new(op.name(), Cow::Borrowed(store), key, token);
-    // The body moves into its driver before the first `.await`, so no other copy of it stays
-    // alive. Declared after the guard: dropped before it, so a cancelled body is gone before
-    // its claim is released.
-    let mut drive = pin!(Drive::new(body, store, op.lease()));
+    // Declared after the guard: dropped before it, and it drops the body, so a cancelled body
+    // is gone before its claim is released.
+    let mut drive = Drive::new(body, store, op.lease());
     let claim = match backend {
         Backend::Memory(m) => m.claim_at(&key, &fingerprint, token, op.lease(), claimed_at),
         Backend::Dyn(_) => guard.claim_remote_boxed(&fingerprint, op.lease()).await,
     };
-    let claim = claim?;
-    let recorded = match claim {
+    let recorded = match claim? {
         Claim::Acquired => None,
         Claim::Completed { fingerprint, value } => Some((fingerprint, value)),
         Claim::InProgress {
@@ -217,11 +285,11 @@ where
             return match op.on_conflict() {
                 OnConflict::Reject => {
                     tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: rejected");
-                    Err(in_flight(op, key, remaining).into())
+                    Err(in_flight(op, key, remaining))
                 }
                 OnConflict::Wait => {
                     let value = wait_for_owner(op, backend, key, &fingerprint, remaining).await?;
-                    Ok(record::decode(op.name(), &value)?)
+                    Ok(Ran::Replayed(value))
                 }
             };
         }
@@ -230,27 +298,23 @@ where
         guard.disarm();
         check_fingerprint(op, &key, &recorded, &fingerprint)?;
         tracing::debug!(target: "idem", operation = op.name(), %key, "replayed a recorded result");
-        return Ok(record::decode(op.name(), &value)?);
+        return Ok(Ran::Replayed(value));
     }
 
     // Claimed: run the body in its call frame, then record its value.
     tracing::debug!(target: "idem", operation = op.name(), %key, "claimed; running the body");
     let frame = Frame::enter(op.name(), key, token);
-    drive.as_mut().start(frame.clone(), claimed_at);
-    let outcome = drive.await;
-    let value = match outcome {
-        Ok(value) => value,
-        Err(error) => {
-            guard.release_quietly_erased().await;
-            tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
-            return Err(error);
-        }
-    };
-    let bytes = match record::encode_faithful(op.name(), &value) {
+    drive.start(frame.clone(), claimed_at);
+    if !(&mut drive).await {
+        guard.release_quietly_erased().await;
+        tracing::debug!(target: "idem", operation = op.name(), %key, "body failed; claim released");
+        return Ok(Ran::Failed);
+    }
+    let bytes = match drive.body.0.as_ref().get_ref().encode_value(op.name()) {
         Ok(bytes) => bytes,
         Err(error) => {
             guard.release_quietly_erased().await;
-            return Err(error.into());
+            return Err(error);
         }
     };
     // Seen through if this call is dropped meanwhile. A failed `complete` recorded nothing of
@@ -261,48 +325,137 @@ where
         Ok(completed) => completed,
         Err(error) => {
             guard.release_quietly_erased().await;
-            return Err(error.into());
+            return Err(error);
         }
     };
     if completed {
-        Ok(value)
+        Ok(Ran::Recorded)
     } else {
         frame.lease_lost.store(true, Ordering::Release);
         tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
         Err(Error::LeaseLost {
             operation: op.name(),
             key,
-        }
-        .into())
+        })
     }
 }
+
+/// A claimed call's body as the engine's core drives it, its value type erased
+/// ([`BodySlot`]).
+trait RunBody {
+    /// Polls the body; once it is done, keeps its output and answers whether it is `Ok`. Not
+    /// polled again after that, nor after [`drop_body`](Self::drop_body).
+    fn poll_body(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// The record of the kept `Ok` value ([`record::encode_faithful`]).
+    fn encode_value(&self, operation: &'static str) -> Result<Bytes, Error>;
+
+    /// Drops the body where it lies, if it is still there.
+    fn drop_body(self: Pin<&mut Self>);
+}
+
+/// The body of a call being claimed, and the output it gave, kept for the caller.
+struct BodySlot<F, T, E> {
+    /// Structurally pinned: never moved out or used unpinned; dropped in place, once (by
+    /// `drop_body` inside the call frame, else by `Drop`).
+    body: ManuallyDrop<F>,
+    body_dropped: bool,
+    output: Option<Result<T, E>>,
+}
+
+impl<F, T, E> BodySlot<F, T, E> {
+    fn new(body: F) -> Self {
+        BodySlot {
+            body: ManuallyDrop::new(body),
+            body_dropped: false,
+            output: None,
+        }
+    }
+
+    fn take_output(self: Pin<&mut Self>) -> Option<Result<T, E>> {
+        // SAFETY: `output` is not pinned.
+        unsafe { self.get_unchecked_mut() }.output.take()
+    }
+}
+
+impl<F, T, E> RunBody for BodySlot<F, T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    T: Serialize + DeserializeOwned,
+{
+    fn poll_body(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        // SAFETY: `body` is structurally pinned (see the field), `output` is not pinned, and
+        // `BodySlot` does not implement `Unpin` by hand.
+        let this = unsafe { self.get_unchecked_mut() };
+        debug_assert!(!this.body_dropped, "a dropped body polled");
+        let body = unsafe { Pin::new_unchecked(&mut *this.body) };
+        body.poll(cx).map(|output| {
+            let ok = output.is_ok();
+            this.output = Some(output);
+            ok
+        })
+    }
+
+    fn encode_value(&self, operation: &'static str) -> Result<Bytes, Error> {
+        match &self.output {
+            Some(Ok(value)) => record::encode_faithful(operation, value),
+            _ => unreachable!("a body's value encoded before the body returned `Ok`"),
+        }
+    }
+
+    fn drop_body(self: Pin<&mut Self>) {
+        // SAFETY: the body is dropped in place (it stays pinned), once: the flag is set first,
+        // so a destructor that panics is not run again by `Drop`.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !std::mem::replace(&mut this.body_dropped, true) {
+            unsafe { ManuallyDrop::drop(&mut this.body) }
+        }
+    }
+}
+
+impl<F, T, E> Drop for BodySlot<F, T, E> {
+    fn drop(&mut self) {
+        if !std::mem::replace(&mut self.body_dropped, true) {
+            // SAFETY: as in `drop_body`.
+            unsafe { ManuallyDrop::drop(&mut self.body) }
+        }
+    }
+}
+
+/// The body's slot, lent to the engine's core for one call.
+struct BodyRef<'a>(Pin<&'a mut (dyn RunBody + 'a)>);
+
+// SAFETY: a `BodyRef` is made only by `claim_and_run`, from the `BodySlot` pinned in its own
+// future, and lent to the `claim_and_run_erased` future that it awaits there and that never
+// leaves it: that future is polled and dropped only where `claim_and_run`'s is, which is
+// `Send` only if the body and its output are (the slot is one of its fields). The core polls
+// and drops the body in place, from its own poll and drop only, never from the renewal task
+// it spawns (that task holds the store and the call frame, not the body).
+unsafe impl Send for BodyRef<'_> {}
 
 /// Polls the body inside its call frame, once [started](Drive::start). If the body is still
 /// running a third of the lease after the claim, a `'static` renewal task takes over keeping
 /// the lease alive; short bodies (the common case) never pay for spawning it, and bodies that
-/// finish in their first poll do not even register a timer.
-///
-/// A hand-written future rather than an `async fn`, so the body is stored once in it.
-struct Drive<'a, F> {
+/// finish in their first poll do not even register a timer. Dropping it drops the body (inside
+/// its call frame once started).
+struct Drive<'b, 's> {
     // Fields drop in this order: the renewal task is aborted before the body is dropped.
     renewer: Option<AbortOnDrop>,
     first_renewal: Option<Pin<Box<Sleep>>>,
-    /// Structurally pinned: never moved out of `Drive` or accessed unpinned; dropped by hand
-    /// (inside its call frame once started).
-    body: ManuallyDrop<F>,
+    body: BodyRef<'b>,
     /// The call frame, set by `start`.
     frame: Option<Arc<Frame>>,
-    store: &'a Arc<dyn Store>,
+    store: &'s Arc<dyn Store>,
     lease: Duration,
     claimed_at: Option<Instant>,
 }
 
-impl<'a, F: Future> Drive<'a, F> {
-    fn new(body: F, store: &'a Arc<dyn Store>, lease: Duration) -> Self {
+impl<'b, 's> Drive<'b, 's> {
+    fn new(body: BodyRef<'b>, store: &'s Arc<dyn Store>, lease: Duration) -> Self {
         Drive {
             renewer: None,
             first_renewal: None,
-            body: ManuallyDrop::new(body),
+            body,
             frame: None,
             store,
             lease,
@@ -311,31 +464,27 @@ impl<'a, F: Future> Drive<'a, F> {
     }
 
     /// Arms the driver for a claim taken at `claimed_at` by the call `frame`.
-    fn start(self: Pin<&mut Self>, frame: Arc<Frame>, claimed_at: Instant) {
-        // SAFETY: only unpinned fields are touched.
-        let this = unsafe { self.get_unchecked_mut() };
-        this.frame = Some(frame);
-        this.claimed_at = Some(claimed_at);
+    fn start(&mut self, frame: Arc<Frame>, claimed_at: Instant) {
+        self.frame = Some(frame);
+        self.claimed_at = Some(claimed_at);
     }
 }
 
-impl<F: Future> Future for Drive<'_, F> {
-    type Output = F::Output;
+impl Future for Drive<'_, '_> {
+    /// Whether the body returned `Ok` (its output is in its slot).
+    type Output = bool;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `body` is structurally pinned (see the field): it is only ever used through
-        // the `Pin` made here and dropped in place by `Drop`; `Drive` does not implement `Unpin`
-        // by hand, and no other field is pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        let body = unsafe { Pin::new_unchecked(&mut *this.body) };
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let this = self.get_mut();
         let (Some(frame), Some(claimed_at)) = (&this.frame, this.claimed_at) else {
             unreachable!("Drive polled before start");
         };
-        if let Poll::Ready(output) = context::in_frame(frame, || body.poll(cx)) {
+        let body = this.body.0.as_mut();
+        if let Poll::Ready(ok) = context::in_frame(frame, || body.poll_body(cx)) {
             // The body is done: stop renewing before its value is recorded.
             this.renewer = None;
             this.first_renewal = None;
-            return Poll::Ready(output);
+            return Poll::Ready(ok);
         }
         if this.renewer.is_none() {
             let lease = this.lease;
@@ -354,16 +503,15 @@ impl<F: Future> Future for Drive<'_, F> {
     }
 }
 
-impl<F> Drop for Drive<'_, F> {
+impl Drop for Drive<'_, '_> {
     fn drop(&mut self) {
         // Abort the renewal first, as before the body is dropped.
         self.renewer = None;
-        let body = &mut self.body;
-        // SAFETY: `body` is dropped exactly once, here, in place (it stays pinned).
+        let body = self.body.0.as_mut();
         match &self.frame {
             // A started body is dropped inside its call frame, like the rest of its life.
-            Some(frame) => context::in_frame(frame, || unsafe { ManuallyDrop::drop(body) }),
-            None => unsafe { ManuallyDrop::drop(body) },
+            Some(frame) => context::in_frame(frame, || body.drop_body()),
+            None => body.drop_body(),
         }
     }
 }
