@@ -377,6 +377,15 @@ impl<F, T, E> BodySlot<F, T, E> {
         // SAFETY: `output` is not pinned.
         unsafe { self.get_unchecked_mut() }.output.take()
     }
+
+    /// Drops the body in place (it stays pinned), once: the flag is set first, so a destructor
+    /// that panics is not run again.
+    fn drop_body_in_place(&mut self) {
+        if !std::mem::replace(&mut self.body_dropped, true) {
+            // SAFETY: the body is live (the flag was clear) and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.body) }
+        }
+    }
 }
 
 impl<F, T, E> RunBody for BodySlot<F, T, E>
@@ -405,21 +414,14 @@ where
     }
 
     fn drop_body(self: Pin<&mut Self>) {
-        // SAFETY: the body is dropped in place (it stays pinned), once: the flag is set first,
-        // so a destructor that panics is not run again by `Drop`.
-        let this = unsafe { self.get_unchecked_mut() };
-        if !std::mem::replace(&mut this.body_dropped, true) {
-            unsafe { ManuallyDrop::drop(&mut this.body) }
-        }
+        // SAFETY: `drop_body_in_place` drops the body where it lies.
+        unsafe { self.get_unchecked_mut() }.drop_body_in_place();
     }
 }
 
 impl<F, T, E> Drop for BodySlot<F, T, E> {
     fn drop(&mut self) {
-        if !std::mem::replace(&mut self.body_dropped, true) {
-            // SAFETY: as in `drop_body`.
-            unsafe { ManuallyDrop::drop(&mut self.body) }
-        }
+        self.drop_body_in_place();
     }
 }
 
