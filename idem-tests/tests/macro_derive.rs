@@ -161,6 +161,48 @@ fn excluded_fields_are_neither_written_nor_counted() {
     );
 }
 
+/// Serde's `skip` must be matched by an explicit choice (`exclude` or `include`); serde's other
+/// options (`skip_serializing_if`, `skip_deserializing`, `default`) leave the field in the key.
+#[derive(IdempotencyKey, Serialize)]
+struct SerdeSkips {
+    amount_cents: u64,
+    #[serde(skip)]
+    #[idem(exclude)]
+    request_id: String,
+    #[serde(default, skip_serializing)]
+    #[idem(include)]
+    shard: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memo: Option<String>,
+    #[serde(skip_deserializing)]
+    region: String,
+}
+
+#[test]
+fn serde_skipped_fields_follow_the_explicit_choice() {
+    let base = SerdeSkips {
+        amount_cents: 100,
+        request_id: "req_1".into(),
+        shard: 1,
+        memo: None,
+        region: "eu".into(),
+    };
+    let with = |change: fn(&mut SerdeSkips)| {
+        let mut s = SerdeSkips {
+            request_id: base.request_id.clone(),
+            memo: base.memo.clone(),
+            region: base.region.clone(),
+            ..base
+        };
+        change(&mut s);
+        key(&s)
+    };
+    assert_eq!(key(&base), with(|s| s.request_id = "req_2".into()));
+    assert_ne!(key(&base), with(|s| s.shard = 2));
+    assert_ne!(key(&base), with(|s| s.memo = Some("m".into())));
+    assert_ne!(key(&base), with(|s| s.region = "us".into()));
+}
+
 #[derive(IdempotencyKey)]
 struct Renamed {
     #[idem(rename = "amount_cents")]

@@ -48,6 +48,9 @@ pub struct Field {
     pub include: Option<Span>,
     pub rename: Option<LitStr>,
     pub with: Option<Path>,
+    /// The `skip` or `skip_serializing` of a `#[serde(..)]` on this field: serde leaves the
+    /// field out, while the key would hash it unless told (`validate` asks which).
+    pub serde_skip: Option<proc_macro2::Ident>,
     /// An `#[idem]` option of this field had an error (reported): the intent is unknown, so
     /// the field gets no timestamp lint and is left out of the emitted impl (one mistake, one
     /// error).
@@ -197,6 +200,7 @@ fn field(cx: &mut Ctxt, index: usize, f: syn::Field) -> Field {
         include: None,
         rename: None,
         with: None,
+        serde_skip: f.attrs.iter().find_map(serde_skip),
         failed: false,
     };
     let mut seen = Seen::default();
@@ -227,6 +231,27 @@ fn field(cx: &mut Ctxt, index: usize, f: syn::Field) -> Field {
     });
     out.failed = failed || attr_failed;
     out
+}
+
+/// The `skip` or `skip_serializing` flag of a `#[serde(..)]` attribute. Read token by token,
+/// without parsing serde's grammar: whatever else the attribute says is serde's to check.
+fn serde_skip(attr: &Attribute) -> Option<proc_macro2::Ident> {
+    use proc_macro2::TokenTree;
+    let syn::Meta::List(list) = &attr.meta else {
+        return None;
+    };
+    if !list.path.is_ident("serde") {
+        return None;
+    }
+    let tokens: Vec<TokenTree> = list.tokens.clone().into_iter().collect();
+    tokens
+        .split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+        .find_map(|option| match option {
+            [TokenTree::Ident(flag)] if flag == "skip" || flag == "skip_serializing" => {
+                Some(flag.clone())
+            }
+            _ => None,
+        })
 }
 
 /// `with = path` or `with = "path"`.

@@ -108,13 +108,25 @@ fn check_field(cx: &mut Ctxt, f: &mut Field, variant: Option<&syn::Ident>, named
     if f.include.is_some() || f.with.is_some() {
         return;
     }
+    let what = match (&f.member, variant) {
+        (Member::Named(n), None) => format!("field `{n}`"),
+        (Member::Named(n), Some(v)) => format!("field `{n}` of variant `{v}`"),
+        (Member::Unnamed(i), None) => format!("field {}", i.index),
+        (Member::Unnamed(i), Some(v)) => format!("field {} of variant `{v}`", i.index),
+    };
+    if let Some(skip) = &f.serde_skip {
+        cx.error_spanned_by(
+            skip,
+            format!(
+                "{what} is `#[serde({skip})]` but would be hashed into the idempotency key: `IdempotencyKey` does not follow serde's attributes; mark it `#[idem(exclude)]` to leave it out of the key as well (usual: what serde skips is not part of the request), or `#[idem(include)]` to hash it on purpose"
+            ),
+        );
+        // Left out of the emitted impl: one mistake, one error (a skipped field is often not
+        // hashable either).
+        f.exclude = Some(skip.span());
+        return;
+    }
     if let Some(time) = timestamp::find(&f.ty) {
-        let what = match (&f.member, variant) {
-            (Member::Named(n), None) => format!("field `{n}`"),
-            (Member::Named(n), Some(v)) => format!("field `{n}` of variant `{v}`"),
-            (Member::Unnamed(i), None) => format!("field {}", i.index),
-            (Member::Unnamed(i), Some(v)) => format!("field {} of variant `{v}`", i.index),
-        };
         cx.error_spanned_by(time, timestamp::message(&what, time));
         // Left out of the emitted impl: one mistake, one error (a time type is often not
         // hashable either).
