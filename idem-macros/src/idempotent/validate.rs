@@ -348,6 +348,9 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             pattern_bindings(&pt.pat, &mut in_patterns);
         }
     }
+    if let Some(key) = &args.key {
+        check_not_constant(cx, key, &known, &params);
+    }
     for (option, expr) in [
         ("key", &args.key),
         ("scope", &args.scope),
@@ -534,6 +537,35 @@ fn borrows_only_shared(expr: &Expr, receiver_shared: bool, params: &[Param]) -> 
         }
         _ => false,
     }
+}
+
+/// `key = "order_id"` (written like `name = "…"`) or any other literal: every call would get
+/// the same key, so every call after the first would replay its result or fail with
+/// `PayloadMismatch`.
+fn check_not_constant(cx: &mut Ctxt, key: &Expr, known: &[String], params: &[Param]) {
+    let mut expr = key;
+    while let Expr::Paren(syn::ExprParen { expr: inner, .. })
+    | Expr::Group(syn::ExprGroup { expr: inner, .. })
+    | Expr::Reference(syn::ExprReference { expr: inner, .. }) = expr
+    {
+        expr = inner;
+    }
+    let Expr::Lit(lit) = expr else {
+        return;
+    };
+    let message = match &lit.lit {
+        syn::Lit::Str(s) if known.contains(&s.value()) => format!(
+            "`key` takes an expression, not a string: write `key = {}` (without quotes)",
+            s.value()
+        ),
+        _ => format!(
+            "`key = <literal>` gives every call the same key: each call after the first would \
+             replay the first one's result (or fail with `PayloadMismatch`); write an expression \
+             over the parameters, e.g. `key = order_id`{}",
+            param_names(params)
+        ),
+    };
+    cx.error_spanned_by(lit, message);
 }
 
 fn param_names(params: &[Param]) -> String {
