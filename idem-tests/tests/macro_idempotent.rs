@@ -188,6 +188,27 @@ async fn the_name_alone_identifies_the_operation() {
     assert_eq!(idem_runtime::operation(default).unwrap().name(), default);
 }
 
+mod webhooks {
+    use idem_runtime::{Error, idempotent};
+
+    #[idempotent(name = "tests.webhook")]
+    pub async fn handle(event: serde_json::Value) -> Result<u32, Error> {
+        Ok(event["n"].as_u64().unwrap_or(0) as u32)
+    }
+}
+
+/// A serde-only parameter is written through serde, the bytes `AsSerde` gives the explicit API.
+#[tokio::test]
+async fn as_serde_gives_the_explicit_api_the_key_of_a_serde_only_parameter() {
+    use idem_runtime::key::AsSerde;
+    let event = serde_json::json!({"id": "evt_1", "n": 3});
+    let key = key_of(webhooks::handle(event.clone())).await.unwrap();
+    let op = Operation::new("tests.webhook");
+    assert_eq!(key, op.key(&AsSerde(&event)).unwrap());
+    let other = serde_json::json!({"id": "evt_2", "n": 3});
+    assert_ne!(key, op.key(&AsSerde(&other)).unwrap());
+}
+
 // ---- key = …, payload fingerprint --------------------------------------------------------
 
 static ORDERS: AtomicU32 = AtomicU32::new(0);

@@ -115,7 +115,8 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Recordable for T {}
 #[diagnostic::on_unimplemented(
     message = "the error type `{Self}` of an `#[idempotent]` fn must implement `From<idem_runtime::Error>`",
     label = "idempotency failures (payload mismatch, running duplicate, store outage) are returned as this error",
-    note = "add `impl From<idem_runtime::Error> for {Self}` (e.g. a `#[from]` variant), or return `Result<T, idem_runtime::Error>`"
+    note = "for an error type of your crate, add `impl From<idem_runtime::Error> for {Self}` (e.g. a `#[from]` variant); \
+            otherwise (a `String`, another crate's type) return `Result<T, idem_runtime::Error>` or wrap the error in a type of yours"
 )]
 pub trait FromIdemError: From<Error> {}
 

@@ -26,7 +26,9 @@ use super::one_chunk;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used as idempotency key material",
     label = "not usable as idempotency key material",
-    note = "derive `IdempotencyKey` for it, implement `serde::Serialize`, or mark the field/argument `#[idem(exclude)]`",
+    note = "derive `IdempotencyKey` for it, or mark the field/argument `#[idem(exclude)]`; a type that implements `serde::Serialize` \
+            is taken as it is by `#[derive(IdempotencyKey)]` fields and `#[idempotent]` parameters, and elsewhere \
+            (`Operation::key`, `KeyHasher::write`) as `idem_runtime::key::AsSerde(&value)`",
     note = "if it already implements `serde::Serialize` and is the type argument of a type deriving `IdempotencyKey` \
             (`Wrap<Uuid>`), declare `T: serde::Serialize` on that type's parameter: an undeclared `T` is bound by `IdempotencyKey`"
 )]

@@ -251,6 +251,32 @@ impl<T: AsRef<[u8]> + ?Sized> IdempotencyKey for AsBytes<T> {
     }
 }
 
+/// A `serde::Serialize` value as key material, through the serde bridge
+/// ([`KeyHasher::write_serde`]): for the explicit API (`Operation::key`, `KeyHasher::write`),
+/// which takes [`IdempotencyKey`] types only. `#[derive(IdempotencyKey)]` fields and
+/// `#[idempotent]` parameters need no wrapper: a type without an `IdempotencyKey` impl is
+/// written through serde there, with the same bytes as this wrapper gives.
+///
+/// ```
+/// # use idem_runtime::key::AsSerde;
+/// # use idem_runtime::Operation;
+/// # let webhook_body = serde_json::json!({"id": "evt_1", "type": "charge.succeeded"});
+/// static OP: Operation = Operation::new("webhooks.stripe");
+/// // A `serde_json::Value`, a `Uuid`, a `chrono` date…: anything `Serialize`.
+/// let key = OP.key(&AsSerde(&webhook_body)).unwrap();
+/// # let _ = key;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct AsSerde<T: ?Sized>(pub T);
+
+impl<T: serde::Serialize + ?Sized> IdempotencyKey for AsSerde<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyHasher) {
+        out.write_serde(&self.0);
+    }
+}
+
 /// The bytes form, as `bytes::Bytes` serializes (`serialize_bytes`).
 impl IdempotencyKey for bytes::Bytes {
     #[inline]

@@ -126,7 +126,9 @@
 //! ## Derived types inside containers
 //!
 //! A value is written by one impl for its whole type: the [`IdempotencyKey`] impl if the type
-//! has one, else (in derived impls and `#[idempotent]` fns) its `Serialize` impl. A std
+//! has one, else (in derived impls and `#[idempotent]` fns) its `Serialize` impl; the explicit
+//! API writes a serde-only value wrapped in [`AsSerde`] (`OP.key(&AsSerde(&uuid))`), with the
+//! same bytes. A std
 //! container of a derived type and a serde-only type (`Vec<(Inner, Uuid)>`) has no key-trait
 //! impl, so serde would write all of it, the derived `Inner` by its `Serialize` impl. To keep
 //! nested types' own encoding (and their `#[idem(exclude)]`s), `#[derive(IdempotencyKey)]`
@@ -209,4 +211,4 @@ mod serde_bridge;
 
 pub use digest::{Fingerprint, Key, ParseDigestError};
 pub use hasher::{IdempotencyKey, KeyHasher};
-pub use impls::AsBytes;
+pub use impls::{AsBytes, AsSerde};
