@@ -30,15 +30,18 @@ pub enum Error {
     /// Another call with the same key is running and this call did not wait for it
     /// (`on_conflict = "reject"`) or gave up waiting (`wait_timeout`). Retryable.
     #[error(
-        "operation `{operation}` is already running for key {key}; retry after {retry_after:?} \
-         (or use on_conflict = \"wait\" / a longer wait_timeout)"
+        "operation `{operation}` is already running for key {key} (its lease, renewed while it \
+         runs, has {retry_after:.1?} left); retry shortly, or use on_conflict = \"wait\" / a \
+         longer wait_timeout"
     )]
     InFlight {
         /// Operation name.
         operation: &'static str,
         /// The busy key.
         key: Key,
-        /// How long the running call's lease still lasts, as far as the store knows.
+        /// How long the running call's lease still lasts, as far as the store knows: when
+        /// the key frees up if the running call dies, not when it will finish (its lease is
+        /// renewed while it runs; a sensible retry is sooner, e.g. the HTTP layer's 1 s).
         retry_after: Duration,
     },
 

@@ -554,6 +554,8 @@ async fn waiting_gives_up_after_the_wait_timeout() {
     let waited: Result<u8, Error> = OP.call(key).store(store.clone()).run(async { Ok(2) }).await;
     assert!(matches!(waited, Err(Error::InFlight { .. })), "{waited:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let message = waited.unwrap_err().to_string();
+    assert!(message.contains("has 58.0s left"), "{message}");
     assert_eq!(owner.await.unwrap().unwrap(), 1);
 }
 
