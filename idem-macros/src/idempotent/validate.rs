@@ -153,6 +153,21 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             None => {}
         }
     }
+    // `Result<impl Serialize, E>` is a valid signature, but the expansion names the return
+    // type where `impl Trait` is not allowed, and no opaque type can be decoded anyway.
+    if let Some((Shape::Async, output)) = &shape_output
+        && let Some(at) = find_impl_trait(output.to_token_stream())
+    {
+        cx.error_at(
+            at,
+            format!(
+                "the return type of `#[idempotent]` fn `{fn_name}` uses `impl Trait`: a replay \
+                 decodes the recorded value into the declared type, so the value and error types \
+                 must be named (e.g. `Result<Receipt, PayError>`, the value implementing \
+                 `Serialize` and `Deserialize`)"
+            ),
+        );
+    }
     if let Some(c) = &func.sig.constness {
         cx.error_spanned_by(c, "`#[idempotent]` cannot be used on a `const fn`");
     }
@@ -419,10 +434,23 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     let lease_ms = args.lease.as_ref().map_or(DEFAULT_LEASE_MS, |d| d.millis);
     if ttl_ms < lease_ms {
         let (ttl_text, lease_text) = (format_millis(ttl_ms), format_millis(lease_ms));
-        let message = format!(
-            "`ttl` ({ttl_text}) must be at least `lease` ({lease_text}): a completed record must outlive \
-             the claim that produced it (the default ttl is 24h, the default lease 60s)"
-        );
+        let message = match (&args.ttl, &args.lease) {
+            (Some(_), None) => format!(
+                "`ttl` ({ttl_text}) is shorter than the default lease ({lease_text}): a completed \
+                 record must outlive the claim that produced it; add a lease no longer than the \
+                 ttl and longer than the body's slowest run (e.g. `lease = \"{ttl_text}\"`), or \
+                 lengthen the ttl"
+            ),
+            (None, _) => format!(
+                "`lease` ({lease_text}) is longer than the default ttl ({ttl_text}): a completed \
+                 record must outlive the claim that produced it; shorten the lease, or add a \
+                 longer `ttl`"
+            ),
+            (Some(_), Some(_)) => format!(
+                "`ttl` ({ttl_text}) must be at least `lease` ({lease_text}): a completed record \
+                 must outlive the claim that produced it; shorten the lease or lengthen the ttl"
+            ),
+        };
         match (&args.ttl, &args.lease) {
             (Some(ttl), _) => cx.error_spanned_by(&ttl.lit, message),
             (None, Some(lease)) => cx.error_spanned_by(&lease.lit, message),
@@ -775,6 +803,15 @@ fn find_borrow(tokens: proc_macro2::TokenStream) -> Option<Borrow> {
         }
     }
     None
+}
+
+/// The `impl` of the first `impl Trait` in `tokens`, however deeply nested.
+fn find_impl_trait(tokens: proc_macro2::TokenStream) -> Option<Span> {
+    tokens.into_iter().find_map(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) if ident == "impl" => Some(ident.span()),
+        proc_macro2::TokenTree::Group(group) => find_impl_trait(group.stream()),
+        _ => None,
+    })
 }
 
 /// Refuses a type or const parameter that appears in the recorded value's type but nowhere in
