@@ -383,3 +383,15 @@ impl<'a> IntoCallStore<'a> for &'a Arc<dyn Store> {
         Cow::Borrowed(self)
     }
 }
+
+/// A reference to a reference (`store = self.store` on a field holding `&Arc<…>`, which the
+/// attribute borrows).
+impl<'a, T: ?Sized> IntoCallStore<'a> for &&'a T
+where
+    &'a T: IntoCallStore<'a>,
+{
+    #[inline]
+    fn into_call_store(self) -> Cow<'a, Arc<dyn Store>> {
+        (*self).into_call_store()
+    }
+}

@@ -953,6 +953,31 @@ impl DynService {
     }
 }
 
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// `store = self.store` (no `&`) on a field: borrowed, as `&self.store` would be.
+struct FieldStore {
+    store: Arc<MemoryStore>,
+}
+
+impl FieldStore {
+    #[idempotent(name = "tests.field_store", store = self.store)]
+    async fn run(&self, id: u64) -> Result<u64, Error> {
+        Ok(id * 10 + RUNS.fetch_add(1, Ordering::SeqCst) as u64)
+    }
+}
+
+#[tokio::test]
+async fn a_store_field_without_a_borrow_is_borrowed() {
+    let service = FieldStore {
+        store: Arc::new(MemoryStore::new()),
+    };
+    let first = service.run(5).await.unwrap();
+    // Recorded in the field's store (no `with_store` around the call).
+    assert_eq!(service.store.len(), 1);
+    assert_eq!(service.run(5).await.unwrap(), first, "replayed");
+}
+
 #[tokio::test]
 async fn the_store_option_with_a_dyn_store_and_any_receiver() {
     let store = store();

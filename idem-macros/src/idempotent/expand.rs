@@ -133,7 +133,14 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 quote!(#k::__private::store)
             };
             let store_fn = respan(store_fn, expr.span());
-            quote!(#store_fn(#expr))
+            // A field (`store = self.store`) is borrowed, as `&self.store` would be: moving
+            // an `Arc` out of a borrowed receiver is an error, and a clone would be wasted.
+            if is_field(expr) {
+                let borrow = quote_spanned!(expr.span()=> &);
+                quote!(#store_fn(#borrow #expr))
+            } else {
+                quote!(#store_fn(#expr))
+            }
         }
         None => quote!(#k::__private::None),
     };
@@ -378,5 +385,15 @@ fn strip_parens(expr: &Expr) -> &Expr {
         Expr::Paren(p) => strip_parens(&p.expr),
         Expr::Group(g) => strip_parens(&g.expr),
         other => other,
+    }
+}
+
+/// Whether `expr` is a field access (`self.store`, `(ctx.store)`), a place that can be borrowed.
+fn is_field(expr: &syn::Expr) -> bool {
+    match expr {
+        syn::Expr::Field(_) => true,
+        syn::Expr::Paren(p) => is_field(&p.expr),
+        syn::Expr::Group(g) => is_field(&g.expr),
+        _ => false,
     }
 }

@@ -42,6 +42,30 @@ impl Service {
     }
 }
 
+/// `store = self.store`, a field without `&`: borrowed like `&self.store`.
+pub struct Fielded<'a> {
+    store: Arc<MemoryStore>,
+    borrowed: &'a Arc<dyn Store>,
+}
+
+impl Fielded<'_> {
+    #[idempotent(name = "store.field", store = self.store)]
+    pub async fn field(&self, id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+
+    #[idempotent(name = "store.field_by_value", store = (self.store))]
+    pub async fn field_by_value(self, id: u64) -> Result<u64, Error> {
+        let me = self;
+        Ok(id + me.store.len() as u64)
+    }
+
+    #[idempotent(name = "store.borrowed_field", store = self.borrowed)]
+    pub async fn borrowed_field(&mut self, id: u64) -> Result<u64, Error> {
+        Ok(id)
+    }
+}
+
 // A parameter holding the store, moved by the body.
 #[idempotent(store = &store)]
 pub async fn moved(#[idem(exclude)] store: Arc<dyn Store>, id: u64) -> Result<u64, Error> {
@@ -58,5 +82,9 @@ fn main() {
     let _ = Service { store: store.clone(), n: 1 }.by_value(1);
     let _ = Arc::new(Service { store: store.clone(), n: 1 }).arc(1);
     let _ = Box::new(Service { store: store.clone(), n: 1 }).boxed(1);
+    let mut fielded = Fielded { store: Arc::new(MemoryStore::new()), borrowed: &store };
+    let _ = fielded.field(1);
+    let _ = fielded.borrowed_field(1);
+    let _ = Fielded { store: Arc::new(MemoryStore::new()), borrowed: &store }.field_by_value(1);
     let _ = moved(store, 1);
 }
