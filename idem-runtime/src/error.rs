@@ -86,7 +86,8 @@ pub enum Error {
     Decode {
         /// Operation name.
         operation: &'static str,
-        /// What was wrong with the bytes.
+        /// What was wrong with the bytes: serde's message with the recorded values left out
+        /// (a recorded result may hold personal data), its types, names and position kept.
         reason: String,
     },
 

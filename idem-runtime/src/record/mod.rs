@@ -168,8 +168,12 @@ fn check_reads_back<T: Serialize + DeserializeOwned>(
     // `from_str`, as `decode` reads: one instantiation of the JSON reader per output type.
     let text = std::str::from_utf8(payload)
         .map_err(|e| lost(format!("it is not valid UTF-8 JSON ({e})")))?;
-    let read: T =
-        serde_json::from_str(text).map_err(|e| lost(format!("reading it back fails ({e})")))?;
+    let read: T = serde_json::from_str(text).map_err(|e| {
+        lost(format!(
+            "reading it back fails ({})",
+            redact_values(&e.to_string())
+        ))
+    })?;
     match (canonical_digest(value), canonical_digest(&read)) {
         (Some(written), Some(read)) if written != read => {
             Err(lost("it reads back as a different value".to_owned()))
@@ -229,8 +233,53 @@ pub fn decode<T: DeserializeOwned>(operation: &'static str, record: &[u8]) -> Re
     // string it reads (the same inputs are accepted either way).
     let payload = std::str::from_utf8(payload)
         .map_err(|e| fail(format!("value is not valid UTF-8 JSON: {e}")))?;
-    serde_json::from_str(payload)
-        .map_err(|e| fail(format!("value does not match the output type: {e}")))
+    serde_json::from_str(payload).map_err(|e| {
+        fail(format!(
+            "value does not match the output type: {}",
+            redact_values(&e.to_string())
+        ))
+    })
+}
+
+/// serde's messages quote the value they could not take (`invalid type: string "4111…",
+/// expected u64`). A recorded result may hold personal data, and this message goes to logs
+/// and error reports, so the value is left out; the types, field and variant names (which
+/// tell what changed between deploys) and the position stay.
+fn redact_values(message: &str) -> String {
+    const QUOTED: [(&str, char); 5] = [
+        ("string \"", '"'),
+        ("integer `", '`'),
+        ("floating point `", '`'),
+        ("character `", '`'),
+        ("boolean `", '`'),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, prefix, close)) = QUOTED
+        .iter()
+        .filter_map(|&(prefix, close)| rest.find(prefix).map(|at| (at, prefix, close)))
+        .min_by_key(|&(at, ..)| at)
+    {
+        let kind = &prefix[..prefix.len() - 2];
+        out.push_str(&rest[..at]);
+        out.push_str(kind);
+        out.push_str(" (value not shown)");
+        let value = &rest[at + prefix.len()..];
+        // `string "…"` is written with `{:?}`: a `\` escapes the next character.
+        let mut escaped = false;
+        let end = value.char_indices().find(|&(_, c)| {
+            let closes = c == close && !escaped;
+            escaped = close == '"' && c == '\\' && !escaped;
+            closes
+        });
+        match end {
+            Some((i, c)) => rest = &value[i + c.len_utf8()..],
+            // Unterminated (cannot happen with serde's own messages): drop the rest.
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -281,6 +330,50 @@ mod tests {
             );
             assert!(err.to_string().contains("bump the operation's `version`"));
         }
+    }
+
+    #[test]
+    fn decode_errors_leave_the_recorded_values_out() {
+        let message = |json: &str| {
+            let record = [&b"idm\x01\x01\x00"[..], json.as_bytes()].concat();
+            decode::<(u64, String)>("op", &record)
+                .unwrap_err()
+                .to_string()
+        };
+        let cases = [
+            (
+                r#"["4111 1111 \"x\" 1111", "a"]"#,
+                "string (value not shown), expected u64",
+            ),
+            (
+                "[5, 4111111111]",
+                "integer (value not shown), expected a string",
+            ),
+            (
+                "[5, -41.5]",
+                "floating point (value not shown), expected a string",
+            ),
+            (r#"[true, "a"]"#, "boolean (value not shown), expected u64"),
+            ("[5]", "invalid length 1, expected a tuple of size 2"),
+        ];
+        for (record, expected) in cases {
+            let message = message(record);
+            assert!(message.contains(expected), "{message}");
+            assert!(
+                !message.contains("4111") && !message.contains("41.5"),
+                "{message}"
+            );
+            assert!(message.contains("at line 1 column"), "{message}");
+        }
+        assert_eq!(
+            redact_values("a `b` string \"c\\\\\" d"),
+            "a `b` string (value not shown) d"
+        );
+        assert_eq!(
+            redact_values("character `x` and integer `7`"),
+            "character (value not shown) and integer (value not shown)"
+        );
+        assert_eq!(redact_values("string \"open"), "string (value not shown)");
     }
 
     #[test]
