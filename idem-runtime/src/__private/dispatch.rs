@@ -75,10 +75,12 @@ impl<T: serde::Serialize + ?Sized> BySerde<'_, T> {
 /// its name says what the type needs (an `IdempotencyKey` or a `Serialize` impl) rather than
 /// inviting an impl of a private trait.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be hashed into an idempotency key",
+    message = "`{Self}` cannot be hashed into an idempotency key or payload fingerprint",
     label = "implements neither `IdempotencyKey` nor `serde::Serialize`",
     note = "derive `IdempotencyKey` (or `serde::Serialize`) for it, or leave it out of the key with `#[idem(exclude)]`, \
             or hash it yourself with `#[idem(with = path)]` (derive fields only)",
+    note = "with `key = …`, the parameters the key does not name whole are hashed too, into the payload fingerprint \
+            (`key = req.id` keeps all of `req` there): exclude what is not part of the request",
     note = "a value of a generic type needs a declared bound (`T: IdempotencyKey` or `T: serde::Serialize`); a type \
             deriving `IdempotencyKey` over an undeclared `T` (`Wrap<T>`) implements it only for a `T` that does: \
             declare `T: serde::Serialize` on it to accept serde-only arguments (`Wrap<Uuid>`)"
