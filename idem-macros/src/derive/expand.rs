@@ -82,11 +82,18 @@ fn write_field(k: &TokenStream, f: &Field, access: TokenStream) -> TokenStream {
         Some(path) => {
             // At the path: a writer with the wrong signature is reported there. The arguments
             // are only located there (`self` and `__idem_out` keep their hygiene).
+            // Coerced to a fn pointer first, so that a writer of another shape is reported as
+            // "expected fn pointer `fn(&_, &mut KeyHasher)`", which names the shape it needs;
+            // a field that derefs to the writer's argument (`String` for `&str`) still
+            // coerces at the call.
             let span = path.span();
             let args = walk::relocate(quote!(#access, #out), span);
             let mut args = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, args);
             args.set_span(span);
-            quote!(#path #args;)
+            quote!({
+                let __idem_with: fn(&_, &mut #k::__private::KeyHasher) = #path;
+                __idem_with #args;
+            })
         }
         None => walk::write(k, &f.ty, access, &quote!(#out)),
     }
