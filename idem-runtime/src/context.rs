@@ -82,9 +82,10 @@ impl CallContext {
     }
 
     /// Whether the lease was lost: a renewal found another caller owning the key (or the record
-    /// removed), or no renewal could be confirmed for a whole lease (the store unreachable), so
-    /// another caller may own it. The body may stop early; its result is recorded only if the
-    /// claim is still its own when it returns (else the call returns `Error::LeaseLost`).
+    /// removed), or no renewal could be confirmed for a whole lease (the store unreachable or
+    /// not answering, flagged when the lease ends), so another caller may own it. The body may
+    /// stop early; its result is recorded only if the claim is still its own when it returns
+    /// (else the call returns `Error::LeaseLost`).
     pub fn lease_lost(&self) -> bool {
         self.0.lease_lost.load(Ordering::Acquire)
     }

@@ -499,7 +499,7 @@ impl Future for Drive<'_, '_> {
             });
             if timer.as_mut().poll(cx).is_ready() {
                 this.first_renewal = None;
-                this.renewer = Some(spawn_renewal(this.store, frame, lease));
+                this.renewer = Some(spawn_renewal(this.store, frame, lease, claimed_at));
             }
         }
         Poll::Pending
@@ -551,21 +551,33 @@ pub(crate) fn renewal_period(lease: Duration) -> Duration {
 }
 
 /// Renews the lease every `period` until aborted or fenced out (then flags `lease_lost`).
-/// Started `period` after the claim. Renewals that fail (the store unreachable) are retried;
-/// once none has been confirmed for a whole lease, the lease may have lapsed and another
-/// caller may hold the key: `lease_lost` is flagged too, and renewal goes on, so the claim
-/// is kept if the store comes back in time.
+/// Started `period` after the claim, which was sent at `claimed_at`. Renewals that fail (the
+/// store unreachable) are retried; once none has been confirmed for a whole lease, the lease
+/// may have lapsed and another caller may hold the key: `lease_lost` is flagged too, and
+/// renewal goes on, so the claim is kept if the store comes back in time. A renewal that
+/// hangs (a partitioned connection answers nothing, and not every store has a response
+/// timeout) flags it when the lease it was meant to extend ends, not when it gives up.
 pub(crate) async fn renew_lease(
     store: Arc<dyn Store>,
     frame: Arc<Frame>,
     lease: Duration,
     period: Duration,
+    claimed_at: Instant,
 ) {
-    // The claim confirmed the lease `period` ago.
-    let mut held_until = deadline(Instant::now(), lease.saturating_sub(period));
+    // What the store has confirmed: the claim, sent at `claimed_at`, then each renewal from
+    // the time it was sent (the store may have applied it later, never earlier).
+    let mut held_until = deadline(claimed_at, lease);
     loop {
         let sent = Instant::now();
-        match store.renew(&frame.key, frame.token, lease).await {
+        let mut renewal = store.renew(&frame.key, frame.token, lease);
+        let answer = match tokio::time::timeout_at(held_until, &mut renewal).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                flag_unconfirmed(&frame, &"no answer to the lease renewal");
+                renewal.await
+            }
+        };
+        match answer {
             Ok(true) => held_until = deadline(sent, lease),
             Ok(false) => {
                 frame.lease_lost.store(true, Ordering::Release);
@@ -578,9 +590,7 @@ pub(crate) async fn renew_lease(
                 return;
             }
             Err(error) if Instant::now() >= held_until => {
-                if !frame.lease_lost.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "no lease renewal confirmed for a whole lease: the lease may have lapsed and another caller may hold the key; retrying");
-                }
+                flag_unconfirmed(&frame, &error);
             }
             Err(error) => {
                 tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");
@@ -590,16 +600,29 @@ pub(crate) async fn renew_lease(
     }
 }
 
+/// No renewal confirmed for a whole lease: flags `lease_lost` (once) and says why.
+fn flag_unconfirmed(frame: &Frame, why: &dyn std::fmt::Display) {
+    if !frame.lease_lost.swap(true, Ordering::AcqRel) {
+        tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, error = %why, "no lease renewal confirmed for a whole lease: the lease may have lapsed and another caller may hold the key; retrying");
+    }
+}
+
 /// Starts renewing the lease of the call `frame` in a task of its own.
 ///
 /// Not generic, so that the task (and tokio's machinery for it) is compiled once, in this
 /// crate, not in every crate that instantiates the engine's generic code.
-fn spawn_renewal(store: &Arc<dyn Store>, frame: &Arc<Frame>, lease: Duration) -> AbortOnDrop {
+fn spawn_renewal(
+    store: &Arc<dyn Store>,
+    frame: &Arc<Frame>,
+    lease: Duration,
+    claimed_at: Instant,
+) -> AbortOnDrop {
     let task = renew_lease(
         Arc::clone(store),
         Arc::clone(frame),
         lease,
         renewal_period(lease),
+        claimed_at,
     );
     AbortOnDrop(tokio::spawn(task))
 }

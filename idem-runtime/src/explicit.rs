@@ -87,17 +87,19 @@ pub struct Claimed<T> {
     _output: PhantomData<fn(&T)>,
 }
 
-/// Renews the claim of `frame` every third of `lease`, starting a third of a lease from now.
+/// Renews the claim of `frame`, sent at `claimed_at`, every third of `lease`, starting a third
+/// of a lease after the claim.
 fn spawn_renewal(
     store: &Arc<dyn Store>,
     frame: &Arc<Frame>,
     lease: Duration,
+    claimed_at: tokio::time::Instant,
 ) -> Option<AbortOnDrop> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let period = renewal_period(lease);
-    let task = renew_lease(store.clone(), frame.clone(), lease, period);
+    let task = renew_lease(store.clone(), frame.clone(), lease, period, claimed_at);
     Some(AbortOnDrop(runtime.spawn(async move {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep_until(crate::store::deadline(claimed_at, period)).await;
         task.await;
     })))
 }
@@ -145,9 +147,8 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         check_lease(op)?;
         let token = Token::generate();
         let mut guard = ClaimGuard::new(op.name(), Cow::Owned(self.store.clone()), key, token);
-        let claim = guard
-            .claim(&fingerprint, op.lease(), tokio::time::Instant::now())
-            .await?;
+        let claimed_at = tokio::time::Instant::now();
+        let claim = guard.claim(&fingerprint, op.lease(), claimed_at).await?;
         let mismatch = || Error::PayloadMismatch {
             operation: op.name(),
             key,
@@ -155,7 +156,7 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         match claim {
             Claim::Acquired => {
                 let frame = Frame::enter(op.name(), key, token);
-                let renewer = spawn_renewal(&self.store, &frame, op.lease());
+                let renewer = spawn_renewal(&self.store, &frame, op.lease(), claimed_at);
                 Ok(Start::New(Claimed {
                     renewer,
                     frame,
@@ -231,8 +232,9 @@ impl<T> Claimed<T> {
     }
 
     /// Whether a renewal found this claim gone (then `complete` returns [`Error::LeaseLost`]),
-    /// or no renewal could be confirmed for a whole lease (the store unreachable): another
-    /// caller may own the key now. Work that has not started yet can stop.
+    /// or no renewal could be confirmed for a whole lease (the store unreachable or not
+    /// answering, flagged when the lease ends): another caller may own the key now. Work that
+    /// has not started yet can stop.
     pub fn lease_lost(&self) -> bool {
         self.frame.lease_lost.load(Ordering::Acquire)
     }

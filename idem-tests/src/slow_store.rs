@@ -1,7 +1,7 @@
 //! A store whose `release` and `complete` take a while, like remote round trips, or whose
 //! renewals or completes fail: the engine treats it as a remote store (no static memory dispatch), so tests
 //! can cancel a call while its release or the recording of its result is in flight, or cut
-//! off its renewals.
+//! off its renewals (failing or never answering).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ pub struct SlowStore {
     release_delay: Duration,
     complete_delay: Duration,
     renewals_fail: bool,
+    renewals_hang: bool,
     completes_fail: bool,
 }
 
@@ -29,6 +30,7 @@ impl SlowStore {
             release_delay: delay,
             complete_delay: Duration::ZERO,
             renewals_fail: false,
+            renewals_hang: false,
             completes_fail: false,
         }
     }
@@ -40,6 +42,7 @@ impl SlowStore {
             release_delay: Duration::ZERO,
             complete_delay: delay,
             renewals_fail: false,
+            renewals_hang: false,
             completes_fail: false,
         }
     }
@@ -66,6 +69,17 @@ impl SlowStore {
     pub fn failing_renewals() -> Self {
         SlowStore {
             renewals_fail: true,
+            ..Self::completing_in(Duration::ZERO)
+        }
+    }
+}
+
+impl SlowStore {
+    /// A new, empty store whose renewals never answer, as over a partitioned connection that
+    /// neither delivers nor fails (claims and completes still work).
+    pub fn hanging_renewals() -> Self {
+        SlowStore {
+            renewals_hang: true,
             ..Self::completing_in(Duration::ZERO)
         }
     }
@@ -110,6 +124,9 @@ impl Store for SlowStore {
     }
 
     fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool> {
+        if self.renewals_hang {
+            return Box::pin(std::future::pending());
+        }
         if self.renewals_fail {
             let refused = Error::store("slow", "connection refused (test)");
             return Box::pin(std::future::ready(Err(refused)));

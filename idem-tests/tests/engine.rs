@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idem_runtime::store::Record;
-use idem_runtime::{Error, MemoryStore, OnConflict, Operation, Store};
+use idem_runtime::{Error, Idempotency, MemoryStore, OnConflict, Operation, Start, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Barrier, Notify, oneshot};
 
@@ -956,6 +956,51 @@ async fn renewals_failing_for_a_whole_lease_flag_the_lease_as_lost() {
         Err(Error::Config(seen)) => assert_eq!(seen, "false true", "(before, after a lease)"),
         other => panic!("{other:?}"),
     }
+}
+
+/// A renewal that never answers (a partitioned connection: no reply, no error) flags the
+/// lease as lost when the lease it was meant to extend ends, as a failing one does: the body
+/// must not go on believing it holds the key while another caller may run it too.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_never_answers_flags_the_lease_as_lost_when_it_ends() {
+    const LEASE: Duration = Duration::from_millis(300);
+    static OP: Operation = Operation::new("engine.renewals_hang").with_lease(LEASE);
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::hanging_renewals());
+    let claimed = tokio::time::Instant::now();
+    let flagged_at: Result<Option<Duration>, Error> = OP
+        .call(OP.key(&1u8).unwrap())
+        .store(store.clone())
+        .run(async move {
+            let call = idem_runtime::current().expect("inside the call");
+            while claimed.elapsed() < 3 * LEASE {
+                if call.lease_lost() {
+                    return Err(Error::Config(format!("{:?}", claimed.elapsed())));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(None)
+        })
+        .await;
+    match flagged_at {
+        Err(Error::Config(at)) => assert_eq!(at, "310ms", "the first check after the lease"),
+        other => panic!("the lease was never flagged as lost: {other:?}"),
+    }
+
+    // The explicit API's claims are renewed by the same task.
+    let handle: Idempotency<u8> = Idempotency::new(
+        Operation::new("engine.renewals_hang.explicit").with_lease(LEASE),
+        store,
+    );
+    let Start::New(claimed) = handle.start(OP.key(&2u8).unwrap()).await.unwrap() else {
+        panic!("a new key")
+    };
+    tokio::time::sleep(LEASE - Duration::from_millis(10)).await;
+    assert!(!claimed.lease_lost(), "not before the lease ends");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        claimed.lease_lost(),
+        "flagged once the lease ended unrenewed"
+    );
 }
 
 /// The shortest lease accepted is renewed in time: a body that outlives it many times over

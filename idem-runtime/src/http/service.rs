@@ -24,7 +24,7 @@ use super::layer::{Config, Scope};
 use super::problem::{self, Kind};
 use super::recorded;
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, renew_lease};
+use crate::engine::{AbortOnDrop, Backend, renew_lease, renewal_period};
 use crate::guard::ClaimGuard;
 use crate::store::{Claim, Record, Store};
 use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
@@ -269,9 +269,8 @@ where
     // If this future is dropped while a remote claim is in flight, the guard sees the claim
     // through to its answer and releases it then.
     let mut guard = ClaimGuard::new(config.operation, Cow::Owned(store.clone()), key, token);
-    let claim = guard
-        .claim(&fingerprint, config.lease, tokio::time::Instant::now())
-        .await;
+    let claimed_at = tokio::time::Instant::now();
+    let claim = guard.claim(&fingerprint, config.lease, claimed_at).await;
     match claim {
         Err(error) => Ok(store_failed(&config, &key, &error)),
         Ok(Claim::Acquired) => {
@@ -279,7 +278,16 @@ where
             let request = Request::from_parts(parts, ReqBody::from(body));
             // The handler runs to completion in its own task, whatever happens to this future
             // (a client that disconnects drops it): the task records or releases the key.
-            match tokio::spawn(run_claimed(config.clone(), inner, request, store, guard)).await {
+            match tokio::spawn(run_claimed(
+                config.clone(),
+                inner,
+                request,
+                store,
+                guard,
+                claimed_at,
+            ))
+            .await
+            {
                 Ok(reply) => reply,
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
                 Err(_) => {
@@ -329,6 +337,7 @@ async fn run_claimed<S, ReqBody, ResBody>(
     request: Request<ReqBody>,
     store: Arc<dyn Store>,
     mut guard: ClaimGuard<'static>,
+    claimed_at: Instant,
 ) -> Reply<ResBody, S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -350,7 +359,14 @@ where
             },
         )
     };
-    let outcome = renewing(frame.clone().scope(work), &store, &frame, config.lease).await;
+    let outcome = renewing(
+        frame.clone().scope(work),
+        &store,
+        &frame,
+        config.lease,
+        claimed_at,
+    )
+    .await;
     let (parts, outcome) = match outcome {
         Ok(done) => done,
         Err(error) => {
@@ -406,24 +422,28 @@ async fn release(config: &Config, guard: &mut ClaimGuard<'static>) {
     }
 }
 
-/// Polls `work`; if it is still running after a third of the lease, a renewal task keeps the
-/// lease alive until `work` ends. Short handlers never spawn it.
+/// Polls `work`; if it is still running a third of the lease after the claim (sent at
+/// `claimed_at`), a renewal task keeps the lease alive until `work` ends. Short handlers never
+/// spawn it.
 async fn renewing<F: Future>(
     work: F,
     store: &Arc<dyn Store>,
     frame: &Arc<Frame>,
     lease: Duration,
+    claimed_at: Instant,
 ) -> F::Output {
-    let period = (lease / 3).max(Duration::from_millis(1));
+    let period = renewal_period(lease);
     let mut work = pin!(work);
-    let mut first = pin!(tokio::time::sleep(period));
+    let mut first = pin!(tokio::time::sleep_until(crate::store::deadline(
+        claimed_at, period
+    )));
     let mut renewer: Option<AbortOnDrop> = None;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = work.as_mut().poll(cx) {
             return Poll::Ready(output);
         }
         if renewer.is_none() && first.as_mut().poll(cx).is_ready() {
-            let task = renew_lease(store.clone(), frame.clone(), lease, period);
+            let task = renew_lease(store.clone(), frame.clone(), lease, period, claimed_at);
             renewer = Some(AbortOnDrop(tokio::spawn(task)));
         }
         Poll::Pending
