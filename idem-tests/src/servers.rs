@@ -230,7 +230,15 @@ async fn create_database(url: &str) {
 /// Drops `schema` (and everything in it) on the tests' database. Blocking, on a thread and
 /// runtime of its own, so that it can run in `Drop`, inside or outside a runtime.
 pub fn drop_pg_schema(schema: &str) {
-    let statement = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let statements = vec![format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")];
+    if let Err(error) = run_blocking(statements) {
+        eprintln!("warning: could not drop the test schema {schema}: {error}");
+    }
+}
+
+/// Runs `statements` in order on a connection of its own, from a thread of its own (so it
+/// works from `Drop`, inside or outside a runtime).
+fn run_blocking(statements: Vec<String>) -> Result<(), String> {
     let url = database_url();
     let outcome = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -244,19 +252,82 @@ pub fn drop_pg_schema(schema: &str) {
                 .connect(&url)
                 .await
                 .map_err(|e| e.to_string())?;
-            let done = sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(&pool)
-                .await
-                .map_err(|e| e.to_string());
+            let mut done = Ok(());
+            for statement in statements {
+                done = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                if done.is_err() {
+                    break;
+                }
+            }
             pool.close().await;
-            done.map(drop)
+            done
         })
     })
     .join();
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => eprintln!("warning: could not drop the test schema {schema}: {error}"),
-        Err(_) => eprintln!("warning: dropping the test schema {schema} panicked"),
+    outcome.unwrap_or_else(|_| Err("the statements' thread panicked".to_owned()))
+}
+
+/// A login role of the test's own with the privileges an application role has on a schema
+/// another role migrated: `USAGE` on the schema, reads and writes on its tables, `EXECUTE` on
+/// its functions, and no `CREATE`. Dropped with the value.
+pub struct PgRole {
+    name: String,
+}
+
+impl PgRole {
+    /// Creates the role on `schema` (already migrated), with at most `connection_limit`
+    /// connections at once if given.
+    pub async fn application(schema: &str, connection_limit: Option<u32>) -> Self {
+        let name = format!("idem_app_{}", unique_suffix());
+        let limit = connection_limit.map_or(String::new(), |n| format!(" CONNECTION LIMIT {n}"));
+        let statements = vec![
+            format!("CREATE ROLE \"{name}\" LOGIN{limit}"),
+            format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{name}\""),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{name}\""
+            ),
+            format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{schema}\" TO \"{name}\""),
+        ];
+        let role = PgRole { name };
+        let pool = pg_pool(1).await;
+        for statement in statements {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&pool)
+                .await
+                .expect("create the test role");
+        }
+        pool.close().await;
+        role
+    }
+
+    /// A pool of at most `max_connections` connections as this role, waiting `acquire_timeout`
+    /// for one.
+    pub async fn pool(&self, max_connections: u32, acquire_timeout: Duration) -> PgPool {
+        let url = database_url();
+        let options: sqlx::postgres::PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options.username(&self.name))
+            .await
+            .unwrap_or_else(|e| postgres_unreachable(&url, &e))
+    }
+}
+
+impl Drop for PgRole {
+    fn drop(&mut self) {
+        let name = &self.name;
+        let statements = vec![
+            format!("DROP OWNED BY \"{name}\""),
+            format!("DROP ROLE IF EXISTS \"{name}\""),
+        ];
+        if let Err(error) = run_blocking(statements) {
+            eprintln!("warning: could not drop the test role {name}: {error}");
+        }
     }
 }
 

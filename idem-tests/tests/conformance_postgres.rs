@@ -527,3 +527,144 @@ async fn concurrent_migrations_of_a_fresh_schema() {
     idem_tests::servers::drop_pg_schema(&schema);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// `migrate()` refuses a table of the same name made by something else (its columns are not
+/// idem's), rolling back, instead of recording it as migrated and failing every call later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_table_of_another_shape() {
+    let fixture = PgFixture::new().await;
+    let pool = fixture.postgres().pool().clone();
+    let schema = fixture.schema();
+    let foreign = [
+        (
+            "foreign_shape",
+            "key bytea PRIMARY KEY, expires_at timestamptz NOT NULL, payload jsonb",
+            "no column `fingerprint` (bytea)",
+        ),
+        (
+            "text_key",
+            "key text PRIMARY KEY, fingerprint bytea NOT NULL, state text NOT NULL, token bytea, \
+             lease_until timestamptz, expires_at timestamptz NOT NULL, value bytea, \
+             codec smallint, created_at timestamptz NOT NULL DEFAULT now(), \
+             completed_at timestamptz",
+            "column `key` is text, not bytea",
+        ),
+        (
+            "no_primary_key",
+            "key bytea, fingerprint bytea NOT NULL, state text NOT NULL, token bytea, \
+             lease_until timestamptz, expires_at timestamptz NOT NULL, value bytea, \
+             codec smallint, created_at timestamptz NOT NULL DEFAULT now(), \
+             completed_at timestamptz",
+            "`key` is not its primary key",
+        ),
+    ];
+    for (table, columns, expected) in foreign {
+        let create = format!("CREATE TABLE \"{schema}\".{table} ({columns})");
+        sqlx::query(AssertSqlSafe(create))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let store = idem_runtime::store::PostgresStore::builder()
+            .schema(schema)
+            .table(table)
+            .build(pool.clone())
+            .unwrap();
+        match store.migrate().await {
+            Err(idem_runtime::Error::Config(message)) => assert!(
+                message.contains("is not an idem table") && message.contains(expected),
+                "{message}"
+            ),
+            other => panic!("{table}: expected Error::Config, got {other:?}"),
+        }
+        let recorded: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM \"{schema}\".idem_schema_version WHERE table_name = $1"
+        )))
+        .bind(table)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        assert_eq!(recorded, None, "{table}: the migration was rolled back");
+    }
+
+    // Used without `migrate()`, a column of another type is named as such, not as a missing
+    // claim function.
+    let store = idem_runtime::store::PostgresStore::builder()
+        .schema(schema)
+        .table("text_key")
+        .build(pool)
+        .unwrap();
+    let key = unique_key("pg-text-key");
+    let error = store
+        .claim(
+            &key,
+            &Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("has another type than idem's"), "{error}");
+}
+
+/// At the current version `migrate()` creates nothing, so an application role without the
+/// `CREATE` privilege (beside the role that migrated) can call it at every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_at_the_current_version_needs_no_create_privilege() {
+    let fixture = PgFixture::new().await;
+    let role = idem_tests::servers::PgRole::application(fixture.schema(), None).await;
+    let store = idem_runtime::store::PostgresStore::builder()
+        .schema(fixture.schema())
+        .build(role.pool(2, Duration::from_secs(10)).await)
+        .unwrap();
+    store
+        .migrate()
+        .await
+        .expect("a no-op at the current version");
+    assert!(store.claims_with_function());
+    let key = unique_key("pg-app-role");
+    let claim = store
+        .claim(
+            &key,
+            &Fingerprint::NONE,
+            Token::generate(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Acquired);
+    store.pool().close().await;
+}
+
+/// An exhausted pool is diagnosed by one probe connection at a time: a role allowed two
+/// connections (the pool's one and one probe) sees every failed statement blamed on the pool,
+/// never on "too many connections", which one probe per failed statement would cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_is_probed_once_at_a_time() {
+    let fixture = PgFixture::new().await;
+    let role = idem_tests::servers::PgRole::application(fixture.schema(), Some(2)).await;
+    let pool = role.pool(1, Duration::from_millis(100)).await;
+    let store = std::sync::Arc::new(
+        idem_runtime::store::PostgresStore::builder()
+            .schema(fixture.schema())
+            .build(pool.clone())
+            .unwrap(),
+    );
+    let held = pool.acquire().await.unwrap();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get(&unique_key(&format!("pg-pool-{i}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        let message = task.await.unwrap().unwrap_err().to_string();
+        assert!(
+            message.contains("no pooled PostgreSQL connection in time")
+                && message.contains("the pool is exhausted"),
+            "{message}"
+        );
+    }
+    drop(held);
+    pool.close().await;
+}

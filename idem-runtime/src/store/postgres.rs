@@ -248,6 +248,10 @@ pub struct PostgresStore {
     max_value_bytes: usize,
     /// Set once a claim found the claim function missing (a table at schema version 1).
     no_claim_function: Arc<AtomicBool>,
+    /// The last diagnosis of a pool timeout, and when it was made: one probe connection at a
+    /// time, reused for a second, so that an exhausted pool does not open one more connection
+    /// per failed statement.
+    pool_diagnosis: Arc<tokio::sync::Mutex<Option<(std::time::Instant, String)>>>,
     /// Completed records seen by this process (opt-in, [`PostgresStoreBuilder::local_cache`]).
     cache: Option<Arc<LocalCache>>,
 }
@@ -356,6 +360,7 @@ impl PostgresStoreBuilder {
             sql: Arc::new(sql),
             max_value_bytes: self.max_value_bytes,
             no_claim_function: Arc::new(AtomicBool::new(false)),
+            pool_diagnosis: Arc::default(),
             cache: LocalCache::new(self.local_cache.0, self.local_cache.1).map(Arc::new),
         })
     }
@@ -669,9 +674,46 @@ fn sqlstate(e: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
     }
 }
 
-/// Whether `e` is PostgreSQL's `undefined_function` (SQLSTATE 42883).
+/// Whether `e` is PostgreSQL's `undefined_function` (SQLSTATE 42883) about a function. The
+/// same code reports a missing operator (`operator does not exist: text = bytea`), which
+/// means a column of another type, not a missing function.
 fn is_undefined_function(e: &sqlx::Error) -> bool {
-    sqlstate(e).as_deref() == Some("42883")
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("42883") && db.message().starts_with("function ")
+        }
+        _ => false,
+    }
+}
+
+/// The columns idem reads and writes, with their types as `format_type` names them.
+const COLUMNS: [(&str, &str); 10] = [
+    ("key", "bytea"),
+    ("fingerprint", "bytea"),
+    ("state", "text"),
+    ("token", "bytea"),
+    ("lease_until", "timestamp with time zone"),
+    ("expires_at", "timestamp with time zone"),
+    ("value", "bytea"),
+    ("codec", "smallint"),
+    ("created_at", "timestamp with time zone"),
+    ("completed_at", "timestamp with time zone"),
+];
+
+/// What is wrong with the table's columns (`found`: name and type of each), if anything.
+fn shape_problems(found: &[(String, String)]) -> Vec<String> {
+    COLUMNS
+        .iter()
+        .filter_map(
+            |&(name, expected)| match found.iter().find(|(n, _)| n == name) {
+                None => Some(format!("no column `{name}` ({expected})")),
+                Some((_, ty)) if ty != expected => {
+                    Some(format!("column `{name}` is {ty}, not {expected}"))
+                }
+                Some(_) => None,
+            },
+        )
+        .collect()
 }
 
 /// Whether `e` is a serialization failure (40001) or a deadlock (40P01): the statement's
@@ -759,8 +801,13 @@ impl PostgresStore {
 
     /// Creates or upgrades the schema, table and index. Idempotent, and safe when several
     /// instances run it at once: it holds a transaction-scoped advisory lock and records the
-    /// applied version in `idem_schema_version` (in the store's schema). Fails with
-    /// [`Error::Config`] if the table was migrated by a newer version of idem.
+    /// applied version in `idem_schema_version` (in the store's schema). At the current
+    /// version it creates nothing and only reads, so an application role without the `CREATE`
+    /// privilege can call it at every start once a migration role has run it.
+    ///
+    /// Fails with [`Error::Config`] if the table was migrated by a newer version of idem, or
+    /// if a table of that name exists with other columns than idem's (or without `key` as
+    /// its primary key): made by something else, it is left as it was.
     pub async fn migrate(&self) -> Result<(), Error> {
         let fail = |e: sqlx::Error| {
             Error::store(
@@ -770,6 +817,14 @@ impl PostgresStore {
         };
         let schema = quote_ident("schema", &self.sql.schema, 63)?;
         let versions = format!("{schema}.\"{VERSION_TABLE}\"");
+        // Already current: nothing to create, so a role without the CREATE privilege (an
+        // application role beside a migration role) can call it at every start.
+        if self.applied_version(&versions).await.map_err(fail)? == Self::SCHEMA_VERSION {
+            let mut conn = self.pool.acquire().await.map_err(fail)?;
+            self.check_shape(&mut conn).await?;
+            self.no_claim_function.store(false, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await.map_err(fail)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(LOCK_CLASS)
@@ -843,10 +898,77 @@ impl PostgresStore {
             .map_err(fail)?;
             tracing::info!(target: "idem", table = %self.sql.qualified, version, "idem postgres schema migrated");
         }
+        // `CREATE TABLE IF NOT EXISTS` keeps a table of another shape: refuse it (the
+        // transaction is rolled back) rather than fail every call later.
+        self.check_shape(&mut tx).await?;
         tx.commit().await.map_err(fail)?;
         // The claim function exists now: stop using the fallback statement.
         self.no_claim_function.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The schema version recorded for this table in `versions`, 0 if none (or no such table).
+    async fn applied_version(&self, versions: &str) -> Result<i32, sqlx::Error> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(versions)
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Ok(0);
+        }
+        let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {versions} WHERE table_name = $1"
+        )))
+        .bind(&self.sql.table)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// Refuses a table whose columns are not the ones idem reads and writes, or whose `key`
+    /// is not unique (a table of the same name made by something else).
+    async fn check_shape(&self, conn: &mut sqlx::PgConnection) -> Result<(), Error> {
+        let fail = |e: sqlx::Error| {
+            Error::store(
+                NAME,
+                format!("reading the columns of {} failed: {e}", self.sql.qualified),
+            )
+        };
+        let found: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        )
+        .bind(&self.sql.qualified)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(fail)?;
+        let mut problems = shape_problems(&found);
+        if problems.is_empty() {
+            let unique_key: bool = sqlx::query_scalar(
+                "SELECT EXISTS (
+                     SELECT 1 FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                     WHERE i.indrelid = to_regclass($1) AND i.indisunique
+                       AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = 'key')",
+            )
+            .bind(&self.sql.qualified)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(fail)?;
+            if !unique_key {
+                problems.push("`key` is not its primary key".to_owned());
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the table {} is not an idem table: {}; it was made by something else, so choose \
+             another name (`PostgresStoreBuilder::table` / `schema`) or drop it",
+            self.sql.qualified,
+            problems.join(", ")
+        )))
     }
 
     /// Spawns a task that deletes expired rows every `every` (at least every millisecond: a
@@ -882,6 +1004,16 @@ impl PostgresStore {
     /// Maps a sqlx error: a pool timeout is probed once for its cause (e.g. connection
     /// refused), and a missing table or function (the schema was never migrated) says so.
     async fn fail(&self, e: sqlx::Error) -> Error {
+        if sqlstate(&e).as_deref() == Some("42883") && !is_undefined_function(&e) {
+            return Error::store(
+                NAME,
+                format!(
+                    "{e}; a column of {} has another type than idem's (was the table made by \
+                     something else? `PostgresStore::migrate()` checks it)",
+                    self.sql.qualified
+                ),
+            );
+        }
         if matches!(sqlstate(&e).as_deref(), Some("42P01" | "42883")) {
             return Error::store(
                 NAME,
@@ -901,7 +1033,16 @@ impl PostgresStore {
     }
 
     async fn diagnose_pool_timeout(&self) -> Error {
-        let cause = probe(&self.pool.connect_options()).await;
+        const REUSED_FOR: Duration = Duration::from_secs(1);
+        let mut last = self.pool_diagnosis.lock().await;
+        let cause = match &*last {
+            Some((at, cause)) if at.elapsed() < REUSED_FOR => cause.clone(),
+            _ => {
+                let cause = probe(&self.pool.connect_options()).await;
+                *last = Some((std::time::Instant::now(), cause.clone()));
+                cause
+            }
+        };
         Error::store(
             NAME,
             format!("no pooled PostgreSQL connection in time; {cause}"),
