@@ -151,7 +151,9 @@ pub enum Error {
         limit: usize,
     },
 
-    /// The store could not be reached or answered with an error. Retryable.
+    /// The store could not be reached, or failed while answering (a lost connection, a
+    /// timeout, an exhausted pool). Retryable; a server that refuses this client for good is
+    /// [`Error::Config`] instead.
     #[error("idempotency store `{store}` failed: {source}")]
     Store {
         /// Which store.
@@ -161,7 +163,9 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// Store configuration was changed at the wrong time or is refused.
+    /// A setting is refused, or was changed at the wrong time, or the store's server refuses
+    /// this client for a reason time will not fix: credentials, a missing database, table or
+    /// privilege, an ACL. Not retryable: the message says what to change.
     #[error("{0}")]
     Config(String),
 }

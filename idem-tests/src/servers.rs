@@ -304,6 +304,11 @@ impl PgRole {
         role
     }
 
+    /// The role's name, quoted for SQL.
+    pub fn name(&self) -> String {
+        format!("\"{}\"", self.name)
+    }
+
     /// A pool of at most `max_connections` connections as this role, waiting `acquire_timeout`
     /// for one.
     pub async fn pool(&self, max_connections: u32, acquire_timeout: Duration) -> PgPool {

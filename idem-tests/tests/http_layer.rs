@@ -688,8 +688,22 @@ async fn which_statuses_are_recorded() {
     }
 }
 
-/// A store whose every call fails, like an unreachable Redis.
-struct DownStore;
+/// A store whose every call fails, like an unreachable Redis (or, `refused`, like one that
+/// refuses this server's credentials).
+#[derive(Default)]
+struct DownStore {
+    refused: bool,
+}
+
+impl DownStore {
+    fn error(&self) -> Error {
+        if self.refused {
+            Error::Config("redis store: WRONGPASS invalid username-password pair".into())
+        } else {
+            Error::store("down", "connection refused")
+        }
+    }
+}
 
 impl Store for DownStore {
     fn name(&self) -> &'static str {
@@ -702,7 +716,7 @@ impl Store for DownStore {
         _: Token,
         _: Duration,
     ) -> StoreFuture<'a, Claim> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn complete<'a>(
         &'a self,
@@ -711,28 +725,34 @@ impl Store for DownStore {
         _: bytes::Bytes,
         _: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn release<'a>(&'a self, _: &'a Key, _: Token) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn renew<'a>(&'a self, _: &'a Key, _: Token, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn get<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn remove<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, bool> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
     fn purge_expired(&self, _: usize) -> StoreFuture<'_, usize> {
-        Box::pin(async { Err(Error::store("down", "connection refused")) })
+        Box::pin(std::future::ready(Err(self.error())))
     }
 }
 
 #[tokio::test]
 async fn store_failure_is_503_with_retry_after() {
-    let server = serve(scoped("down").store(Arc::new(DownStore)).build().unwrap()).await;
+    let server = serve(
+        scoped("down")
+            .store(Arc::new(DownStore::default()))
+            .build()
+            .unwrap(),
+    )
+    .await;
     let reply = post("/payments")
         .tenant("acme")
         .key("k")
@@ -746,6 +766,26 @@ async fn store_failure_is_503_with_retry_after() {
             .as_str()
             .unwrap()
             .contains("connection refused"),
+        "internals stay in the log"
+    );
+    assert_eq!(server.runs(), 0);
+}
+
+/// A store that refuses this server for good: `500`, no `Retry-After`, internals in the log.
+#[tokio::test]
+async fn store_refusal_is_500_without_retry_after() {
+    let store = Arc::new(DownStore { refused: true });
+    let server = serve(scoped("refused").store(store).build().unwrap()).await;
+    let reply = post("/payments")
+        .tenant("acme")
+        .key("k")
+        .body("x")
+        .send(server.addr)
+        .await;
+    let json = reply.assert_problem(500, "idempotency-store-refused");
+    assert_eq!(reply.header("retry-after"), None);
+    assert!(
+        !json["detail"].as_str().unwrap().contains("WRONGPASS"),
         "internals stay in the log"
     );
     assert_eq!(server.runs(), 0);

@@ -45,6 +45,7 @@
 //! | same key, different request | `422`, [`idempotency-key-reused`](#idempotency-key-reused) |
 //! | same key while the first request runs | `409` + `Retry-After`, [`idempotency-request-in-progress`](#idempotency-request-in-progress); or, with [`OnConflict::Wait`](crate::OnConflict::Wait), the first request's response once recorded |
 //! | store unreachable | `503` + `Retry-After`, [`idempotency-store-unavailable`](#idempotency-store-unavailable) |
+//! | store refuses this server (credentials, a missing table or privilege: [`Error::Config`](crate::Error::Config)) | `500`, [`idempotency-store-refused`](#idempotency-store-refused) |
 //!
 //! **The key.** The header holds a structured-field string (`"…"`, RFC 8941, with `\"` and
 //! `\\` as its only escapes) or a bare token; `"abc"` and `abc` are the same key. It is 1 to 255
@@ -215,6 +216,10 @@
 //! happened), and its response was most likely not recorded. A retry with the same key, to
 //! this or another server sharing the store, replays the response if it was recorded, and
 //! otherwise runs the handler again once the claim is released or its lease lapses.
+//! ### idempotency-store-refused
+//! `500`: the store answered, and refused this server for a reason a retry cannot fix
+//! (credentials, a missing table, database or privilege, an ACL; logged); the request was not
+//! run.
 //! ### idempotency-record-unreadable
 //! `500`: the record cannot be decoded by this version of the server (logged).
 //! ### idempotency-store-not-configured

@@ -22,6 +22,7 @@ pub(crate) enum Kind {
     InFlight,
     OwnerFailed,
     StoreUnavailable,
+    StoreRefused,
     RecordUnreadable,
     NoStore,
 }
@@ -37,7 +38,9 @@ impl Kind {
             Kind::KeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::InFlight | Kind::OwnerFailed => StatusCode::CONFLICT,
             Kind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::RecordUnreadable | Kind::NoStore => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::StoreRefused | Kind::RecordUnreadable | Kind::NoStore => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -52,6 +55,7 @@ impl Kind {
             Kind::InFlight => "idempotency-request-in-progress",
             Kind::OwnerFailed => "idempotency-request-not-recorded",
             Kind::StoreUnavailable => "idempotency-store-unavailable",
+            Kind::StoreRefused => "idempotency-store-refused",
             Kind::RecordUnreadable => "idempotency-record-unreadable",
             Kind::NoStore => "idempotency-store-not-configured",
         }
@@ -68,6 +72,7 @@ impl Kind {
             Kind::InFlight => "A request with this Idempotency-Key is still in progress",
             Kind::OwnerFailed => "The earlier request with this Idempotency-Key was not recorded",
             Kind::StoreUnavailable => "Idempotency store unavailable",
+            Kind::StoreRefused => "The idempotency store refuses this server",
             Kind::RecordUnreadable => "Recorded response could not be read",
             Kind::NoStore => "No idempotency store configured",
         }

@@ -207,12 +207,21 @@ fn internal<B>(config: &Config, kind: Kind, error: &Error) -> Response<IdemBody<
         Kind::RecordUnreadable => {
             "the response recorded for this Idempotency-Key could not be read by this server version"
         }
+        Kind::StoreRefused => {
+            "the idempotency store refuses this server's requests (its configuration needs a fix); \
+             the request was not processed"
+        }
         _ => "the server has no usable idempotency store",
     };
     problem(config, kind, detail, None)
 }
 
 fn store_failed<B>(config: &Config, key: &Key, error: &Error) -> Response<IdemBody<B>> {
+    if !error.is_retryable() {
+        // Credentials, a missing table, an ACL: no retry can succeed until someone changes
+        // the deployment, so no `Retry-After`.
+        return internal(config, Kind::StoreRefused, error);
+    }
     tracing::warn!(target: "idem", operation = config.operation, %key, %error, "idempotency store failed");
     let detail = "the idempotency store could not be reached; the request was not processed, retry it \
                   later with the same Idempotency-Key";

@@ -366,8 +366,9 @@ impl PostgresStoreBuilder {
     }
 
     /// Opens a pool on `url` (`postgres://user:password@host:port/database`) and builds the
-    /// store. Fails with [`Error::Config`] on an invalid schema or table name, and with
-    /// [`Error::Store`] if the URL is invalid or the server cannot be reached within the
+    /// store. Fails with [`Error::Config`] on an invalid schema or table name, an invalid URL,
+    /// or credentials or a database the server refuses (a retry will not help), and with
+    /// [`Error::Store`] if the server cannot be reached within the
     /// [`acquire_timeout`](Self::acquire_timeout); the message names the cause (e.g. the
     /// connection was refused) and shows the URL without its password.
     pub async fn connect(self, url: &str) -> Result<PostgresStore, Error> {
@@ -378,7 +379,14 @@ impl PostgresStoreBuilder {
                 format!("cannot connect to PostgreSQL at {}: {cause}", redact(url)),
             )
         };
-        let options: PgConnectOptions = url.parse().map_err(|e| cannot(&e))?;
+        let refused = |cause: &sqlx::Error| {
+            Error::Config(format!(
+                "cannot connect to PostgreSQL at {}: {cause}; check the URL (user, password, \
+                 database), a retry will not help",
+                redact(url)
+            ))
+        };
+        let options: PgConnectOptions = url.parse().map_err(|e| refused(&e))?;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
@@ -394,6 +402,7 @@ impl PostgresStoreBuilder {
                     self.acquire_timeout
                 )));
             }
+            Err(e) if is_permanent(&e) => return Err(refused(&e)),
             Err(e) => return Err(cannot(&e)),
         };
         self.build(pool)
@@ -686,6 +695,23 @@ fn is_undefined_function(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` needs a change of the database or of the settings, not time: bad settings,
+/// refused credentials (SQLSTATE class 28), a missing database (3D000) or schema (3F000), a
+/// missing privilege (42501), table, column or function (42P01, 42703, 42883).
+fn is_permanent(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Configuration(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("28")
+                || matches!(
+                    &*code,
+                    "3D000" | "3F000" | "42501" | "42P01" | "42703" | "42883"
+                )
+        }),
+        _ => false,
+    }
+}
+
 /// The columns idem reads and writes, with their types as `format_type` names them.
 const COLUMNS: [(&str, &str); 10] = [
     ("key", "bytea"),
@@ -810,10 +836,12 @@ impl PostgresStore {
     /// its primary key): made by something else, it is left as it was.
     pub async fn migrate(&self) -> Result<(), Error> {
         let fail = |e: sqlx::Error| {
-            Error::store(
-                NAME,
-                format!("migration of {} failed: {e}", self.sql.qualified),
-            )
+            let message = format!("migration of {} failed: {e}", self.sql.qualified);
+            if is_permanent(&e) {
+                Error::Config(format!("postgres store: {message}"))
+            } else {
+                Error::store(NAME, message)
+            }
         };
         let schema = quote_ident("schema", &self.sql.schema, 63)?;
         let versions = format!("{schema}.\"{VERSION_TABLE}\"");
@@ -1005,23 +1033,24 @@ impl PostgresStore {
     /// refused), and a missing table or function (the schema was never migrated) says so.
     async fn fail(&self, e: sqlx::Error) -> Error {
         if sqlstate(&e).as_deref() == Some("42883") && !is_undefined_function(&e) {
-            return Error::store(
-                NAME,
-                format!(
-                    "{e}; a column of {} has another type than idem's (was the table made by \
-                     something else? `PostgresStore::migrate()` checks it)",
-                    self.sql.qualified
-                ),
-            );
+            return Error::Config(format!(
+                "postgres store: {e}; a column of {} has another type than idem's (was the \
+                 table made by something else? `PostgresStore::migrate()` checks it)",
+                self.sql.qualified
+            ));
         }
         if matches!(sqlstate(&e).as_deref(), Some("42P01" | "42883")) {
-            return Error::store(
-                NAME,
-                format!(
-                    "{e}; run PostgresStore::migrate() first (table {}, claim function {})",
-                    self.sql.qualified, self.sql.claim_function
-                ),
-            );
+            return Error::Config(format!(
+                "postgres store: {e}; run PostgresStore::migrate() first (table {}, claim \
+                 function {})",
+                self.sql.qualified, self.sql.claim_function
+            ));
+        }
+        if is_permanent(&e) {
+            return Error::Config(format!(
+                "postgres store: {e}; this needs a change of the database or of the store's \
+                 settings (privileges, credentials, database, schema), a retry will not help"
+            ));
         }
         if !matches!(e, sqlx::Error::PoolTimedOut) {
             return Error::store(NAME, e);

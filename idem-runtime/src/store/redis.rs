@@ -521,13 +521,14 @@ impl RedisStoreBuilder {
     /// which reconnects by itself after a connection loss.
     ///
     /// Fails with [`Error::Config`] when the [`wait_for_replicas`](Self::wait_for_replicas)
-    /// timeout does not fit in the [`response_timeout`](Self::response_timeout), and with
-    /// [`Error::Store`] when the server cannot be reached (the message shows the URL without
-    /// its password).
+    /// timeout does not fit in the [`response_timeout`](Self::response_timeout), when the URL
+    /// is invalid or when the server refuses the connection (credentials, database number: a
+    /// retry will not help), and with [`Error::Store`] when the server cannot be reached (the
+    /// messages show the URL without its password).
     pub async fn connect(self, url: &str) -> Result<RedisStore, Error> {
         self.check_wait_timeout()?;
         let client = redis::Client::open(url)
-            .map_err(|e| Error::store(NAME, format!("invalid Redis URL {}: {e}", redact(url))))?;
+            .map_err(|e| Error::Config(format!("invalid Redis URL {}: {e}", redact(url))))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.response_timeout))
             .set_connection_timeout(Some(self.connection_timeout))
@@ -561,12 +562,7 @@ impl RedisStoreBuilder {
             .response_timeout(self.response_timeout)
             .connection_timeout(self.connection_timeout)
             .build()
-            .map_err(|e| {
-                Error::store(
-                    NAME,
-                    format!("invalid Redis Cluster nodes {}: {e}", shown()),
-                )
-            })?;
+            .map_err(|e| Error::Config(format!("invalid Redis Cluster nodes {}: {e}", shown())))?;
         let conn = client
             .get_async_connection()
             .await
@@ -651,7 +647,23 @@ impl fmt::Debug for RedisStore {
 }
 
 fn store_error(e: RedisError) -> Error {
+    if is_permanent(&e) {
+        return Error::Config(format!(
+            "redis store: {e}; the server refuses this client's credentials or permissions \
+             (ACL), a retry will not help"
+        ));
+    }
     Error::store(NAME, e)
+}
+
+/// Whether `e` needs a change of the settings or of the server's ACL, not time.
+fn is_permanent(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::InvalidClientConfig
+            | redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+    )
 }
 
 /// Whether `error` is a connection that failed (broken, dropped, refused), not an answer, and
@@ -660,12 +672,24 @@ fn connection_lost(e: &RedisError) -> bool {
     !e.is_timeout() && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
 }
 
-/// `target` is already [redacted](redact).
+/// `target` is already [redacted](redact). A server that answered, but refused the
+/// connection's set-up (credentials, database number), is a configuration error.
 fn connect_error(target: &str, e: RedisError) -> Error {
-    Error::store(
-        NAME,
-        format!("cannot connect to Redis at {target}: {e} (is the server running?)"),
-    )
+    let unreachable = e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.kind() == redis::ErrorKind::ClusterConnectionNotFound;
+    if unreachable {
+        return Error::store(
+            NAME,
+            format!("cannot connect to Redis at {target}: {e} (is the server running?)"),
+        );
+    }
+    Error::Config(format!(
+        "Redis at {target} refused the connection: {e}; check the URL's user, password and \
+         database number, a retry will not help"
+    ))
 }
 
 /// `url` without its password, for error messages: the password of the userinfo

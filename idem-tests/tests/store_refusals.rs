@@ -1,0 +1,170 @@
+//! What the shared stores answer when the server refuses the client (credentials, database,
+//! permissions, a missing table): [`Error::Config`], not retryable, with what to fix; a server
+//! that cannot be reached stays [`Error::Store`], retryable. Needs the tests' Redis and
+//! PostgreSQL (`IDEM_REDIS_URL`, `IDEM_DATABASE_URL`).
+
+use std::time::Duration;
+
+use idem_runtime::store::{PostgresStore, RedisStore};
+use idem_runtime::{Error, Fingerprint, Store, Token};
+use idem_tests::conformance::unique_key;
+use idem_tests::servers::{PgFixture, database_url, redis_url, unique_suffix};
+
+fn refused<T: std::fmt::Debug>(out: Result<T, Error>) -> String {
+    match out {
+        Err(error @ Error::Config(_)) => {
+            assert!(!error.is_retryable(), "{error}");
+            error.to_string()
+        }
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+}
+
+fn unreachable<T: std::fmt::Debug>(out: Result<T, Error>) -> String {
+    match out {
+        Err(error @ Error::Store { .. }) => {
+            assert!(error.is_retryable(), "{error}");
+            error.to_string()
+        }
+        other => panic!("expected Error::Store, got {other:?}"),
+    }
+}
+
+fn redis() -> idem_runtime::store::RedisStoreBuilder {
+    RedisStore::builder()
+        .connection_timeout(Duration::from_millis(500))
+        .reconnect_retries(0)
+}
+
+#[tokio::test]
+async fn redis_refusals_are_config_errors() {
+    let message = refused(redis().connect("http://127.0.0.1:6379").await);
+    assert!(message.contains("invalid Redis URL"), "{message}");
+
+    // The server answers, and refuses the database number.
+    let url = format!("{}/99", redis_url().trim_end_matches('/'));
+    let message = refused(redis().connect(&url).await);
+    assert!(
+        message.contains("refused the connection") && !message.contains("is the server running"),
+        "{message}"
+    );
+
+    // Nobody answers: that may pass.
+    let message = unreachable(redis().connect("redis://127.0.0.1:1").await);
+    assert!(message.contains("is the server running?"), "{message}");
+}
+
+/// A user whose ACL allows no command gets `NOPERM` on every call.
+#[tokio::test]
+async fn redis_acl_refusals_are_config_errors() {
+    let user = format!("idem_noperm_{}", unique_suffix());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| idem_tests::servers::redis_unreachable(&redis_url(), &e));
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                &user,
+                "on",
+                "nopass",
+                "~*",
+                "-@all",
+                "+@connection",
+            ][..],
+        )
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = redis_url().replacen("redis://", &format!("redis://{user}:any@"), 1);
+    let outcome = async {
+        let store = redis().connect(&url).await?;
+        store
+            .claim(
+                &unique_key("noperm"),
+                &Fingerprint::NONE,
+                Token::generate(),
+                Duration::from_secs(5),
+            )
+            .await
+    }
+    .await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["DELUSER", &user][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let message = refused(outcome);
+    assert!(message.contains("no permissions"), "{message}");
+}
+
+#[tokio::test]
+async fn postgres_refusals_are_config_errors() {
+    let store = || PostgresStore::builder().acquire_timeout(Duration::from_secs(5));
+    let message = refused(
+        store()
+            .connect("postgres://127.0.0.1:5432/?sslmode=bogus")
+            .await,
+    );
+    assert!(message.contains("check the URL"), "{message}");
+
+    let (server, _) = database_url()
+        .rsplit_once('/')
+        .map(|(server, db)| (server.to_owned(), db.to_owned()))
+        .unwrap();
+    let missing_db = format!("{server}/idem_no_such_db_{}", unique_suffix());
+    let message = refused(store().connect(&missing_db).await);
+    assert!(message.contains("does not exist"), "{message}");
+
+    let missing_role = database_url().replacen(
+        "postgres://postgres@",
+        &format!("postgres://idem_no_such_role_{}@", unique_suffix()),
+        1,
+    );
+    if missing_role != database_url() {
+        let message = refused(store().connect(&missing_role).await);
+        assert!(message.contains("does not exist"), "{message}");
+    }
+
+    // A table nobody migrated, and a role without privileges on a migrated one.
+    let fixture = PgFixture::new().await;
+    let never = PostgresStore::builder()
+        .schema(fixture.schema())
+        .table("never_migrated")
+        .build(fixture.postgres().pool().clone())
+        .unwrap();
+    let message = refused(never.get(&unique_key("pg-refusals")).await);
+    assert!(
+        message.contains("run PostgresStore::migrate() first"),
+        "{message}"
+    );
+
+    let role = idem_tests::servers::PgRole::application(fixture.schema(), None).await;
+    let pool = role.pool(1, Duration::from_secs(5)).await;
+    let revoke_role = format!(
+        "REVOKE SELECT ON ALL TABLES IN SCHEMA \"{}\" FROM {}",
+        fixture.schema(),
+        role.name()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(revoke_role))
+        .execute(fixture.postgres().pool())
+        .await
+        .unwrap();
+    let denied = PostgresStore::builder()
+        .schema(fixture.schema())
+        .build(pool.clone())
+        .unwrap();
+    let message = refused(denied.get(&unique_key("pg-denied")).await);
+    assert!(message.contains("permission denied"), "{message}");
+    pool.close().await;
+
+    let message = unreachable(
+        store()
+            .acquire_timeout(Duration::from_millis(300))
+            .connect("postgres://postgres@127.0.0.1:1/test")
+            .await,
+    );
+    assert!(message.contains("cannot connect"), "{message}");
+}
