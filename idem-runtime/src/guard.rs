@@ -24,6 +24,9 @@ pub(crate) struct ClaimGuard<'a> {
     pub(crate) key: Key,
     pub(crate) token: Token,
     armed: bool,
+    /// The claim failed without an answer (a lost connection, a timeout): the release from
+    /// `Drop` is a precaution, the claim may never have reached the store.
+    claim_unanswered: bool,
 }
 
 impl<'a> ClaimGuard<'a> {
@@ -39,6 +42,7 @@ impl<'a> ClaimGuard<'a> {
             key,
             token,
             armed: true,
+            claim_unanswered: false,
         }
     }
 
@@ -78,7 +82,10 @@ impl<'a> ClaimGuard<'a> {
             lease,
         )
         .await;
-        self.armed = true;
+        // A refusal (credentials, permissions, a missing table) applied nothing: there is
+        // nothing to release. Any other error may hide a claim the store applied.
+        self.armed = !matches!(claim, Err(Error::Config(_)));
+        self.claim_unanswered = claim.is_err();
         claim
     }
 
@@ -174,9 +181,18 @@ impl Drop for ClaimGuard<'_> {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let store = Arc::clone(&self.store);
             let (operation, key, token) = (self.operation, self.key, self.token);
+            let claim_unanswered = self.claim_unanswered;
             runtime.spawn(async move {
-                if let Err(error) = store.release(&key, token).await {
-                    tracing::warn!(target: "idem", operation, %key, %error, "release after drop failed; the lease will expire instead");
+                match store.release(&key, token).await {
+                    Ok(_) => {}
+                    // The store is most likely down: the caller has the claim's own error,
+                    // and the claim may never have been applied.
+                    Err(error) if claim_unanswered => {
+                        tracing::debug!(target: "idem", operation, %key, %error, "releasing a claim whose answer was lost failed too; if the store applied it, its lease will expire");
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: "idem", operation, %key, %error, "release after drop failed; the lease will expire instead");
+                    }
                 }
             });
         }

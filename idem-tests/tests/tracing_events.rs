@@ -153,3 +153,100 @@ async fn a_lost_lease_is_logged() {
     assert!(matches!(out, Err(Error::LeaseLost { .. })), "{out:?}");
     assert_event(&log.take(), "lease lost; result not recorded", &OP, &key);
 }
+
+/// A store whose claims fail (and whose releases fail too), counting the releases it is sent.
+struct ClaimsFail {
+    refused: bool,
+    releases: std::sync::atomic::AtomicUsize,
+}
+
+impl ClaimsFail {
+    fn error(&self) -> Error {
+        if self.refused {
+            Error::Config("the server refuses this client (test)".into())
+        } else {
+            Error::store("down", "connection refused (test)")
+        }
+    }
+}
+
+impl Store for ClaimsFail {
+    fn name(&self) -> &'static str {
+        "down"
+    }
+    fn claim<'a>(
+        &'a self,
+        _: &'a Key,
+        _: &'a idem_runtime::Fingerprint,
+        _: idem_runtime::Token,
+        _: Duration,
+    ) -> idem_runtime::store::StoreFuture<'a, idem_runtime::store::Claim> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a Key,
+        _: idem_runtime::Token,
+        _: bytes::Bytes,
+        _: Duration,
+    ) -> idem_runtime::store::StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn release<'a>(
+        &'a self,
+        _: &'a Key,
+        _: idem_runtime::Token,
+    ) -> idem_runtime::store::StoreFuture<'a, bool> {
+        self.releases
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn renew<'a>(
+        &'a self,
+        _: &'a Key,
+        _: idem_runtime::Token,
+        _: Duration,
+    ) -> idem_runtime::store::StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn get<'a>(
+        &'a self,
+        _: &'a Key,
+    ) -> idem_runtime::store::StoreFuture<'a, Option<idem_runtime::store::Record>> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn remove<'a>(&'a self, _: &'a Key) -> idem_runtime::store::StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+    fn purge_expired(&self, _: usize) -> idem_runtime::store::StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Err(self.error())))
+    }
+}
+
+/// A claim that fails is released as a precaution only when the store may have applied it
+/// (its answer was lost), and that release failing too (the store is down) is no warning: the
+/// caller has the claim's error, and an outage would log every call twice. A refusal applied
+/// nothing and is not released at all.
+#[tokio::test]
+async fn a_failed_claim_adds_no_warning() {
+    for refused in [false, true] {
+        let (log, _guard) = capture();
+        let store = Arc::new(ClaimsFail {
+            refused,
+            releases: Default::default(),
+        });
+        let key = OP.key(&"claim fails").unwrap();
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let out: Result<u8, Error> = OP.call(key).store(dyn_store).run(async { Ok(1) }).await;
+        assert_eq!(out.unwrap_err().is_retryable(), !refused);
+        // The release, if any, is spawned: let it run.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let releases = store.releases.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(releases, usize::from(!refused), "refused: {refused}");
+        let lines = log.take();
+        assert!(
+            !lines.iter().any(|l| l.contains("WARN")),
+            "refused: {refused}: {lines:#?}"
+        );
+    }
+}
