@@ -53,8 +53,10 @@ pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
 ///
 /// Multi-instance deployments should turn this on, so that forgetting to install Redis or
 /// PostgreSQL fails loudly instead of deduplicating per process only. Setting the environment
-/// variable `IDEM_STRICT` to `1`, `true` or `yes` (read once, at the first call) has the same
-/// effect, for the whole process: `set_strict(false)` does not turn that off.
+/// variable `IDEM_STRICT` (read once, at the first call) has the same effect, for the whole
+/// process (`set_strict(false)` does not turn that off): `1`, `true`, `yes` or `on`, in any
+/// case, turn it on; `0`, `false`, `no`, `off` or nothing leave it off; any other value turns
+/// it on too, with a warning (a safety switch is not silently ignored for a typo).
 pub fn set_strict(strict: bool) {
     STRICT.store(strict, Ordering::Relaxed);
 }
@@ -62,9 +64,27 @@ pub fn set_strict(strict: bool) {
 fn strict() -> bool {
     static FROM_ENV: OnceLock<bool> = OnceLock::new();
     STRICT.load(Ordering::Relaxed)
-        || *FROM_ENV.get_or_init(|| {
-            std::env::var("IDEM_STRICT").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+        || *FROM_ENV.get_or_init(|| match std::env::var("IDEM_STRICT") {
+            Ok(value) => strict_setting(&value).unwrap_or_else(|| {
+                tracing::warn!(target: "idem", value, "IDEM_STRICT is neither 1/true/yes/on nor 0/false/no/off; taken as on");
+                true
+            }),
+            Err(std::env::VarError::NotPresent) => false,
+            Err(std::env::VarError::NotUnicode(_)) => true,
         })
+}
+
+/// What a value of `IDEM_STRICT` says, if it says something.
+fn strict_setting(value: &str) -> Option<bool> {
+    let value = value.trim();
+    let is = |words: &[&str]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+    if is(&["1", "true", "yes", "on"]) {
+        Some(true)
+    } else if value.is_empty() || is(&["0", "false", "no", "off"]) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Runs `future` with `store` as the store of every idempotent call it makes (not of tasks it

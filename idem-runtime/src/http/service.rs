@@ -408,7 +408,7 @@ where
                 }
                 Ok(false) => {
                     frame.lease_lost.store(true, Ordering::Release);
-                    tracing::warn!(target: "idem", operation = config.operation, %key, "lease lost before the response could be recorded; raise the layer's lease");
+                    tracing::warn!(target: "idem", operation = config.operation, %key, "lease lost before the response could be recorded: the record was taken over or removed (a lease shorter than the handler's run with the store unreachable for its renewals, a `forget`, or a store restarted without its data)");
                 }
                 Err(error) => {
                     tracing::warn!(target: "idem", operation = config.operation, %key, %error, "response not recorded; key released");

@@ -1,0 +1,59 @@
+//! `IDEM_STRICT` turns strict mode on for the whole process. Read once per process, so each
+//! value is tried in a child process running the ignored `child_call` test below.
+
+use std::process::Command;
+
+use idem_runtime::{Error, Operation};
+
+#[test]
+fn idem_strict_is_read_from_the_environment() {
+    let cases = [
+        ("1", true),
+        ("true", true),
+        ("TRUE", true),
+        ("Yes", true),
+        (" on ", true),
+        ("0", false),
+        ("false", false),
+        ("Off", false),
+        ("no", false),
+        ("", false),
+        // Not a word it knows: a safety switch is not ignored for a typo.
+        ("enabled", true),
+    ];
+    for (value, strict) in cases {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_call", "--include-ignored", "--nocapture"])
+            .env("IDEM_STRICT", value)
+            .env("IDEM_TEST_EXPECT_STRICT", strict.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "IDEM_STRICT={value:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("1 passed"), "{value:?}: {stdout}");
+    }
+}
+
+/// One call without an installed store, in a process whose `IDEM_STRICT` the parent set.
+#[tokio::test]
+#[ignore = "run by idem_strict_is_read_from_the_environment, in a child process"]
+async fn child_call() {
+    static OP: Operation = Operation::new("global.strict_env");
+    let expect_strict: bool = std::env::var("IDEM_TEST_EXPECT_STRICT")
+        .expect("run by idem_strict_is_read_from_the_environment")
+        .parse()
+        .unwrap();
+    let out: Result<u8, Error> = OP.call(OP.key(&1u8).unwrap()).run(async { Ok(1) }).await;
+    match out {
+        Err(Error::Config(message)) if expect_strict => {
+            assert!(message.contains("strict mode"), "{message}")
+        }
+        Ok(1) if !expect_strict => {}
+        other => panic!("strict: {expect_strict}, got {other:?}"),
+    }
+}
