@@ -6,7 +6,8 @@
 //! - the server unreachable, or the connection dropped mid-call: `Error::Store` with the cause,
 //!   the body does not run when the claim could not be recorded (fail closed), no panic, and
 //!   the same store works again once the server is back;
-//! - a value the caller received is already in the store (acknowledged / committed).
+//! - a value the caller received is already in the store (acknowledged / committed);
+//! - a partition that answers nothing: the body learns its lease may have lapsed when it ends.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -1078,4 +1079,71 @@ async fn postgres_completed_value_is_committed_before_return() {
         );
     }
     observer.close().await;
+}
+
+/// `host:port` of a `postgres://[user[:password]@]host:port/db` URL.
+fn postgres_host_port(url: &str) -> String {
+    let authority = url.trim_start_matches("postgres://").split('/').next();
+    authority
+        .and_then(|a| a.rsplit('@').next())
+        .filter(|host_port| host_port.contains(':'))
+        .expect("host:port in IDEM_DATABASE_URL")
+        .to_owned()
+}
+
+/// A partition that neither answers nor fails (the server's replies never arrive, and
+/// PostgreSQL has no response timeout here): the body learns that its lease may have lapsed
+/// when that lease ends, before another caller takes the key over, instead of never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_renewal_without_answer_flags_the_lease_as_lost_in_time() {
+    const LEASE: Duration = Duration::from_millis(400);
+    static LEASED: Operation = Operation::new("faults.partitioned").with_lease(LEASE);
+    let fixture = PgFixture::new().await;
+    let url = database_url();
+    let proxy = FaultProxy::start(&postgres_host_port(&url)).await;
+    let proxied = url.replacen(
+        &postgres_host_port(&url),
+        &format!("127.0.0.1:{}", proxy.port()),
+        1,
+    );
+    let owner: Arc<dyn Store> = Arc::new(
+        PostgresStore::builder()
+            .schema(fixture.schema())
+            .max_connections(2)
+            .connect(&proxied)
+            .await
+            .expect("connect through the proxy"),
+    );
+    let key = unique_key("pg-partition");
+    let (flagged_tx, flagged) = tokio::sync::oneshot::channel();
+    let claimed = tokio::time::Instant::now();
+    let call = tokio::spawn(async move {
+        LEASED
+            .call(key)
+            .store(owner)
+            .run(async move {
+                let call = idem_runtime::current().expect("inside the call");
+                while !call.lease_lost() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                flagged_tx.send(claimed.elapsed()).ok();
+                // Its `complete` would get no answer either: the test ends here.
+                std::future::pending::<Result<u8, Error>>().await
+            })
+            .await
+    });
+    // One renewal is answered (a third of the lease in), then nothing comes back.
+    tokio::time::sleep(LEASE / 2).await;
+    proxy.mute_replies(true);
+    let at = tokio::time::timeout(4 * LEASE, flagged)
+        .await
+        .expect("flagged while the partition lasts (before: never)")
+        .unwrap();
+    assert!(
+        at >= LEASE / 2 && at <= LEASE + Duration::from_millis(150),
+        "flagged {at:?} after the claim, the lease being {LEASE:?}"
+    );
+    call.abort();
+    proxy.mute_replies(false);
+    proxy.cut().await;
 }
