@@ -489,6 +489,23 @@ async fn no_principal_is_401() {
         .await
         .assert_problem(401, "idempotency-scope-missing");
     assert_eq!(server.runs(), 0);
+
+    // With the application's challenge, the 401 carries it (RFC 9110 requires one).
+    let challenge = http::HeaderValue::from_static("Bearer realm=\"payments\"");
+    let server = serve(
+        scoped("no-principal-challenge")
+            .store(memory())
+            .challenge(challenge)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let reply = post("/payments").key("k").body("x").send(server.addr).await;
+    reply.assert_problem(401, "idempotency-scope-missing");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer realm=\"payments\"")
+    );
 }
 
 #[tokio::test]

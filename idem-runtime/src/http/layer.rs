@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 
@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) scope: Scope,
     pub(crate) problem_type_base: String,
+    /// The `WWW-Authenticate` challenge of the `401` for a request without a principal.
+    pub(crate) challenge: Option<HeaderValue>,
 }
 
 impl Config {
@@ -159,6 +161,7 @@ impl IdempotencyLayer {
             store: None,
             scope: None,
             problem_type_base: DEFAULT_PROBLEM_TYPE_BASE.to_owned(),
+            challenge: None,
             refused: Vec::new(),
             _state: PhantomData,
         }
@@ -206,6 +209,7 @@ pub struct IdempotencyLayerBuilder<State> {
     store: Option<Arc<dyn Store>>,
     scope: Option<Scope>,
     problem_type_base: String,
+    challenge: Option<HeaderValue>,
     /// Settings refused so far, reported together by `build()`.
     refused: Vec<String>,
     _state: PhantomData<State>,
@@ -264,6 +268,7 @@ impl IdempotencyLayerBuilder<ScopeMissing> {
             store: self.store,
             scope: Some(scope),
             problem_type_base: self.problem_type_base,
+            challenge: self.challenge,
             refused: self.refused,
             _state: PhantomData,
         }
@@ -348,6 +353,7 @@ impl<State> IdempotencyLayerBuilder<State> {
                 store: self.store,
                 scope: self.scope.unwrap_or(Scope::Unscoped),
                 problem_type_base: self.problem_type_base,
+                challenge: self.challenge,
             }),
         })
     }
@@ -527,6 +533,16 @@ impl<State> IdempotencyLayerBuilder<State> {
     /// (e.g. `idempotency-key-missing`) follows it. Point it at your API's documentation.
     pub fn problem_type_base(mut self, base: impl Into<String>) -> Self {
         self.problem_type_base = base.into();
+        self
+    }
+
+    /// The `WWW-Authenticate` challenge sent with the `401` of a request the scope extractor
+    /// finds no principal in (e.g. `Bearer realm="api"`, your authentication's scheme). A
+    /// `401` must carry one (RFC 9110 §15.5.2), and the layer cannot know your scheme, so it
+    /// sends none unless told: set it, or let your authentication layer answer such requests
+    /// before they reach this one.
+    pub fn challenge(mut self, challenge: HeaderValue) -> Self {
+        self.challenge = Some(challenge);
         self
     }
 }

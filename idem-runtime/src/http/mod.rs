@@ -38,7 +38,7 @@
 //! | no `Idempotency-Key`, layer [`required`](IdempotencyLayerBuilder::required) (default) | `400`, [`idempotency-key-missing`](#idempotency-key-missing) |
 //! | no `Idempotency-Key`, layer optional | the handler's, untouched |
 //! | malformed key, or two `Idempotency-Key` headers | `400`, [`idempotency-key-malformed`](#idempotency-key-malformed) |
-//! | scope extractor returns `None` | `401`, [`idempotency-scope-missing`](#idempotency-scope-missing) |
+//! | scope extractor returns `None` | `401`, [`idempotency-scope-missing`](#idempotency-scope-missing), with the `WWW-Authenticate` given to [`challenge`](IdempotencyLayerBuilder::challenge) |
 //! | body above [`max_request_body`](IdempotencyLayerBuilder::max_request_body), or cut off by an outer body limit | `413`, [`idempotency-request-too-large`](#idempotency-request-too-large); nothing recorded |
 //! | new key | the handler runs; its response is recorded if it is recordable (below) |
 //! | same key, same request, recorded | the recorded response, with `Idempotent-Replayed: true` |

@@ -127,7 +127,13 @@ where
                 None => {
                     let detail = "the request has no authenticated principal or tenant to scope its \
                                   Idempotency-Key; authenticate the request";
-                    return ResponseFuture::ready(problem(config, Kind::NoPrincipal, detail, None));
+                    let mut refused = problem(config, Kind::NoPrincipal, detail, None);
+                    if let Some(challenge) = &config.challenge {
+                        refused
+                            .headers_mut()
+                            .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+                    }
+                    return ResponseFuture::ready(refused);
                 }
             },
         }
