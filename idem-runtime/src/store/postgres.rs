@@ -381,9 +381,10 @@ impl PostgresStoreBuilder {
         };
         let refused = |cause: &sqlx::Error| {
             Error::Config(format!(
-                "cannot connect to PostgreSQL at {}: {cause}; check the URL (user, password, \
+                "cannot connect to PostgreSQL at {}: {}; check the URL (user, password, \
                  database), a retry will not help",
-                redact(url)
+                redact(url),
+                Described(cause)
             ))
         };
         let options: PgConnectOptions = url.parse().map_err(|e| refused(&e))?;
@@ -403,7 +404,7 @@ impl PostgresStoreBuilder {
                 )));
             }
             Err(e) if is_permanent(&e) => return Err(refused(&e)),
-            Err(e) => return Err(cannot(&e)),
+            Err(e) => return Err(cannot(&Described(&e))),
         };
         self.build(pool)
     }
@@ -441,7 +442,7 @@ async fn probe(options: &PgConnectOptions) -> String {
             drop(conn);
             "the server is reachable, so the pool is exhausted (raise its size)".to_owned()
         }
-        Ok(Err(cause)) => format!("cannot reach the server: {cause}"),
+        Ok(Err(cause)) => format!("cannot reach the server: {}", Described(&cause)),
         Err(_) => "the server does not answer".to_owned(),
     }
 }
@@ -695,6 +696,49 @@ fn is_undefined_function(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A sqlx error as an operator reads it: a database error is its message, SQLSTATE, detail
+/// and hint (sqlx adds " at line N", the line of the server's own C source, which reads like
+/// a place in the user's SQL); anything else as sqlx says it.
+struct Described<'a>(&'a sqlx::Error);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sqlx::Error::Database(db) = self.0 else {
+            return self.0.fmt(f);
+        };
+        f.write_str(db.message())?;
+        if let Some(code) = db.code() {
+            write!(f, " (SQLSTATE {code})")?;
+        }
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            if let Some(detail) = pg.detail() {
+                write!(f, "; {detail}")?;
+            }
+            if let Some(hint) = pg.hint() {
+                write!(f, "; hint: {hint}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The source of an [`Error::Store`] from sqlx: [`Described`], with the sqlx error as its own
+/// source.
+#[derive(Debug)]
+struct DatabaseError(sqlx::Error);
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Described(&self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 /// Whether `e` needs a change of the database or of the settings, not time: bad settings,
 /// refused credentials (SQLSTATE class 28), a missing database (3D000) or schema (3F000), a
 /// missing privilege (42501), table, column or function (42P01, 42703, 42883).
@@ -836,7 +880,11 @@ impl PostgresStore {
     /// its primary key): made by something else, it is left as it was.
     pub async fn migrate(&self) -> Result<(), Error> {
         let fail = |e: sqlx::Error| {
-            let message = format!("migration of {} failed: {e}", self.sql.qualified);
+            let message = format!(
+                "migration of {} failed: {}",
+                self.sql.qualified,
+                Described(&e)
+            );
             if is_permanent(&e) {
                 Error::Config(format!("postgres store: {message}"))
             } else {
@@ -959,7 +1007,11 @@ impl PostgresStore {
         let fail = |e: sqlx::Error| {
             Error::store(
                 NAME,
-                format!("reading the columns of {} failed: {e}", self.sql.qualified),
+                format!(
+                    "reading the columns of {} failed: {}",
+                    self.sql.qualified,
+                    Described(&e)
+                ),
             )
         };
         let found: Vec<(String, String)> = sqlx::query_as(
@@ -1034,26 +1086,30 @@ impl PostgresStore {
     async fn fail(&self, e: sqlx::Error) -> Error {
         if sqlstate(&e).as_deref() == Some("42883") && !is_undefined_function(&e) {
             return Error::Config(format!(
-                "postgres store: {e}; a column of {} has another type than idem's (was the \
+                "postgres store: {}; a column of {} has another type than idem's (was the \
                  table made by something else? `PostgresStore::migrate()` checks it)",
+                Described(&e),
                 self.sql.qualified
             ));
         }
         if matches!(sqlstate(&e).as_deref(), Some("42P01" | "42883")) {
             return Error::Config(format!(
-                "postgres store: {e}; run PostgresStore::migrate() first (table {}, claim \
+                "postgres store: {}; run PostgresStore::migrate() first (table {}, claim \
                  function {})",
-                self.sql.qualified, self.sql.claim_function
+                Described(&e),
+                self.sql.qualified,
+                self.sql.claim_function
             ));
         }
         if is_permanent(&e) {
             return Error::Config(format!(
-                "postgres store: {e}; this needs a change of the database or of the store's \
-                 settings (privileges, credentials, database, schema), a retry will not help"
+                "postgres store: {}; this needs a change of the database or of the store's \
+                 settings (privileges, credentials, database, schema), a retry will not help",
+                Described(&e)
             ));
         }
         if !matches!(e, sqlx::Error::PoolTimedOut) {
-            return Error::store(NAME, e);
+            return Error::store(NAME, DatabaseError(e));
         }
         // Boxed: the probe's connection future is large, and every statement's future would
         // otherwise carry room for it (a claim's future was 2.5 KB, copied into its box on
