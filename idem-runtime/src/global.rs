@@ -35,6 +35,7 @@ pub fn install(store: impl Store) -> Result<(), Error> {
 /// [`install`] for a store that is already shared.
 pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
     let name = store.name();
+    let description = store.describe();
     GLOBAL.set(store).map_err(|_| {
         Error::Config(format!(
             "cannot install the `{name}` store: the process-wide store is already set to `{}` \
@@ -43,7 +44,7 @@ pub fn install_shared(store: Arc<dyn Store>) -> Result<(), Error> {
             GLOBAL.get().map_or("?", |s| s.name())
         ))
     })?;
-    tracing::info!(target: "idem", store = name, "idem: process-wide store installed");
+    tracing::info!(target: "idem", store = name, %description, "idem: process-wide store installed");
     Ok(())
 }
 

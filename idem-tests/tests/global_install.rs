@@ -18,10 +18,11 @@ async fn install_once_before_use_and_never_after() {
     assert!(!idem_runtime::forget_call(call).await.unwrap());
     let (log, _guard) = capture();
     idem_runtime::install(MemoryStore::builder().max_entries(10).build()).unwrap();
-    // The effective store is logged once, by name; the memory default is not taken.
+    // The effective store is logged once, by name and with what tells it apart; the memory
+    // default is not taken.
     let lines = log.take();
     assert!(
-        matches!(&lines[..], [line] if line.contains("INFO idem: idem: process-wide store installed store=\"memory\"")),
+        matches!(&lines[..], [line] if line.contains("INFO idem: idem: process-wide store installed store=\"memory\" description=memory (this process only; at most 10 records in 1 shard)")),
         "{lines:#?}"
     );
     let again = idem_runtime::install(MemoryStore::new()).unwrap_err();

@@ -175,3 +175,28 @@ async fn postgres_refusals_are_config_errors() {
     );
     assert!(message.contains("cannot connect"), "{message}");
 }
+
+/// What the stores tell an operator about themselves (logged by `install`): where they are and
+/// which keys or table are theirs.
+#[tokio::test]
+async fn stores_describe_where_they_are() {
+    let redis = redis()
+        .key_prefix("idem:describe:")
+        .connect(&redis_url())
+        .await;
+    let redis = redis.unwrap_or_else(|e| idem_tests::servers::redis_unreachable(&redis_url(), &e));
+    assert_eq!(
+        redis.describe(),
+        format!("redis at {}, key prefix \"idem:describe:\"", redis_url())
+    );
+    let fixture = PgFixture::new().await;
+    let described = fixture.postgres().describe();
+    assert!(
+        described.starts_with("postgres at ")
+            && described.ends_with(&format!(
+                ", table \"{}\".\"idem_records\"",
+                fixture.schema()
+            )),
+        "{described}"
+    );
+}

@@ -646,6 +646,15 @@ impl Store for MemoryStore {
         Self::NAME
     }
 
+    fn describe(&self) -> String {
+        let shards = self.shards.len();
+        let plural = if shards == 1 { "" } else { "s" };
+        format!(
+            "memory (this process only; at most {} records in {shards} shard{plural})",
+            self.max_entries
+        )
+    }
+
     fn claim<'a>(
         &'a self,
         key: &'a Key,

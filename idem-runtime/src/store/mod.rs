@@ -104,6 +104,13 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and errors (`"memory"`, `"redis"`, `"postgres"`).
     fn name(&self) -> &'static str;
 
+    /// What an operator needs to recognise this store in the log, without secrets: where it
+    /// is and which keys or table are its own (logged when it is installed). By default its
+    /// [`name`](Self::name).
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
+
     /// Atomically claims `key` for `token` with `lease`, or reports the record that holds it.
     ///
     /// An absent, expired or lease-lapsed record is replaced by an in-progress record carrying

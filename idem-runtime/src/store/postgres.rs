@@ -1402,6 +1402,17 @@ impl Store for PostgresStore {
         NAME
     }
 
+    fn describe(&self) -> String {
+        let options = self.pool.connect_options();
+        format!(
+            "postgres at {}:{}/{}, table {}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("(the user's database)"),
+            self.sql.qualified
+        )
+    }
+
     fn claim<'a>(
         &'a self,
         key: &'a Key,

@@ -363,6 +363,9 @@ fn hex(key: &Key) -> [u8; 64] {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Connection,
+    /// Where it connected (URLs without passwords), for [`Store::describe`]; `None` on a
+    /// connection the application made.
+    target: Option<Arc<str>>,
     prefix: Arc<[u8]>,
     max_value_bytes: usize,
     replicas: Option<(usize, Duration)>,
@@ -536,7 +539,9 @@ impl RedisStoreBuilder {
         let manager = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| connect_error(&redact(url), e))?;
-        Ok(self.build(Connection::Single(manager)))
+        let mut store = self.build(Connection::Single(manager));
+        store.target = Some(redact(url).into());
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster through any of its nodes (the client discovers the others
@@ -567,7 +572,9 @@ impl RedisStoreBuilder {
             .get_async_connection()
             .await
             .map_err(|e| connect_error(&shown(), e))?;
-        Ok(self.build(Connection::Cluster(conn)))
+        let mut store = self.build(Connection::Cluster(conn));
+        store.target = Some(format!("cluster {}", shown()).into());
+        Ok(store)
     }
 
     /// Uses an existing connection manager (its own timeouts and retries apply; keep a
@@ -614,6 +621,7 @@ impl RedisStoreBuilder {
     fn build(self, conn: Connection) -> RedisStore {
         RedisStore {
             conn,
+            target: None,
             prefix: Arc::from(self.prefix.into_bytes()),
             max_value_bytes: self.max_value_bytes,
             replicas: self.replicas,
@@ -1117,6 +1125,17 @@ impl RedisStore {
 impl Store for RedisStore {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn describe(&self) -> String {
+        let at = self
+            .target
+            .as_deref()
+            .unwrap_or("a connection of the application's");
+        format!(
+            "redis at {at}, key prefix {:?}",
+            String::from_utf8_lossy(&self.prefix)
+        )
     }
 
     fn claim<'a>(
