@@ -83,6 +83,12 @@
 //! the end of the stream. A body that fails part way is not recorded and reaches the client as
 //! a failed (cut off) response, as it would without the layer.
 //!
+//! **A response that cannot be recorded** (the store fails while recording it, or the claim was
+//! taken over meanwhile: a lease that lapsed while the store was unreachable, a `forget`) is
+//! still sent to the client: the handler ran, and its side effects happened. Nothing is
+//! recorded for it (logged as a warning), so a retry with the same key runs the handler again
+//! once the key is free, as for a handler that crashed after its side effects.
+//!
 //! **Disconnects and crashes.** Once the key is claimed, the handler runs to completion in its
 //! own task (the layer takes the service that `poll_ready` readied, by `std::mem::replace`, and
 //! moves it into the task): a client that disconnects neither cancels the handler nor loses its
