@@ -172,7 +172,11 @@ impl Drop for ClaimGuard<'_> {
         if !self.armed {
             return;
         }
-        tracing::debug!(target: "idem", operation = self.operation, key = %self.key, "call dropped or panicked; releasing its claim");
+        if self.claim_unanswered {
+            tracing::debug!(target: "idem", operation = self.operation, key = %self.key, "claim failed; releasing it in case the store applied it");
+        } else {
+            tracing::debug!(target: "idem", operation = self.operation, key = %self.key, "call dropped or panicked; releasing its claim");
+        }
         if let Some(memory) = self.store.as_memory() {
             memory.release_now(&self.key, self.token);
             return;
