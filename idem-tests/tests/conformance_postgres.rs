@@ -528,6 +528,15 @@ async fn concurrent_migrations_of_a_fresh_schema() {
     assert!(failures.is_empty(), "{failures:?}");
 }
 
+/// Claims a fresh key (named after `label`) for 5 s.
+async fn claim_new(store: &dyn Store, label: &str) -> Result<Claim, idem_runtime::Error> {
+    let key = unique_key(label);
+    let lease = Duration::from_secs(5);
+    store
+        .claim(&key, &Fingerprint::NONE, Token::generate(), lease)
+        .await
+}
+
 /// `migrate()` refuses a table of the same name made by something else (its columns are not
 /// idem's), rolling back, instead of recording it as migrated and failing every call later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,14 +602,7 @@ async fn migrate_refuses_a_table_of_another_shape() {
         .table("text_key")
         .build(pool)
         .unwrap();
-    let key = unique_key("pg-text-key");
-    let error = store
-        .claim(
-            &key,
-            &Fingerprint::NONE,
-            Token::generate(),
-            Duration::from_secs(5),
-        )
+    let error = claim_new(&store, "pg-text-key")
         .await
         .unwrap_err()
         .to_string();
@@ -622,17 +624,10 @@ async fn migrate_at_the_current_version_needs_no_create_privilege() {
         .await
         .expect("a no-op at the current version");
     assert!(store.claims_with_function());
-    let key = unique_key("pg-app-role");
-    let claim = store
-        .claim(
-            &key,
-            &Fingerprint::NONE,
-            Token::generate(),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    assert_eq!(claim, Claim::Acquired);
+    assert_eq!(
+        claim_new(&store, "pg-app-role").await.unwrap(),
+        Claim::Acquired
+    );
     store.pool().close().await;
 }
 

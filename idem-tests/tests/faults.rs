@@ -329,11 +329,19 @@ fn through(proxy: &FaultProxy, url: &str) -> String {
 }
 
 fn redis_host_port(url: &str) -> String {
-    let authority = url.trim_start_matches("redis://").split('/').next();
+    host_port(url)
+}
+
+/// `host:port` of a `scheme://[user[:password]@]host:port[/path]` URL (Redis or PostgreSQL).
+fn host_port(url: &str) -> String {
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next());
     authority
+        .flatten()
         .and_then(|a| a.rsplit('@').next())
         .filter(|host_port| host_port.contains(':'))
-        .expect("host:port in IDEM_REDIS_URL")
+        .unwrap_or_else(|| panic!("host:port in {url}"))
         .to_owned()
 }
 
@@ -1081,16 +1089,6 @@ async fn postgres_completed_value_is_committed_before_return() {
     observer.close().await;
 }
 
-/// `host:port` of a `postgres://[user[:password]@]host:port/db` URL.
-fn postgres_host_port(url: &str) -> String {
-    let authority = url.trim_start_matches("postgres://").split('/').next();
-    authority
-        .and_then(|a| a.rsplit('@').next())
-        .filter(|host_port| host_port.contains(':'))
-        .expect("host:port in IDEM_DATABASE_URL")
-        .to_owned()
-}
-
 /// A partition that neither answers nor fails (the server's replies never arrive, and
 /// PostgreSQL has no response timeout here): the body learns that its lease may have lapsed
 /// when that lease ends, before another caller takes the key over, instead of never.
@@ -1100,12 +1098,8 @@ async fn postgres_renewal_without_answer_flags_the_lease_as_lost_in_time() {
     static LEASED: Operation = Operation::new("faults.partitioned").with_lease(LEASE);
     let fixture = PgFixture::new().await;
     let url = database_url();
-    let proxy = FaultProxy::start(&postgres_host_port(&url)).await;
-    let proxied = url.replacen(
-        &postgres_host_port(&url),
-        &format!("127.0.0.1:{}", proxy.port()),
-        1,
-    );
+    let proxy = FaultProxy::start(&host_port(&url)).await;
+    let proxied = url.replacen(&host_port(&url), &format!("127.0.0.1:{}", proxy.port()), 1);
     let owner: Arc<dyn Store> = Arc::new(
         PostgresStore::builder()
             .schema(fixture.schema())

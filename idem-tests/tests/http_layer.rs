@@ -707,7 +707,6 @@ async fn which_statuses_are_recorded() {
 
 /// A store whose every call fails, like an unreachable Redis (or, `refused`, like one that
 /// refuses this server's credentials).
-#[derive(Default)]
 struct DownStore {
     refused: bool,
 }
@@ -761,51 +760,38 @@ impl Store for DownStore {
     }
 }
 
+/// A store that is down: `503` with `Retry-After`; one that refuses this server for good
+/// (credentials, a missing table): `500` without it. The handler never runs, and the store's
+/// own message stays in the log.
 #[tokio::test]
-async fn store_failure_is_503_with_retry_after() {
-    let server = serve(
-        scoped("down")
-            .store(Arc::new(DownStore::default()))
-            .build()
-            .unwrap(),
-    )
-    .await;
-    let reply = post("/payments")
-        .tenant("acme")
-        .key("k")
-        .body("x")
-        .send(server.addr)
-        .await;
-    let json = reply.assert_problem(503, "idempotency-store-unavailable");
-    assert_eq!(reply.header("retry-after"), Some("1"));
-    assert!(
-        !json["detail"]
-            .as_str()
-            .unwrap()
-            .contains("connection refused"),
-        "internals stay in the log"
-    );
-    assert_eq!(server.runs(), 0);
-}
-
-/// A store that refuses this server for good: `500`, no `Retry-After`, internals in the log.
-#[tokio::test]
-async fn store_refusal_is_500_without_retry_after() {
-    let store = Arc::new(DownStore { refused: true });
-    let server = serve(scoped("refused").store(store).build().unwrap()).await;
-    let reply = post("/payments")
-        .tenant("acme")
-        .key("k")
-        .body("x")
-        .send(server.addr)
-        .await;
-    let json = reply.assert_problem(500, "idempotency-store-refused");
-    assert_eq!(reply.header("retry-after"), None);
-    assert!(
-        !json["detail"].as_str().unwrap().contains("WRONGPASS"),
-        "internals stay in the log"
-    );
-    assert_eq!(server.runs(), 0);
+async fn store_failure_is_503_with_retry_after_and_a_refusal_500_without() {
+    for (refused, status, slug, retry_after, internals) in [
+        (
+            false,
+            503,
+            "idempotency-store-unavailable",
+            Some("1"),
+            "connection refused",
+        ),
+        (true, 500, "idempotency-store-refused", None, "WRONGPASS"),
+    ] {
+        let store = Arc::new(DownStore { refused });
+        let server = serve(scoped("down").store(store).build().unwrap()).await;
+        let reply = post("/payments")
+            .tenant("acme")
+            .key("k")
+            .body("x")
+            .send(server.addr)
+            .await;
+        let json = reply.assert_problem(status, slug);
+        assert_eq!(reply.header("retry-after"), retry_after, "{slug}");
+        let detail = json["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains(internals),
+            "internals stay in the log: {detail}"
+        );
+        assert_eq!(server.runs(), 0);
+    }
 }
 
 #[tokio::test]
