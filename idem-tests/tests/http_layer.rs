@@ -15,8 +15,9 @@ use axum::response::Response;
 use axum::routing;
 use http_support::{Req, post, raw, scoped, serve, serve_router};
 use idem_runtime::http::{IdempotencyLayerBuilder, ScopeChosen};
-use idem_runtime::store::{Claim, Record, StoreFuture};
-use idem_runtime::{Error, Fingerprint, Key, KeyHasher, MemoryStore, OnConflict, Store, Token};
+use idem_runtime::store::{Claim, Record};
+use idem_runtime::{Error, KeyHasher, MemoryStore, OnConflict, Store, Token};
+use idem_tests::down_store::DownStore;
 
 fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
@@ -705,61 +706,6 @@ async fn which_statuses_are_recorded() {
     }
 }
 
-/// A store whose every call fails, like an unreachable Redis (or, `refused`, like one that
-/// refuses this server's credentials).
-struct DownStore {
-    refused: bool,
-}
-
-impl DownStore {
-    fn error(&self) -> Error {
-        if self.refused {
-            Error::Config("redis store: WRONGPASS invalid username-password pair".into())
-        } else {
-            Error::store("down", "connection refused")
-        }
-    }
-}
-
-impl Store for DownStore {
-    fn name(&self) -> &'static str {
-        "down"
-    }
-    fn claim<'a>(
-        &'a self,
-        _: &'a Key,
-        _: &'a Fingerprint,
-        _: Token,
-        _: Duration,
-    ) -> StoreFuture<'a, Claim> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a Key,
-        _: Token,
-        _: bytes::Bytes,
-        _: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn release<'a>(&'a self, _: &'a Key, _: Token) -> StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn renew<'a>(&'a self, _: &'a Key, _: Token, _: Duration) -> StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn get<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn remove<'a>(&'a self, _: &'a Key) -> StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn purge_expired(&self, _: usize) -> StoreFuture<'_, usize> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-}
-
 /// A store that is down: `503` with `Retry-After`; one that refuses this server for good
 /// (credentials, a missing table): `500` without it. The handler never runs, and the store's
 /// own message stays in the log.
@@ -775,7 +721,11 @@ async fn store_failure_is_503_with_retry_after_and_a_refusal_500_without() {
         ),
         (true, 500, "idempotency-store-refused", None, "WRONGPASS"),
     ] {
-        let store = Arc::new(DownStore { refused });
+        let store = Arc::new(if refused {
+            DownStore::refusing()
+        } else {
+            DownStore::unreachable()
+        });
         let server = serve(scoped("down").store(store).build().unwrap()).await;
         let reply = post("/payments")
             .tenant("acme")

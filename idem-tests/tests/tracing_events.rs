@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use idem_runtime::store::MemoryStore;
 use idem_runtime::{Error, Key, OnConflict, Operation, Store};
+use idem_tests::down_store::DownStore;
 use idem_tests::logs::capture;
 
 static OP: Operation = Operation::new("tracing.op").with_wait_timeout(Duration::from_secs(5));
@@ -154,75 +155,6 @@ async fn a_lost_lease_is_logged() {
     assert_event(&log.take(), "lease lost; result not recorded", &OP, &key);
 }
 
-/// A store whose claims fail (and whose releases fail too), counting the releases it is sent.
-struct ClaimsFail {
-    refused: bool,
-    releases: std::sync::atomic::AtomicUsize,
-}
-
-impl ClaimsFail {
-    fn error(&self) -> Error {
-        if self.refused {
-            Error::Config("the server refuses this client (test)".into())
-        } else {
-            Error::store("down", "connection refused (test)")
-        }
-    }
-}
-
-impl Store for ClaimsFail {
-    fn name(&self) -> &'static str {
-        "down"
-    }
-    fn claim<'a>(
-        &'a self,
-        _: &'a Key,
-        _: &'a idem_runtime::Fingerprint,
-        _: idem_runtime::Token,
-        _: Duration,
-    ) -> idem_runtime::store::StoreFuture<'a, idem_runtime::store::Claim> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a Key,
-        _: idem_runtime::Token,
-        _: bytes::Bytes,
-        _: Duration,
-    ) -> idem_runtime::store::StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn release<'a>(
-        &'a self,
-        _: &'a Key,
-        _: idem_runtime::Token,
-    ) -> idem_runtime::store::StoreFuture<'a, bool> {
-        self.releases
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn renew<'a>(
-        &'a self,
-        _: &'a Key,
-        _: idem_runtime::Token,
-        _: Duration,
-    ) -> idem_runtime::store::StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn get<'a>(
-        &'a self,
-        _: &'a Key,
-    ) -> idem_runtime::store::StoreFuture<'a, Option<idem_runtime::store::Record>> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn remove<'a>(&'a self, _: &'a Key) -> idem_runtime::store::StoreFuture<'a, bool> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-    fn purge_expired(&self, _: usize) -> idem_runtime::store::StoreFuture<'_, usize> {
-        Box::pin(std::future::ready(Err(self.error())))
-    }
-}
-
 /// A claim that fails is released as a precaution only when the store may have applied it
 /// (its answer was lost), and that release failing too (the store is down) is no warning: the
 /// caller has the claim's error, and an outage would log every call twice. A refusal applied
@@ -231,9 +163,10 @@ impl Store for ClaimsFail {
 async fn a_failed_claim_adds_no_warning() {
     for refused in [false, true] {
         let (log, _guard) = capture();
-        let store = Arc::new(ClaimsFail {
-            refused,
-            releases: Default::default(),
+        let store = Arc::new(if refused {
+            DownStore::refusing()
+        } else {
+            DownStore::unreachable()
         });
         let key = OP.key(&"claim fails").unwrap();
         let dyn_store: Arc<dyn Store> = store.clone();
@@ -241,8 +174,11 @@ async fn a_failed_claim_adds_no_warning() {
         assert_eq!(out.unwrap_err().is_retryable(), !refused);
         // The release, if any, is spawned: let it run.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let releases = store.releases.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(releases, usize::from(!refused), "refused: {refused}");
+        assert_eq!(
+            store.releases(),
+            usize::from(!refused),
+            "refused: {refused}"
+        );
         let lines = log.take();
         assert!(
             !lines.iter().any(|l| l.contains("WARN")),
