@@ -1,7 +1,7 @@
 //! What a running body can learn about its own call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::{Key, Token};
 
@@ -14,8 +14,45 @@ pub(crate) struct Frame {
     pub(crate) operation: &'static str,
     pub(crate) key: Key,
     pub(crate) token: Token,
-    pub(crate) lease_lost: AtomicBool,
+    pub(crate) lease: Lease,
     outer: Option<Arc<Frame>>,
+}
+
+/// What the call knows of its lease: held (as far as it knows), in doubt (no renewal confirmed
+/// for a whole lease; cleared by the next one confirmed), or lost (the claim is another
+/// caller's or gone, for good).
+#[derive(Default)]
+pub(crate) struct Lease(AtomicU8);
+
+const HELD: u8 = 0;
+const IN_DOUBT: u8 = 1;
+const LOST: u8 = 2;
+
+impl Lease {
+    /// The claim is not this call's any more.
+    pub(crate) fn lost(&self) {
+        self.0.store(LOST, Ordering::Release);
+    }
+
+    /// No renewal confirmed for a whole lease; `true` if it was held until now.
+    pub(crate) fn in_doubt(&self) -> bool {
+        self.0
+            .compare_exchange(HELD, IN_DOUBT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// A renewal confirmed the claim is still this call's (no other caller can have taken
+    /// it meanwhile: its claim would have replaced the token).
+    pub(crate) fn confirmed(&self) {
+        let _ = self
+            .0
+            .compare_exchange(IN_DOUBT, HELD, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Lost, or in doubt.
+    pub(crate) fn may_be_lost(&self) -> bool {
+        self.0.load(Ordering::Acquire) != HELD
+    }
 }
 
 impl Frame {
@@ -25,7 +62,7 @@ impl Frame {
             operation,
             key,
             token,
-            lease_lost: AtomicBool::new(false),
+            lease: Lease::default(),
             outer: CURRENT.try_with(Arc::clone).ok(),
         })
     }
@@ -81,13 +118,14 @@ impl CallContext {
         self.0.token
     }
 
-    /// Whether the lease was lost: a renewal found another caller owning the key (or the record
-    /// removed), or no renewal could be confirmed for a whole lease (the store unreachable or
-    /// not answering, flagged when the lease ends), so another caller may own it. The body may
-    /// stop early; its result is recorded only if the claim is still its own when it returns
-    /// (else the call returns `Error::LeaseLost`).
+    /// Whether the lease may be lost: a renewal found another caller owning the key (or the
+    /// record removed: true for good), or no renewal was confirmed for a whole lease (the store
+    /// unreachable or not answering; true from the moment that lease ends until a renewal is
+    /// confirmed again), so another caller may own it. The body may stop early; its result is
+    /// recorded only if the claim is still its own when it returns (else the call returns
+    /// `Error::LeaseLost`).
     pub fn lease_lost(&self) -> bool {
-        self.0.lease_lost.load(Ordering::Acquire)
+        self.0.lease.may_be_lost()
     }
 }
 

@@ -16,7 +16,6 @@ use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -332,7 +331,7 @@ async fn claim_and_run_erased(
     if completed {
         Ok(Ran::Recorded)
     } else {
-        frame.lease_lost.store(true, Ordering::Release);
+        frame.lease.lost();
         tracing::warn!(target: "idem", operation = op.name(), %key, "lease lost; result not recorded");
         Err(Error::LeaseLost {
             operation: op.name(),
@@ -550,13 +549,16 @@ pub(crate) fn renewal_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
 
-/// Renews the lease every `period` until aborted or fenced out (then flags `lease_lost`).
-/// Started `period` after the claim, which was sent at `claimed_at`. Renewals that fail (the
-/// store unreachable) are retried; once none has been confirmed for a whole lease, the lease
-/// may have lapsed and another caller may hold the key: `lease_lost` is flagged too, and
-/// renewal goes on, so the claim is kept if the store comes back in time. A renewal that
-/// hangs (a partitioned connection answers nothing, and not every store has a response
-/// timeout) flags it when the lease it was meant to extend ends, not when it gives up.
+/// Renews the lease every `period` until aborted or fenced out (then marks it lost). Started
+/// `period` after the claim, which was sent at `claimed_at`.
+///
+/// Renewals are sent every `period` whether the previous one answered or not (at most
+/// [`RENEWALS_IN_FLIGHT`] at once): one that hangs (a connection that a partition left open,
+/// answering nothing) must not keep the next ones from being sent on another. Renewals that
+/// fail (the store unreachable) are retried. Once none has been confirmed for a whole lease,
+/// counted from the sending of the last one confirmed (or of the claim), the lease may have
+/// lapsed and another caller may hold the key: it is marked in doubt then, when that lease
+/// ends (not when a hung renewal gives up), and held again if a later renewal is confirmed.
 pub(crate) async fn renew_lease(
     store: Arc<dyn Store>,
     frame: Arc<Frame>,
@@ -567,45 +569,53 @@ pub(crate) async fn renew_lease(
     // What the store has confirmed: the claim, sent at `claimed_at`, then each renewal from
     // the time it was sent (the store may have applied it later, never earlier).
     let mut held_until = deadline(claimed_at, lease);
+    let mut renewals = tokio::task::JoinSet::new();
+    let mut next = Instant::now();
     loop {
-        let sent = Instant::now();
-        let mut renewal = store.renew(&frame.key, frame.token, lease);
-        let answer = match tokio::time::timeout_at(held_until, &mut renewal).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                flag_unconfirmed(&frame, &"no answer to the lease renewal");
-                renewal.await
-            }
-        };
-        match answer {
-            Ok(true) => held_until = deadline(sent, lease),
-            Ok(false) => {
-                frame.lease_lost.store(true, Ordering::Release);
-                tracing::warn!(
-                    target: "idem",
-                    operation = frame.operation,
-                    key = %frame.key,
-                    "lease lost while the body runs: another caller took the key over or the record was removed"
-                );
-                return;
-            }
-            Err(error) if Instant::now() >= held_until => {
-                flag_unconfirmed(&frame, &error);
-            }
-            Err(error) => {
-                tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");
-            }
+        let now = Instant::now();
+        if now >= held_until && frame.lease.in_doubt() {
+            tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, "no lease renewal confirmed for a whole lease: the lease may have lapsed and another caller may hold the key; still renewing");
         }
-        tokio::time::sleep(period).await;
+        if now >= next && renewals.len() < RENEWALS_IN_FLIGHT {
+            let (store, frame) = (Arc::clone(&store), Arc::clone(&frame));
+            renewals.spawn(async move { (now, store.renew(&frame.key, frame.token, lease).await) });
+            next = deadline(now, period);
+        }
+        tokio::select! {
+            Some(answered) = renewals.join_next() => {
+                // A renewal task panics only if the store does; it is not ours to resume.
+                let Ok((sent, answer)) = answered else { continue };
+                match answer {
+                    Ok(true) => {
+                        held_until = held_until.max(deadline(sent, lease));
+                        frame.lease.confirmed();
+                    }
+                    Ok(false) => {
+                        frame.lease.lost();
+                        tracing::warn!(
+                            target: "idem",
+                            operation = frame.operation,
+                            key = %frame.key,
+                            "lease lost while the body runs: another caller took the key over or the record was removed"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, %error, "lease renewal failed; retrying");
+                    }
+                }
+            }
+            // Wakes when the confirmed lease ends, to mark it in doubt at once.
+            () = tokio::time::sleep_until(held_until), if held_until > now => {}
+            // The next renewal is due (unless as many as allowed still await their answer).
+            () = tokio::time::sleep_until(next), if renewals.len() < RENEWALS_IN_FLIGHT => {}
+        }
     }
 }
 
-/// No renewal confirmed for a whole lease: flags `lease_lost` (once) and says why.
-fn flag_unconfirmed(frame: &Frame, why: &dyn std::fmt::Display) {
-    if !frame.lease_lost.swap(true, Ordering::AcqRel) {
-        tracing::warn!(target: "idem", operation = frame.operation, key = %frame.key, error = %why, "no lease renewal confirmed for a whole lease: the lease may have lapsed and another caller may hold the key; retrying");
-    }
-}
+/// How many renewals of one call may await their answer at once: a few, so that a hung one
+/// does not stop renewing, and a store that answers nothing is not sent a pile of them.
+const RENEWALS_IN_FLIGHT: usize = 3;
 
 /// Starts renewing the lease of the call `frame` in a task of its own.
 ///

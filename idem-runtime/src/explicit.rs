@@ -11,7 +11,6 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -236,7 +235,7 @@ impl<T> Claimed<T> {
     /// answering, flagged when the lease ends): another caller may own the key now. Work that
     /// has not started yet can stop.
     pub fn lease_lost(&self) -> bool {
-        self.frame.lease_lost.load(Ordering::Acquire)
+        self.frame.lease.may_be_lost()
     }
 
     /// Gives the key back without a result, so a later call runs again.

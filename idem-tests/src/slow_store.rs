@@ -4,46 +4,76 @@
 //! off its renewals (failing or never answering).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use idem_runtime::store::{Claim, Record, Store, StoreFuture};
 use idem_runtime::{Error, Fingerprint, Key, MemoryStore, Token};
 
-/// A [`MemoryStore`] behind the `dyn Store` path, with a delay before every release or
-/// complete.
+/// A [`MemoryStore`] behind the `dyn Store` path, with a delay before every claim, release or
+/// complete, and renewals or completes that fail or never answer.
 pub struct SlowStore {
     /// The records, for the test to inspect.
     pub inner: Arc<MemoryStore>,
+    claim_delay: Duration,
+    renew_delay: Duration,
     release_delay: Duration,
     complete_delay: Duration,
     renewals_fail: bool,
-    renewals_hang: bool,
+    hung_renewals: Hang,
+    renewals: AtomicUsize,
     completes_fail: bool,
 }
 
+/// Which renewals never answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Hang {
+    None,
+    All,
+    /// The n-th renewal (from 1), the others answer.
+    Nth(usize),
+}
+
 impl SlowStore {
+    fn base() -> Self {
+        SlowStore {
+            inner: Arc::new(MemoryStore::new()),
+            claim_delay: Duration::ZERO,
+            renew_delay: Duration::ZERO,
+            release_delay: Duration::ZERO,
+            complete_delay: Duration::ZERO,
+            renewals_fail: false,
+            hung_renewals: Hang::None,
+            renewals: AtomicUsize::new(0),
+            completes_fail: false,
+        }
+    }
+
     /// A new, empty store whose releases take `delay`.
     pub fn releasing_in(delay: Duration) -> Self {
         SlowStore {
-            inner: Arc::new(MemoryStore::new()),
             release_delay: delay,
-            complete_delay: Duration::ZERO,
-            renewals_fail: false,
-            renewals_hang: false,
-            completes_fail: false,
+            ..Self::base()
         }
     }
 
     /// A new, empty store whose completes take `delay`.
     pub fn completing_in(delay: Duration) -> Self {
         SlowStore {
-            inner: Arc::new(MemoryStore::new()),
-            release_delay: Duration::ZERO,
             complete_delay: delay,
-            renewals_fail: false,
-            renewals_hang: false,
-            completes_fail: false,
+            ..Self::base()
+        }
+    }
+
+    /// A new, empty store whose claims take `delay` (the claim is applied at the end of it),
+    /// like a claim that waited for a pooled connection, and whose renewals take 2 ms, a
+    /// round trip.
+    pub fn claiming_in(delay: Duration) -> Self {
+        SlowStore {
+            claim_delay: delay,
+            renew_delay: Duration::from_millis(2),
+            ..Self::base()
         }
     }
 
@@ -69,18 +99,25 @@ impl SlowStore {
     pub fn failing_renewals() -> Self {
         SlowStore {
             renewals_fail: true,
-            ..Self::completing_in(Duration::ZERO)
+            ..Self::base()
         }
     }
-}
 
-impl SlowStore {
     /// A new, empty store whose renewals never answer, as over a partitioned connection that
     /// neither delivers nor fails (claims and completes still work).
     pub fn hanging_renewals() -> Self {
         SlowStore {
-            renewals_hang: true,
-            ..Self::completing_in(Duration::ZERO)
+            hung_renewals: Hang::All,
+            ..Self::base()
+        }
+    }
+
+    /// A new, empty store whose `n`-th renewal (from 1) never answers, as one pooled
+    /// connection left open by a partition, while the others answer.
+    pub fn hanging_renewal(n: usize) -> Self {
+        SlowStore {
+            hung_renewals: Hang::Nth(n),
+            ..Self::base()
         }
     }
 }
@@ -97,7 +134,10 @@ impl Store for SlowStore {
         token: Token,
         lease: Duration,
     ) -> StoreFuture<'a, Claim> {
-        self.inner.claim(key, fingerprint, token, lease)
+        Box::pin(async move {
+            tokio::time::sleep(self.claim_delay).await;
+            self.inner.claim(key, fingerprint, token, lease).await
+        })
     }
 
     fn complete<'a>(
@@ -124,14 +164,18 @@ impl Store for SlowStore {
     }
 
     fn renew<'a>(&'a self, key: &'a Key, token: Token, lease: Duration) -> StoreFuture<'a, bool> {
-        if self.renewals_hang {
+        let nth = self.renewals.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.hung_renewals == Hang::All || self.hung_renewals == Hang::Nth(nth) {
             return Box::pin(std::future::pending());
         }
         if self.renewals_fail {
             let refused = Error::store("slow", "connection refused (test)");
             return Box::pin(std::future::ready(Err(refused)));
         }
-        self.inner.renew(key, token, lease)
+        Box::pin(async move {
+            tokio::time::sleep(self.renew_delay).await;
+            self.inner.renew(key, token, lease).await
+        })
     }
 
     fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {

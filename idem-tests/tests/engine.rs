@@ -1003,6 +1003,75 @@ async fn a_renewal_that_never_answers_flags_the_lease_as_lost_when_it_ends() {
     );
 }
 
+/// A claim that took longer than the lease (it waited for a connection) is in doubt when its
+/// body starts, and held again as soon as a renewal confirms it: the body does not stop for a
+/// lease it still has.
+#[tokio::test(start_paused = true)]
+async fn a_slow_claim_is_held_again_once_a_renewal_confirms_it() {
+    const LEASE: Duration = Duration::from_millis(300);
+    static OP: Operation = Operation::new("engine.slow_claim").with_lease(LEASE);
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::claiming_in(
+        LEASE + LEASE / 6,
+    ));
+    let out: Result<bool, Error> = OP
+        .call(OP.key(&1u8).unwrap())
+        .store(store)
+        .run(async {
+            let call = idem_runtime::current().expect("inside the call");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(call.lease_lost())
+        })
+        .await;
+    assert!(!out.unwrap(), "the first renewal confirmed the claim");
+}
+
+/// One renewal that never answers (a pooled connection a partition left open) does not stop
+/// the next ones, sent on other connections: the claim stays held for a body that outlives
+/// its lease many times, and a duplicate finds it in progress throughout.
+#[tokio::test(start_paused = true)]
+async fn a_hung_renewal_does_not_stop_the_next_ones() {
+    const LEASE: Duration = Duration::from_millis(300);
+    static OP: Operation = Operation::new("engine.one_hung_renewal")
+        .with_lease(LEASE)
+        .with_on_conflict(OnConflict::Reject);
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::hanging_renewal(2));
+    let store: Arc<dyn Store> = slow.clone();
+    let key = OP.key(&1u8).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let owner = {
+        let (store, runs) = (store.clone(), runs.clone());
+        tokio::spawn(async move {
+            OP.call(key)
+                .store(store)
+                .run(async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let call = idem_runtime::current().expect("inside the call");
+                    let mut doubted = false;
+                    for _ in 0..200 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        doubted |= call.lease_lost();
+                    }
+                    Ok::<_, Error>(doubted)
+                })
+                .await
+        })
+    };
+    for _ in 0..6 {
+        tokio::time::sleep(LEASE).await;
+        let duplicate: Result<bool, Error> = OP
+            .call(key)
+            .store(store.clone())
+            .run(async { Ok(true) })
+            .await;
+        assert!(
+            matches!(duplicate, Err(Error::InFlight { .. })),
+            "{duplicate:?}"
+        );
+    }
+    assert!(!owner.await.unwrap().unwrap(), "never in doubt");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
 /// The shortest lease accepted is renewed in time: a body that outlives it many times over
 /// keeps its claim. A shorter one is refused (its first renewal would come too late).
 #[tokio::test(start_paused = true)]

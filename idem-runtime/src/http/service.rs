@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -413,7 +412,7 @@ where
                     tracing::debug!(target: "idem", operation = config.operation, %key, "response recorded");
                 }
                 Ok(false) => {
-                    frame.lease_lost.store(true, Ordering::Release);
+                    frame.lease.lost();
                     tracing::warn!(target: "idem", operation = config.operation, %key, "lease lost before the response could be recorded: the record was taken over or removed (a lease shorter than the handler's run with the store unreachable for its renewals, a `forget`, or a store restarted without its data)");
                 }
                 Err(error) => {
