@@ -609,6 +609,26 @@ async fn migrate_refuses_a_table_of_another_shape() {
     assert!(error.contains("has another type than idem's"), "{error}");
 }
 
+/// A table dropped by hand after its migration (its version still recorded) is created again
+/// by the next `migrate()`, not refused as somebody else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_a_dropped_table_again() {
+    let fixture = PgFixture::new().await;
+    let store = fixture.postgres();
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP TABLE {}",
+        store.qualified_table()
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.migrate().await.expect("created again");
+    assert_eq!(
+        claim_new(store, "pg-recreated").await.unwrap(),
+        Claim::Acquired
+    );
+}
+
 /// At the current version `migrate()` creates nothing, so an application role without the
 /// `CREATE` privilege (beside the role that migrated) can call it at every start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

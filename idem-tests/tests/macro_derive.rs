@@ -341,6 +341,18 @@ struct Email {
     address: String,
 }
 
+/// A writer may take what the field derefs to, and may return something (ignored).
+fn trimmed(value: &str, out: &mut KeyHasher) -> usize {
+    out.write_str(value.trim());
+    value.len()
+}
+
+#[derive(IdempotencyKey)]
+struct Trimmed {
+    #[idem(with = trimmed)]
+    name: String,
+}
+
 #[derive(IdempotencyKey)]
 struct Slot {
     /// A scheduled slot is part of the request: included on purpose.
@@ -370,6 +382,9 @@ fn with_writes_through_a_custom_function_and_include_keeps_a_time() {
     };
     assert_ne!(key(&slot(1)), key(&slot(2)));
     let _ = SystemTimeAsSecs(0).0;
+    let name = |n: &str| key(&Trimmed { name: n.into() });
+    assert_eq!(name(" ada "), name("ada"));
+    assert_ne!(name("ada"), name("bob"));
 }
 
 #[allow(dead_code)]

@@ -209,6 +209,24 @@ async fn as_serde_gives_the_explicit_api_the_key_of_a_serde_only_parameter() {
     assert_ne!(key, op.key(&AsSerde(&other)).unwrap());
 }
 
+static REPORTS: AtomicU32 = AtomicU32::new(0);
+
+/// A constant key with a scope: one record per tenant.
+#[idempotent(key = "nightly-report", scope = tenant)]
+async fn nightly_report(tenant: String) -> Result<u32, Error> {
+    Ok(REPORTS.fetch_add(1, Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn a_constant_key_with_a_scope_is_one_record_per_tenant() {
+    with_store(store(), async {
+        let first = nightly_report("acme".into()).await.unwrap();
+        assert_eq!(nightly_report("acme".into()).await.unwrap(), first);
+        assert_ne!(nightly_report("globex".into()).await.unwrap(), first);
+    })
+    .await;
+}
+
 // ---- key = …, payload fingerprint --------------------------------------------------------
 
 static ORDERS: AtomicU32 = AtomicU32::new(0);

@@ -91,7 +91,7 @@ fn write_field(k: &TokenStream, f: &Field, access: TokenStream) -> TokenStream {
             let mut args = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, args);
             args.set_span(span);
             quote!({
-                let __idem_with: fn(&_, &mut #k::__private::KeyHasher) = #path;
+                let __idem_with: fn(&_, &mut #k::__private::KeyHasher) -> _ = #path;
                 __idem_with #args;
             })
         }

@@ -363,7 +363,8 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             pattern_bindings(&pt.pat, &mut in_patterns);
         }
     }
-    if let Some(key) = &args.key {
+    // With a scope, a constant key is one record per scope (a nightly report per tenant).
+    if let Some(key) = args.key.as_ref().filter(|_| args.scope.is_none()) {
         check_not_constant(cx, key, &known, &params);
     }
     for (option, expr) in [
@@ -567,9 +568,9 @@ fn borrows_only_shared(expr: &Expr, receiver_shared: bool, params: &[Param]) -> 
     }
 }
 
-/// `key = "order_id"` (written like `name = "…"`) or any other literal: every call would get
-/// the same key, so every call after the first would replay its result or fail with
-/// `PayloadMismatch`.
+/// `key = "order_id"` (written like `name = "…"`) or any other literal, without a scope: every
+/// call would get the same key, so every call after the first would replay its result or fail
+/// with `PayloadMismatch`.
 fn check_not_constant(cx: &mut Ctxt, key: &Expr, known: &[String], params: &[Param]) {
     let mut expr = key;
     while let Expr::Paren(syn::ExprParen { expr: inner, .. })

@@ -246,12 +246,16 @@ pub fn decode<T: DeserializeOwned>(operation: &'static str, record: &[u8]) -> Re
 /// and error reports, so the value is left out; the types, field and variant names (which
 /// tell what changed between deploys) and the position stay.
 fn redact_values(message: &str) -> String {
-    const QUOTED: [(&str, char); 5] = [
+    // A variant or field name serde did not expect comes from the data too (a string
+    // recorded where an enum is now expected, a map key where a struct is).
+    const QUOTED: [(&str, char); 7] = [
         ("string \"", '"'),
         ("integer `", '`'),
         ("floating point `", '`'),
         ("character `", '`'),
         ("boolean `", '`'),
+        ("unknown variant `", '`'),
+        ("unknown field `", '`'),
     ];
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -374,6 +378,14 @@ mod tests {
             "character (value not shown) and integer (value not shown)"
         );
         assert_eq!(redact_values("string \"open"), "string (value not shown)");
+        assert_eq!(
+            redact_values("unknown variant `ada@example.com`, expected `Card` or `Bank`"),
+            "unknown variant (value not shown), expected `Card` or `Bank`"
+        );
+        assert_eq!(
+            redact_values("unknown field `bob`, expected `id`"),
+            "unknown field (value not shown), expected `id`"
+        );
     }
 
     #[test]

@@ -686,14 +686,16 @@ fn sqlstate(e: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
 
 /// Whether `e` is PostgreSQL's `undefined_function` (SQLSTATE 42883) about a function. The
 /// same code reports a missing operator (`operator does not exist: text = bytea`), which
-/// means a column of another type, not a missing function.
+/// means a column of another type, not a missing function: told apart by the server routine
+/// that raised it (`op_error`), which, unlike the message, is not translated.
 fn is_undefined_function(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            db.code().as_deref() == Some("42883") && db.message().starts_with("function ")
-        }
-        _ => false,
-    }
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let routine = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|pg| pg.routine());
+    db.code().as_deref() == Some("42883") && routine != Some("op_error")
 }
 
 /// A sqlx error as an operator reads it: a database error is its message, SQLSTATE, detail
@@ -711,7 +713,9 @@ impl fmt::Display for Described<'_> {
             write!(f, " (SQLSTATE {code})")?;
         }
         if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-            if let Some(detail) = pg.detail() {
+            // A constraint's detail quotes the row ("Failing row contains (…)"), values
+            // included: left out, as from every other message.
+            if let Some(detail) = pg.detail().filter(|_| !pg.code().starts_with("23")) {
                 write!(f, "; {detail}")?;
             }
             if let Some(hint) = pg.hint() {
@@ -943,6 +947,13 @@ impl PostgresStore {
         .transpose()
         .map_err(fail)?
         .unwrap_or(0);
+        // A version recorded for a table dropped since: create it again.
+        let table_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&self.sql.qualified)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let current = if table_exists { current } else { 0 };
         if current > Self::SCHEMA_VERSION {
             return Err(Error::Config(format!(
                 "the idem table {} is at schema version {current}, newer than this build of idem \
@@ -983,13 +994,17 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// The schema version recorded for this table in `versions`, 0 if none (or no such table).
+    /// The schema version recorded for this table in `versions`: 0 if none, if there is no
+    /// version table, or if the records table itself is gone (dropped by hand: it is created
+    /// again).
     async fn applied_version(&self, versions: &str) -> Result<i32, sqlx::Error> {
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(versions)
-            .fetch_one(&self.pool)
-            .await?;
-        if !exists {
+        let (versions_exist, table_exists): (bool, bool) =
+            sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+                .bind(versions)
+                .bind(&self.sql.qualified)
+                .fetch_one(&self.pool)
+                .await?;
+        if !versions_exist || !table_exists {
             return Ok(0);
         }
         let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
