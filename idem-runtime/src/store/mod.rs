@@ -113,6 +113,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically claims `key` for `token` with `lease`, or reports the record that holds it.
     ///
+    /// Errors: [`Error::Config`] only when the claim was certainly not applied (the server
+    /// refused this client), since the engine does not release such a claim; any error after
+    /// which the claim may have been applied (a lost connection, a timeout) is
+    /// [`Error::Store`], and the engine then releases the claim as a precaution.
+    ///
     /// An absent, expired or lease-lapsed record is replaced by an in-progress record carrying
     /// `fingerprint` and `token`.
     fn claim<'a>(

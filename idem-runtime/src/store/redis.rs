@@ -548,7 +548,10 @@ impl RedisStoreBuilder {
     /// and follows slot migrations and failovers).
     ///
     /// Fails like [`connect`](Self::connect): [`Error::Config`] for a `WAIT` timeout that does
-    /// not fit in the response timeout, [`Error::Store`] (URLs without passwords) otherwise.
+    /// not fit in the response timeout, for invalid node URLs, or when a node refuses the
+    /// connection; [`Error::Store`] when no node can be reached (URLs without passwords). The
+    /// client reports some refusals during its first connections as I/O errors (a wrong
+    /// password, for one): those come as [`Error::Store`], with the node's answer.
     pub async fn connect_cluster<I, S>(self, nodes: I) -> Result<RedisStore, Error>
     where
         I: IntoIterator<Item = S>,
@@ -860,7 +863,17 @@ impl RedisStore {
         match self.query_once(cmd).await {
             Err(error) if connection_lost(&error) => {
                 tracing::debug!(target: "idem", %error, "redis connection lost; sending again");
-                (self.query_once(cmd).await, true)
+                let again = match self.query_once(cmd).await {
+                    // The first send may have been applied: a refusal of the second (credentials
+                    // rotated meanwhile) must not pass for "nothing applied" (`Error::Config`).
+                    Err(refused) if is_permanent(&refused) => Err(RedisError::from((
+                        redis::ErrorKind::Io,
+                        "connection lost, then the command sent again was refused",
+                        refused.to_string(),
+                    ))),
+                    again => again,
+                };
+                (again, true)
             }
             answer => (answer, false),
         }
