@@ -242,3 +242,33 @@ async fn a_resent_release_answers_what_the_check_finds_and_fails_when_the_check_
         assert_eq!(scripts_sent(&fake), 3, "{case}: {:?}", fake.names());
     }
 }
+
+/// A refusal (`NOPERM`) is `Error::Config`, not retryable, as the command was not applied; but
+/// a refusal of a command sent again after a lost connection is `Error::Store`: the first send
+/// may have been applied, and the caller must treat the outcome as unknown.
+#[tokio::test]
+async fn a_refusal_after_a_resend_is_a_store_error() {
+    for lost_first in [false, true] {
+        let scripts = Arc::new(AtomicUsize::new(0));
+        let fake = FakeRedis::start(move |command| match name(command).as_str() {
+            "EVALSHA" | "EVAL" => match scripts.fetch_add(1, Ordering::SeqCst) {
+                0 if lost_first => Reply::Hangup,
+                _ => {
+                    Reply::error("NOPERM this user has no permissions to run the 'evalsha' command")
+                }
+            },
+            _ => connection_reply(command),
+        })
+        .await;
+        let store = store_on(&fake).await;
+        let answer = store
+            .release(&unique_key("resent-refused"), Token::generate())
+            .await;
+        match (lost_first, &answer) {
+            (false, Err(error @ Error::Config(_))) | (true, Err(error @ Error::Store { .. })) => {
+                assert_eq!(error.is_retryable(), lost_first, "{error}")
+            }
+            _ => panic!("lost first: {lost_first}: {answer:?}"),
+        }
+    }
+}
