@@ -112,6 +112,19 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
             }
         }
     } else if let Some(output) = async_trait_output(&func.sig.output) {
+        if !is_boxed_async_block(&func.body) {
+            // Code before `Box::pin` would run on every call, replays included: only the
+            // async block is the operation.
+            cx.error_at(
+                func.body.span_open(),
+                format!(
+                    "`#[idempotent]` takes a fn returning a boxed future (`{fn_name}`) only as \
+                     `#[async_trait]` writes it, its whole body one `Box::pin(async move {{ … }})`: \
+                     code outside the async block would run on every call, replays included; \
+                     move it into the async block, or write an `async fn`"
+                ),
+            );
+        }
         Some((Shape::AsyncTrait, output))
     } else {
         let hint = if returns_impl_future(&func.sig.output) {
@@ -607,6 +620,15 @@ fn param_names(params: &[Param]) -> String {
     } else {
         format!(" (its parameters: {})", names.join(", "))
     }
+}
+
+/// Whether `body` is `{ Box::pin(async move { … }) }` (any path to `pin`), and nothing else.
+fn is_boxed_async_block(body: &proc_macro2::Group) -> bool {
+    let Ok(Expr::Call(call)) = syn::parse2::<Expr>(body.stream()) else {
+        return false;
+    };
+    let pin = matches!(&*call.func, Expr::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "pin"));
+    pin && matches!(call.args.iter().collect::<Vec<_>>()[..], [Expr::Async(_)])
 }
 
 /// `Output` of `Pin<Box<dyn Future<Output = R> + …>>` (the shape `#[async_trait]` produces).
