@@ -199,6 +199,19 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     let call = match plan.shape {
         Shape::Async => {
             let with = (!plain).then(|| quote!(#fingerprint, #store,));
+            // The body's type is fixed before the body is checked (as `#[async_trait]` does):
+            // a wrong value or `return` is then reported at the user's expression, as in a
+            // plain `async fn`, not at the return type as a future of the wrong output.
+            let ret = local("__idem_ret");
+            let body = quote!({
+                if let #k::__private::Some(#ret) = #k::__private::None::<#output> {
+                    #[allow(unreachable_code)]
+                    return #ret;
+                }
+                let #ret: #output = #body;
+                #[allow(unreachable_code)]
+                #ret
+            });
             quote_spanned!(out_span=>
                 #run(#op_arg, #key_arg, #with #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body)), #promise)).await
             )
