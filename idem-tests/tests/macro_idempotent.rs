@@ -227,6 +227,36 @@ async fn a_constant_key_with_a_scope_is_one_record_per_tenant() {
     .await;
 }
 
+/// Reading a hashed `_name` parameter is the macro's doing: clippy's pedantic
+/// `used_underscore_binding` stays quiet (checked by CI's clippy run over the tests).
+#[deny(clippy::used_underscore_binding)]
+mod underscore_parameters {
+    use idem_runtime::{Error, idempotent};
+
+    #[idempotent(name = "tests.underscore", key = _request_id)]
+    pub async fn handle(_request_id: String, n: u8) -> Result<u8, Error> {
+        Ok(n)
+    }
+
+    #[idempotent(name = "tests.underscore_default")]
+    pub async fn handle_default(_request_id: String, n: u8) -> Result<u8, Error> {
+        Ok(n)
+    }
+}
+
+#[tokio::test]
+async fn underscore_parameters_are_hashed() {
+    with_store(store(), async {
+        let key = |id: &str| key_of(underscore_parameters::handle_default(id.into(), 1));
+        assert_ne!(key("a").await.unwrap(), key("b").await.unwrap());
+        assert_eq!(
+            underscore_parameters::handle("a".into(), 1).await.unwrap(),
+            1
+        );
+    })
+    .await;
+}
+
 // ---- key = …, payload fingerprint --------------------------------------------------------
 
 static ORDERS: AtomicU32 = AtomicU32::new(0);

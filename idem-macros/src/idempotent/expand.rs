@@ -101,7 +101,10 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         KeySource::Expr(expr) => key_writes.extend(write_expr(k, expr, &plan.param_types)),
     }
     let key_local = local("__idem_key");
+    // A parameter named `_request_id` is still hashed unless excluded: reading it is the
+    // macro's doing, not the user's (clippy's pedantic `used_underscore_binding`).
     let key = quote! {
+        #[allow(clippy::used_underscore_binding)]
         let #key_local = #k::__private::key_of(#op, &|mut #h: &mut #k::__private::KeyHasher| {
             #key_writes
         });
@@ -113,6 +116,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         let writes = plan.fingerprint.iter().map(|p| hash_param(k, p));
         (
             quote! {
+                #[allow(clippy::used_underscore_binding)]
                 let #fingerprint_local = #k::__private::fingerprint_of(
                     #op,
                     &|mut #h: &mut #k::__private::KeyHasher| { #(#writes)* },
