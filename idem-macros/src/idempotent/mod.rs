@@ -21,6 +21,13 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let original = func.clone();
     let mut cx = Ctxt::new();
+    if let Some(again) = func.attrs.iter().find(|a| is_idempotent(a)) {
+        cx.error_spanned_by(
+            again,
+            "`#[idempotent]` is applied twice to this fn: each would claim and record the call \
+             (two records per call, or two operations with one name); keep one",
+        );
+    }
     let args = parse::args(&mut cx, args);
     let krate = match &args.krate {
         Some(path) => path.to_token_stream(),
@@ -32,11 +39,13 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
             // The user's function, unchanged but for the stripped `#[idem]` attributes, next to
             // the errors: one mistake gives one message, not a cascade about a missing fn.
             let parse::Func {
-                attrs,
+                mut attrs,
                 vis,
                 mut sig,
                 body,
             } = original;
+            // A second `#[idempotent]` (reported) is not expanded again: one error, not two.
+            attrs.retain(|a| !is_idempotent(a));
             for arg in &mut sig.inputs {
                 let attrs = match arg {
                     syn::FnArg::Receiver(r) => &mut r.attrs,
@@ -49,4 +58,12 @@ pub fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
             out
         }
     }
+}
+
+/// `#[idempotent]` or `#[some::path::idempotent]`.
+fn is_idempotent(attr: &syn::Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "idempotent")
 }
