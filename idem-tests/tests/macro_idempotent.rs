@@ -1015,6 +1015,29 @@ impl FieldStore {
     }
 }
 
+/// `store = store`: the parameter is the call's store, never key material.
+#[idempotent(name = "tests.param_store", store = store)]
+async fn with_param_store(store: Arc<dyn Store>, id: u64) -> Result<u64, Error> {
+    drop(store); // still the body's to use
+    Ok(id * 10 + u64::from(RUNS.fetch_add(1, Ordering::SeqCst)))
+}
+
+#[tokio::test]
+async fn a_store_parameter_is_borrowed_and_not_hashed() {
+    let (one, two): (Arc<dyn Store>, Arc<dyn Store>) = (store(), store());
+    let first = with_param_store(one.clone(), 5).await.unwrap();
+    assert_eq!(
+        with_param_store(one.clone(), 5).await.unwrap(),
+        first,
+        "replayed"
+    );
+    // Not part of the key: the same key in another store, where nothing is recorded yet.
+    let key = key_of(with_param_store(one.clone(), 5)).await.unwrap();
+    assert_eq!(key, key_of(with_param_store(two.clone(), 5)).await.unwrap());
+    assert!(one.get(&key).await.unwrap().is_some());
+    assert!(two.get(&key).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn a_store_field_without_a_borrow_is_borrowed() {
     let service = FieldStore {

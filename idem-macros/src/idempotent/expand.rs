@@ -137,9 +137,10 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
                 quote!(#k::__private::store)
             };
             let store_fn = respan(store_fn, expr.span());
-            // A field (`store = self.store`) is borrowed, as `&self.store` would be: moving
-            // an `Arc` out of a borrowed receiver is an error, and a clone would be wasted.
-            if is_field(expr) {
+            // A field (`store = self.store`) or a parameter (`store = store`) is borrowed, as
+            // `&self.store` would be: moving an `Arc` out of a borrowed receiver is an error,
+            // and a moved parameter could not be used by the body any more.
+            if is_place(expr, &plan.param_types) {
                 let borrow = quote_spanned!(expr.span()=> &);
                 quote!(#store_fn(#borrow #expr))
             } else {
@@ -405,12 +406,17 @@ fn strip_parens(expr: &Expr) -> &Expr {
     }
 }
 
-/// Whether `expr` is a field access (`self.store`, `(ctx.store)`), a place that can be borrowed.
-fn is_field(expr: &syn::Expr) -> bool {
+/// Whether `expr` is a field access (`self.store`, `(ctx.store)`) or names a parameter: a
+/// place that can be borrowed.
+fn is_place(expr: &syn::Expr, params: &[(Ident, Type)]) -> bool {
     match expr {
         syn::Expr::Field(_) => true,
-        syn::Expr::Paren(p) => is_field(&p.expr),
-        syn::Expr::Group(g) => is_field(&g.expr),
+        syn::Expr::Path(p) if p.qself.is_none() => p
+            .path
+            .get_ident()
+            .is_some_and(|ident| params.iter().any(|(name, _)| name == ident)),
+        syn::Expr::Paren(p) => is_place(&p.expr, params),
+        syn::Expr::Group(g) => is_place(&g.expr, params),
         _ => false,
     }
 }

@@ -425,6 +425,10 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
     if let Some(s) = &args.scope {
         whole_params(s, &mut whole);
     }
+    // The store's parameter (`store = store`) is never key material.
+    if let Some(s) = &args.store {
+        whole_params(s, &mut whole);
+    }
     let param_types: Vec<(Ident, Type)> = params
         .iter()
         .filter_map(|p| Some((p.name.clone()?, p.ty.clone())))

@@ -66,6 +66,20 @@ impl Fielded<'_> {
     }
 }
 
+/// `store = store`: a parameter holding the store is borrowed and never hashed (no
+/// `exclude` needed), owned or borrowed, and the body may still use it.
+#[idempotent(store = store)]
+pub async fn owned_param(store: Arc<dyn Store>, id: u64) -> Result<u64, Error> {
+    drop(store);
+    Ok(id)
+}
+
+#[idempotent(store = store)]
+pub async fn borrowed_param(store: &Arc<dyn Store>, id: u64) -> Result<u64, Error> {
+    let _ = store.name();
+    Ok(id)
+}
+
 // A parameter holding the store, moved by the body.
 #[idempotent(store = &store)]
 pub async fn moved(#[idem(exclude)] store: Arc<dyn Store>, id: u64) -> Result<u64, Error> {
@@ -86,5 +100,7 @@ fn main() {
     let _ = fielded.field(1);
     let _ = fielded.borrowed_field(1);
     let _ = Fielded { store: Arc::new(MemoryStore::new()), borrowed: &store }.field_by_value(1);
+    let _ = borrowed_param(&store, 1);
+    let _ = owned_param(store.clone(), 1);
     let _ = moved(store, 1);
 }
