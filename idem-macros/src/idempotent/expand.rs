@@ -252,15 +252,22 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         }
     };
 
-    quote! {
-        #(#attrs)*
-        #(#inner_attrs)*
-        #vis #sig {
+    // The fn's braces keep the body's span: the item spans the user's tokens, as without the
+    // attribute (lints such as `dead_code` see it; a fix suggested for the body lands there).
+    let mut fn_body = Group::new(
+        Delimiter::Brace,
+        quote! {
             #operation
             #key
             #fingerprint_let
             #call
-        }
+        },
+    );
+    fn_body.set_span(func.body.span());
+    quote! {
+        #(#attrs)*
+        #(#inner_attrs)*
+        #vis #sig #fn_body
     }
 }
 

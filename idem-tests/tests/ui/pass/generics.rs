@@ -5,7 +5,7 @@
 use idem_runtime::{Error, idempotent};
 use serde::{Serialize, de::DeserializeOwned};
 
-trait Kind: Serialize + DeserializeOwned + Default {
+pub trait Kind: Serialize + DeserializeOwned + Default {
     const KIND: &'static str;
 }
 
