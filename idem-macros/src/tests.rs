@@ -29,7 +29,13 @@ fn expansion_of_idempotent() {
     );
     assert!(
         text.contains(
-            "(async move { gateway . charge (req) . await })) , :: idem_runtime :: __private :: slot_kept ! ())) . await }"
+            "let __idem_ret : Result < Receipt , PayError > = { gateway . charge (req) . await } ;"
+        ),
+        "the body's type is declared before the body, so errors in it land on its tokens:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "__idem_ret })) , :: idem_runtime :: __private :: slot_kept ! ())) . await }"
         ),
         "the body is lent with the promise of the runtime's `slot_kept!`:\n{text}"
     );
