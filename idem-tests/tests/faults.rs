@@ -1133,8 +1133,10 @@ async fn postgres_renewal_without_answer_flags_the_lease_as_lost_in_time() {
         .await
         .expect("flagged while the partition lasts (before: never)")
         .unwrap();
+    // At the lease's end; the upper bound leaves room for a loaded machine (the test runs
+    // beside the others), and is still well before a Redis response timeout (2 s).
     assert!(
-        at >= LEASE / 2 && at <= LEASE + Duration::from_millis(150),
+        at >= LEASE && at <= 2 * LEASE,
         "flagged {at:?} after the claim, the lease being {LEASE:?}"
     );
     call.abort();
