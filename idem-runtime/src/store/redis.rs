@@ -686,9 +686,7 @@ fn connection_lost(e: &RedisError) -> bool {
 /// `target` is already [redacted](redact). A server that answered, but refused the
 /// connection's set-up (credentials, database number), is a configuration error.
 fn connect_error(target: &str, e: RedisError) -> Error {
-    let unreachable = e.is_io_error()
-        || e.is_connection_refusal()
-        || e.is_connection_dropped()
+    let unreachable = connection_lost(&e)
         || e.is_timeout()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound;
     if unreachable {
