@@ -200,3 +200,60 @@ async fn stores_describe_where_they_are() {
         "{described}"
     );
 }
+
+/// A transient database error (here a row lock held past the session's `lock_timeout`) stays a
+/// retryable `Error::Store`, shown as the server's message and SQLSTATE (not sqlx's source
+/// line of PostgreSQL's C code), with the sqlx error still reachable through `source()`.
+#[tokio::test]
+async fn a_transient_database_error_is_a_store_error_with_its_sqlstate() {
+    let fixture = PgFixture::new().await;
+    let store = fixture.postgres();
+    let key = unique_key("pg-locked");
+    let lease = Duration::from_secs(5);
+    store
+        .claim(&key, &Fingerprint::NONE, Token::generate(), lease)
+        .await
+        .unwrap();
+    // Another session holds the row.
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {} WHERE key = $1 FOR UPDATE",
+        store.qualified_table()
+    )))
+    .bind(key.as_bytes().as_slice())
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = database_url().parse().unwrap();
+    let impatient = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.options([("lock_timeout", "50ms")]))
+        .await
+        .unwrap();
+    let blocked = PostgresStore::builder()
+        .schema(fixture.schema())
+        .build(impatient.clone())
+        .unwrap();
+    let error = blocked.remove(&key).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Store { .. }) && error.is_retryable(),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("(SQLSTATE 55P03)") && !message.contains(" at line "),
+        "{message}"
+    );
+    let mut source = std::error::Error::source(&error);
+    let mut found_sqlx = false;
+    while let Some(cause) = source {
+        found_sqlx |= cause.downcast_ref::<sqlx::Error>().is_some();
+        source = cause.source();
+    }
+    assert!(
+        found_sqlx,
+        "the sqlx error is in the source chain: {error:?}"
+    );
+    holder.rollback().await.unwrap();
+    impatient.close().await;
+}
