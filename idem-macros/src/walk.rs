@@ -42,6 +42,16 @@ pub fn write(k: &TokenStream, ty: &Type, value: TokenStream, out: &TokenStream) 
     w.write(ty, value, out)
 }
 
+/// `write` (statements writing key material) marked as `#[idem(include)]`d: a time value the
+/// serde bridge meets in it is hashed on purpose, without the run-time warning.
+pub fn included(k: &TokenStream, write: TokenStream) -> TokenStream {
+    let guard = proc_macro2::Ident::new("__idem_included", proc_macro2::Span::mixed_site());
+    quote!({
+        let #guard = #k::include_time();
+        #write
+    })
+}
+
 /// `dispatch(value).write(out);`, with the error of an unhashable type on `ty`: the call's
 /// tokens take the span of `ty`'s name (of its only non-scalar element type, if it has one,
 /// which is then the type that needs an impl), the value and the hasher are only located there

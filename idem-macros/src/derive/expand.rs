@@ -82,6 +82,15 @@ pub fn expand(krate: &TokenStream, c: &Container) -> TokenStream {
 /// containers that hold several different types so that each is dispatched on its own (see
 /// [`walk`]): a derived type inside `Vec<(Inner, Uuid)>` keeps its exclusions.
 fn write_field(k: &TokenStream, f: &Field, access: TokenStream) -> TokenStream {
+    let write = write_field_value(k, f, access);
+    if f.include.is_some() {
+        walk::included(k, write)
+    } else {
+        write
+    }
+}
+
+fn write_field_value(k: &TokenStream, f: &Field, access: TokenStream) -> TokenStream {
     let out = out();
     match &f.with {
         Some(path) => {

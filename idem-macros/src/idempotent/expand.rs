@@ -294,7 +294,10 @@ fn hasher() -> Ident {
 
 /// Hashes one parameter; under its `#[cfg(..)]` attributes, if it has some.
 fn hash_param(k: &TokenStream, p: &Hashed) -> TokenStream {
-    let write = write_param(k, p);
+    let mut write = write_param(k, p);
+    if p.included {
+        write = crate::walk::included(k, write);
+    }
     if p.cfgs.is_empty() {
         write
     } else {

@@ -37,6 +37,8 @@ pub struct Hashed {
     pub ty: syn::Type,
     /// The parameter's `#[cfg(..)]` attributes, repeated on the statements that hash it.
     pub cfgs: Vec<Attribute>,
+    /// `#[idem(include)]`: a time value in it is hashed on purpose (no run-time warning).
+    pub included: bool,
 }
 
 /// A pattern parameter, renamed to `ident` in the signature and destructured at the start of
@@ -295,6 +297,7 @@ pub fn plan(cx: &mut Ctxt, args: Args, func: &mut Func) -> Option<Plan> {
                         ident,
                         ty: (*pt.ty).clone(),
                         cfgs,
+                        included: opts.include.is_some(),
                     })
                 };
                 params.push(Param {

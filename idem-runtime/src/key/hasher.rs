@@ -741,7 +741,9 @@ impl KeyHasher {
     /// returns [`Error::KeyMaterial`](crate::Error::KeyMaterial).
     #[inline]
     pub fn write_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
-        if let Err(e) = value.serialize(super::serde_bridge::Bridge(self)) {
+        let written = value.serialize(super::serde_bridge::Bridge(self));
+        super::time_guard::written::<T>();
+        if let Err(e) = written {
             self.record_error(e.into_reason());
         }
     }

@@ -172,6 +172,10 @@
 //!   `#[serde(flatten)]` struct arrives as a map.
 //! - Serde attributes change the bytes: `rename`, `tag`, `untagged`, `skip_serializing_if`
 //!   etc. are applied before the bridge sees the value.
+//! - A per-call time value inside a `Serialize`-only type makes every key unique. The bridge
+//!   recognises std's `SystemTime` and the chrono and jiff timestamps (by their serde struct
+//!   name or the type name behind `collect_str`) and logs a warning once per type and field,
+//!   unless the value is written under `#[idem(include)]`; the bytes are unchanged.
 //! - If a `Serialize` impl fails, the first error is recorded; [`KeyHasher::finish_key`] /
 //!   [`KeyHasher::finish_fingerprint`] then return
 //!   [`Error::KeyMaterial`](crate::Error::KeyMaterial). Nothing panics.
@@ -208,6 +212,7 @@ mod hasher;
 mod impls;
 mod one_chunk;
 mod serde_bridge;
+pub(crate) mod time_guard;
 
 pub use digest::{Fingerprint, Key, ParseDigestError};
 pub use hasher::{IdempotencyKey, KeyHasher};

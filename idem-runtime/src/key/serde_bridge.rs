@@ -10,6 +10,7 @@ use serde::ser::{self, Serialize};
 
 use super::KeyHasher;
 use super::hasher::{DigestList, tag};
+use super::time_guard;
 
 /// The serializer: a borrowed hasher.
 pub(crate) struct Bridge<'a>(pub(crate) &'a mut KeyHasher);
@@ -230,10 +231,11 @@ impl<'a> ser::Serializer for Bridge<'a> {
         })
     }
     #[inline]
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Struct<'a>> {
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Struct<'a>> {
         self.0.begin_struct();
         Ok(Struct {
             out: self.0,
+            name,
             count: 0,
         })
     }
@@ -253,6 +255,7 @@ impl<'a> ser::Serializer for Bridge<'a> {
     /// length and once to stream its bytes. A `Display` whose output changes between the two
     /// passes is an error.
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result {
+        time_guard::collected::<T>();
         struct Count(u64);
         impl fmt::Write for Count {
             #[inline]
@@ -424,6 +427,8 @@ impl ser::SerializeMap for Map<'_> {
 /// A struct or struct variant: name + value per field, then the count.
 pub(crate) struct Struct<'a> {
     out: &'a mut KeyHasher,
+    /// The struct's (or variant's) name, for the timestamp warning.
+    name: &'static str,
     count: u64,
 }
 
@@ -432,7 +437,9 @@ impl Struct<'_> {
     fn write_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
         self.count += 1;
         self.out.field(key);
-        value.serialize(Bridge(self.out))
+        let written = value.serialize(Bridge(self.out));
+        time_guard::field_written(self.name, key);
+        written
     }
 }
 
@@ -448,6 +455,8 @@ impl ser::SerializeStruct for Struct<'_> {
     #[inline]
     fn end(self) -> Result {
         self.out.end_struct(self.count);
+        // At the end, so that its own fields are not taken for the field holding it.
+        time_guard::struct_named(self.name);
         Ok(())
     }
 }
