@@ -537,24 +537,36 @@ impl Drop for Drive<'_, '_> {
 /// lease would lapse before its first renewal.
 pub(crate) const MIN_LEASE: Duration = Duration::from_millis(3);
 
-/// `#[idempotent]` refuses a lease under [`MIN_LEASE`] at compile time; this catches an
-/// [`Operation`] built by hand.
+/// `#[idempotent]` refuses at compile time a lease under [`MIN_LEASE`] and a ttl shorter than
+/// the lease; this catches an [`Operation`] built by hand (the HTTP layer's `build` checks the
+/// same). Checked before every claim; replays never reach it.
 #[inline]
 pub(crate) fn check_lease(op: &Operation) -> Result<(), Error> {
-    if op.lease() < MIN_LEASE {
-        return Err(lease_too_short(op));
+    if op.lease() < MIN_LEASE || op.ttl() < op.lease() {
+        return Err(refused_timing(op));
     }
     Ok(())
 }
 
 #[cold]
 #[inline(never)]
-fn lease_too_short(op: &Operation) -> Error {
-    Error::Config(format!(
-        "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
+fn refused_timing(op: &Operation) -> Error {
+    if op.lease() < MIN_LEASE {
+        return Error::Config(format!(
+            "operation `{}` has a lease of {:?}: a claim would lapse before its body could \
              finish; give it a lease of at least 3 ms (e.g. `Operation::with_lease`), longer \
              than a third of the body's slowest run",
+            op.name(),
+            op.lease()
+        ));
+    }
+    Error::Config(format!(
+        "operation `{}` has a ttl of {:?}, shorter than its lease of {:?}: a completed record \
+         must outlive the claim that wrote it (with a zero ttl nothing would ever be replayed); \
+         give it a ttl of at least the lease (`Operation::with_ttl`) or a shorter lease \
+         (`Operation::with_lease`)",
         op.name(),
+        op.ttl(),
         op.lease()
     ))
 }

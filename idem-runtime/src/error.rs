@@ -31,8 +31,8 @@ pub enum Error {
     /// (`on_conflict = "reject"`) or gave up waiting (`wait_timeout`). Retryable.
     #[error(
         "operation `{operation}` is already running for key {key} (its lease, renewed while it \
-         runs, has {retry_after:.1?} left); retry shortly, or use on_conflict = \"wait\" / a \
-         longer wait_timeout"
+         runs, has {retry_after:.1?} left); retry shortly, or let calls wait for it \
+         (on_conflict = \"wait\", a longer wait_timeout; `Idempotency::start` never waits)"
     )]
     InFlight {
         /// Operation name.

@@ -168,14 +168,18 @@ impl Operation {
         self
     }
 
-    /// How long a completed record is kept, measured from completion.
+    /// How long a completed record is kept, measured from completion (default 24 h). It must be
+    /// at least the [lease](Self::with_lease): a call of an operation with a shorter ttl (a
+    /// zero one, say) is refused with [`Error::Config`] before its claim.
     pub const fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// How long a claim lives without renewal. The engine renews it every third of the lease
-    /// while the body runs; after a crash, others may take the key over once it lapses.
+    /// How long a claim lives without renewal (default 60 s). The engine renews it every third
+    /// of the lease while the body runs; after a crash, others may take the key over once it
+    /// lapses. A call of an operation whose lease is under 3 ms or longer than its ttl is
+    /// refused with [`Error::Config`] before its claim.
     pub const fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self

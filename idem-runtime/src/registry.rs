@@ -205,7 +205,10 @@ const UNKNOWN: Location = Location {
 ///
 /// A method needs a receiver to be called, though `self` is not part of its key (unless its
 /// `key`/`scope` names it): without one at hand, [`operation`]`(name)` and
-/// [`Operation::key`] compute the same key from the hashed arguments (as in the example below).
+/// [`Operation::key`] compute the same key from the hashed arguments: `op.key(&arg)` for a
+/// single one (as in the example below), `op.key(&Args((&a, &b)))` for several
+/// ([`key::Args`](crate::key::Args): the arguments back to back, as the attribute writes them;
+/// a tuple would give another key), and [`Operation::scoped_key`] with a `scope`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {

@@ -105,7 +105,9 @@ async fn execute_replays_and_mismatched_payloads_are_refused() {
 async fn cleanup_counts_expired_records() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let short = Idempotency::<u8>::new(
-        Operation::new("explicit.cleanup").with_ttl(Duration::from_secs(1)),
+        Operation::new("explicit.cleanup")
+            .with_ttl(Duration::from_secs(1))
+            .with_lease(Duration::from_secs(1)),
         store,
     );
     for n in 0..3u8 {
@@ -291,6 +293,48 @@ async fn start_refuses_a_zero_lease() {
         matches!(&err, Error::Config(m) if m.contains("lease")),
         "{err}"
     );
+}
+
+/// A hand-built operation whose ttl is zero, or shorter than its lease, would record nothing
+/// that outlives its claim: refused before the claim, by `start` and by `execute`.
+#[tokio::test]
+async fn a_ttl_shorter_than_the_lease_is_refused() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    for op in [
+        Operation::new("explicit.zero_ttl").with_ttl(Duration::ZERO),
+        Operation::new("explicit.short_ttl")
+            .with_ttl(Duration::from_millis(10))
+            .with_lease(Duration::from_secs(1)),
+    ] {
+        let idem = Idempotency::<u8>::new(op, store.clone());
+        let key = idem.key(&1u8).unwrap();
+        let err = idem.start(key).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("shorter than its lease") && m.contains("with_ttl")),
+            "{err}"
+        );
+        let ran = AtomicUsize::new(0);
+        let err = idem
+            .execute(key, || async {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(1)
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        assert!(store.get(&key).await.unwrap().is_none());
+    }
+    // A ttl equal to the lease is accepted.
+    let idem = Idempotency::<u8>::new(
+        Operation::new("explicit.ttl_is_lease")
+            .with_ttl(Duration::from_secs(1))
+            .with_lease(Duration::from_secs(1)),
+        store,
+    );
+    let key = idem.key(&1u8).unwrap();
+    let out: Result<u8, Error> = idem.execute(key, || async { Ok(4) }).await;
+    assert_eq!(out.unwrap(), 4);
 }
 
 /// Outside a tokio runtime (a store driven by another executor), a claim whose `complete`

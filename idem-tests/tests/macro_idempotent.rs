@@ -209,6 +209,53 @@ async fn as_serde_gives_the_explicit_api_the_key_of_a_serde_only_parameter() {
     assert_ne!(key, op.key(&AsSerde(&other)).unwrap());
 }
 
+struct Warehouse {
+    tenant: String,
+}
+
+impl Warehouse {
+    #[idempotent(name = "tests.reserve", scope = self.tenant)]
+    async fn reserve(
+        &self,
+        order: &str,
+        lines: &[Charge],
+        #[idem(exclude)] _trace: u64,
+        meta: serde_json::Value,
+    ) -> Result<u32, Error> {
+        Ok(lines.len() as u32)
+    }
+}
+
+/// Several key parameters: `key::Args` writes them back to back, as the attribute does (a
+/// derived type in a slice keeps its exclusions, a serde-only one goes through `AsSerde`).
+#[tokio::test]
+async fn args_give_the_explicit_api_the_key_of_several_parameters() {
+    use idem_runtime::key::{Args, AsSerde};
+    let stock = Warehouse {
+        tenant: "acme".into(),
+    };
+    let lines = [charge_req("ada", 1, "n1"), charge_req("bob", 2, "n2")];
+    let meta = serde_json::json!({"channel": "web"});
+    let key = key_of(stock.reserve("ord-1", &lines, 1, meta.clone()))
+        .await
+        .unwrap();
+    let mut renoted = lines.clone();
+    renoted[0].note = "other note".into();
+    let again = key_of(stock.reserve("ord-1", &renoted, 2, meta.clone()))
+        .await
+        .unwrap();
+    assert_eq!(key, again, "excluded parameter and field");
+    let op = Operation::new("tests.reserve");
+    let args = Args(("ord-1", &lines[..], AsSerde(&meta)));
+    assert_eq!(key, op.scoped_key(&"acme", &args).unwrap());
+    assert_ne!(
+        key,
+        op.scoped_key(&"acme", &args.0).unwrap(),
+        "a tuple has a header"
+    );
+    assert_ne!(key, op.key(&args).unwrap(), "unscoped");
+}
+
 static REPORTS: AtomicU32 = AtomicU32::new(0);
 
 /// A constant key with a scope: one record per tenant.

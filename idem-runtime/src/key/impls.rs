@@ -152,7 +152,55 @@ macro_rules! tuple {
                 $(self.$idx.write_key(out);)+
             }
         }
+
+        impl<$($name: IdempotencyKey),+> IdempotencyKey for Args<($($name,)+)> {
+            #[inline]
+            fn write_key(&self, out: &mut KeyHasher) {
+                $(self.0.$idx.write_key(out);)+
+            }
+        }
     };
+}
+
+/// The key parameters of a call of an `#[idempotent]` fn, as key material: each one's encoding,
+/// back to back, with no tuple header, which is how the attribute writes them. With it,
+/// [`Operation::key`](crate::Operation::key) and
+/// [`Operation::scoped_key`](crate::Operation::scoped_key) compute the key of a call of a fn with
+/// several key parameters (a tuple would add its header and give another key); a fn with one
+/// key parameter `a` has the key of `Args((&a,))`, which is also plain `op.key(&a)`.
+///
+/// Pass the key parameters in their order in the signature, borrowed, leaving out the
+/// excluded ones (and the receiver, unless `scope`/`key` names it); wrap a parameter whose
+/// type only implements `serde::Serialize` in [`AsSerde`]. Up to 12 parameters; `Args(())`
+/// is a fn whose parameters are all excluded.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {
+/// use idem_runtime::{Operation, idempotent, key::Args};
+///
+/// struct Stock { tenant: String }
+///
+/// impl Stock {
+///     #[idempotent(name = "docs.reserve", scope = self.tenant)]
+///     async fn reserve(&self, order: &str, skus: &[u32]) -> Result<u32, idem_runtime::Error> {
+///         Ok(skus.len() as u32)
+///     }
+/// }
+///
+/// let stock = Stock { tenant: "acme".into() };
+/// let key = idem_runtime::key_of(stock.reserve("ord-1", &[7, 9])).await?;
+/// let op = Operation::new("docs.reserve");
+/// assert_eq!(key, op.scoped_key(&"acme", &Args(("ord-1", &[7u32, 9][..])))?);
+/// // A tuple is one value with a header: another key.
+/// assert_ne!(key, op.scoped_key(&"acme", &("ord-1", &[7u32, 9][..]))?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Args<T>(pub T);
+
+impl IdempotencyKey for Args<()> {
+    #[inline]
+    fn write_key(&self, _out: &mut KeyHasher) {}
 }
 
 tuple!(1; A.0);

@@ -216,4 +216,4 @@ pub(crate) mod time_guard;
 
 pub use digest::{Fingerprint, Key, ParseDigestError};
 pub use hasher::{IdempotencyKey, KeyHasher};
-pub use impls::{AsBytes, AsSerde};
+pub use impls::{Args, AsBytes, AsSerde};
