@@ -8,7 +8,8 @@
 use syn::{GenericArgument, PathArguments, Type};
 
 /// Per-call time types of std, chrono, time, jiff and prost. Dates (`NaiveDate`, `Date`) are
-/// not on the list: a date is often a real part of a request's identity.
+/// not on the list: a date is often a real part of a request's identity. The serde bridge's
+/// run-time check has the same list (`idem-runtime/src/key/time_guard.rs`; keep them in step).
 pub const TIME_TYPES: &[&str] = &[
     "SystemTime",
     "Instant",

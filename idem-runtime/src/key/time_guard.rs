@@ -40,8 +40,9 @@ thread_local! {
     static UNNAMED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Identifiers that name per-call time types: those of the compile-time lint that serialize
-/// in a way the bridge can tell apart.
+/// Identifiers that name per-call time types: the compile-time lint's list
+/// (`idem-macros/src/timestamp.rs`, `TIME_TYPES`; keep the two in step) but `Instant`, which
+/// does not implement `Serialize`.
 const TIME_IDENTS: &[&str] = &[
     "SystemTime",
     "DateTime",
