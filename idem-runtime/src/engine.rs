@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::__private::probe;
 use crate::context::{self, Frame};
@@ -449,15 +449,16 @@ struct BodyRef<'a>(Pin<&'a mut (dyn RunBody + 'a)>);
 // it spawns (that task holds the store and the call frame, not the body).
 unsafe impl Send for BodyRef<'_> {}
 
-/// Polls the body inside its call frame, once [started](Drive::start). If the body is still
-/// running a third of the lease after the claim, a `'static` renewal task takes over keeping
-/// the lease alive; short bodies (the common case) never pay for spawning it, and bodies that
-/// finish in their first poll do not even register a timer. Dropping it drops the body (inside
-/// its call frame once started).
+/// Polls the body inside its call frame, once [started](Drive::start). A body that does not
+/// finish in its first poll gets a `'static` renewal task at once, which renews the lease from
+/// a third of it after the claim until the body ends: the lease is then kept alive for as long
+/// as the call is, polled or not (a call that a slow consumer of `buffer_unordered` leaves
+/// unpolled for longer than its lease keeps its claim). Bodies that finish in their first
+/// poll, the cheapest first calls, spawn nothing. Dropping it drops the body (inside its call
+/// frame once started).
 struct Drive<'b, 's> {
     // Fields drop in this order: the renewal task is aborted before the body is dropped.
     renewer: Option<AbortOnDrop>,
-    first_renewal: Option<Pin<Box<Sleep>>>,
     body: BodyRef<'b>,
     /// The call frame, set by `start`.
     frame: Option<Arc<Frame>>,
@@ -470,7 +471,6 @@ impl<'b, 's> Drive<'b, 's> {
     fn new(body: BodyRef<'b>, store: &'s Arc<dyn Store>, lease: Duration) -> Self {
         Drive {
             renewer: None,
-            first_renewal: None,
             body,
             frame: None,
             store,
@@ -499,21 +499,10 @@ impl Future for Drive<'_, '_> {
         if let Poll::Ready(ok) = context::in_frame(frame, || body.poll_body(cx)) {
             // The body is done: stop renewing before its value is recorded.
             this.renewer = None;
-            this.first_renewal = None;
             return Poll::Ready(ok);
         }
         if this.renewer.is_none() {
-            let lease = this.lease;
-            let timer = this.first_renewal.get_or_insert_with(|| {
-                Box::pin(tokio::time::sleep_until(deadline(
-                    claimed_at,
-                    renewal_period(lease),
-                )))
-            });
-            if timer.as_mut().poll(cx).is_ready() {
-                this.first_renewal = None;
-                this.renewer = Some(spawn_renewal(this.store, frame, lease, claimed_at));
-            }
+            this.renewer = Some(spawn_renewal(this.store, frame, this.lease, claimed_at));
         }
         Poll::Pending
     }
@@ -575,8 +564,8 @@ pub(crate) fn renewal_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
 
-/// Renews the lease every `period` until aborted or fenced out (then marks it lost). Started
-/// `period` after the claim, which was sent at `claimed_at`.
+/// Renews the lease every `period`, the first time `period` after the claim (sent at
+/// `claimed_at`), until aborted or fenced out (then marks it lost).
 ///
 /// Renewals are sent every `period` whether the previous one answered or not (at most
 /// [`RENEWALS_IN_FLIGHT`] at once): one that hangs (a connection that a partition left open,
@@ -596,7 +585,7 @@ pub(crate) async fn renew_lease(
     // the time it was sent (the store may have applied it later, never earlier).
     let mut held_until = deadline(claimed_at, lease);
     let mut renewals = tokio::task::JoinSet::new();
-    let mut next = Instant::now();
+    let mut next = deadline(claimed_at, period);
     loop {
         let now = Instant::now();
         if now >= held_until && frame.lease.in_doubt() {
@@ -709,9 +698,10 @@ enum Waited {
 /// far more than this left; a lease seen with no more than this left belongs to an owner that
 /// missed its renewals, and if its record then vanishes, its lease lapsed (rather than a
 /// failure releasing it). A sixth of the lease, at most 300 ms (more than a shared store's
-/// polling step, 200 ms, so that the look happens in time).
+/// polling step, 200 ms, so that the look happens in time), and at least a millisecond (the
+/// timer's resolution).
 fn lapse_margin(lease: Duration) -> Duration {
-    (lease / 6).min(Duration::from_millis(300))
+    (lease / 6).clamp(Duration::from_millis(1), Duration::from_millis(300))
 }
 
 async fn wait_for_owner_unboxed(
@@ -724,6 +714,9 @@ async fn wait_for_owner_unboxed(
 ) -> Result<Waited, Error> {
     tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: waiting for the running call");
     let margin = lapse_margin(op.lease());
+    // When the running call's lease ends, as last seen (the time of an answer plus the
+    // remaining lease it gave: never earlier than the store's end).
+    let mut seen_end = deadline(Instant::now(), remaining);
     loop {
         let now = Instant::now();
         if now >= give_up_at {
@@ -738,6 +731,7 @@ async fn wait_for_owner_unboxed(
         };
         let max = (give_up_at - now).min(look_in.max(Duration::from_millis(1)));
         backend.wait_for_change(&key, max).await?;
+        let looked_at = Instant::now();
         match backend.get(&key).await? {
             Some(Record::Completed {
                 fingerprint: recorded,
@@ -754,9 +748,13 @@ async fn wait_for_owner_unboxed(
             }) => {
                 check_fingerprint(op, &key, &running, fingerprint)?;
                 remaining = left;
+                seen_end = deadline(Instant::now(), left);
             }
-            // Its lease was about to lapse, unrenewed, when last seen.
-            None if remaining <= margin => {
+            // Its lease was about to lapse, unrenewed, when last seen; or this look came after
+            // the lease, as last seen, had ended (a late timer, or a lease of a few
+            // milliseconds): a live owner would have renewed, but the look that would have
+            // seen it is missed, and a lapse is taken over rather than answered as a failure.
+            None if remaining <= margin || looked_at >= seen_end => {
                 tracing::debug!(target: "idem", operation = op.name(), %key, "the running call's lease lapsed; claiming the key");
                 return Ok(Waited::Lapsed);
             }

@@ -97,10 +97,7 @@ fn spawn_renewal(
     let runtime = tokio::runtime::Handle::try_current().ok()?;
     let period = renewal_period(lease);
     let task = renew_lease(store.clone(), frame.clone(), lease, period, claimed_at);
-    Some(AbortOnDrop(runtime.spawn(async move {
-        tokio::time::sleep_until(crate::store::deadline(claimed_at, period)).await;
-        task.await;
-    })))
+    Some(AbortOnDrop(runtime.spawn(task)))
 }
 
 impl<T: Serialize + DeserializeOwned> Idempotency<T> {

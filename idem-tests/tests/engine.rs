@@ -1067,6 +1067,60 @@ async fn waiters_take_a_crashed_owners_key_over_when_its_lease_lapses() {
     );
 }
 
+/// The same with the shortest leases, where the waiter's look a margin before the lease's
+/// end comes after the lapse (the timer's millisecond granularity): the record is gone at
+/// that look, and it is still a lapse, not a failure (it was answered `OwnerFailed`).
+#[tokio::test(start_paused = true)]
+async fn waiters_take_a_crashed_owners_key_over_with_a_lease_of_a_few_milliseconds() {
+    for lease_ms in 3..=10 {
+        let op = Operation::new("engine.crashed_owner_short_lease")
+            .with_lease(Duration::from_millis(lease_ms))
+            .with_wait_timeout(Duration::from_secs(10));
+        let memory = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = memory.clone();
+        let key = op.key(&1u8).unwrap();
+        let claimed = memory
+            .claim(&key, &Fingerprint::NONE, Token::generate(), op.lease())
+            .await
+            .unwrap();
+        assert!(matches!(claimed, Claim::Acquired));
+        let out: Result<u32, Error> = op.call(key).store(store).run(async { Ok(42) }).await;
+        assert_eq!(out.unwrap(), 42, "lease of {lease_ms} ms");
+    }
+}
+
+/// A call whose body has started and is then left unpolled for longer than its lease (a slow
+/// consumer of `buffer_unordered`, a future kept across other work) keeps its claim: the
+/// renewal task runs from the body's first pending poll, not from a timer only the call's own
+/// polls would see. A duplicate meanwhile waits for it instead of running the body again.
+#[tokio::test(start_paused = true)]
+async fn a_started_call_left_unpolled_keeps_its_claim() {
+    static OP: Operation = Operation::new("engine.unpolled").with_lease(Duration::from_secs(3));
+    let store = store();
+    let key = OP.key(&1u8).unwrap();
+    let runs = counter();
+    let call = |runs: Arc<AtomicUsize>| {
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<u32, Error>(1)
+        })
+    };
+    let mut first = Box::pin(call(runs.clone()));
+    assert!(
+        futures::poll!(first.as_mut()).is_pending(),
+        "claimed, body started"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(matches!(
+        store.get(&key).await.unwrap(),
+        Some(Record::InProgress { .. })
+    ));
+    let (second, first) = tokio::join!(call(runs.clone()), first);
+    assert_eq!((first.unwrap(), second.unwrap()), (1, 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
+}
+
 /// A live owner whose body fails just before the end of its lease *as the waiter first saw
 /// it* (its renewals had long extended it) is a failure, not a crash: the waiter gets
 /// `OwnerFailed` and does not run the failing body itself.
