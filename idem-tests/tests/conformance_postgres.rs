@@ -301,19 +301,11 @@ async fn claim_races_answer(store: std::sync::Arc<idem_runtime::store::PostgresS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_races_answer_under_stricter_default_isolation() {
     let fixture = PgFixture::new().await;
-    // In `options`, a space inside a value is escaped with a backslash (`%5C`).
     for (level, shown) in [
         ("repeatable%5C%20read", "repeatable read"),
         ("serializable", "serializable"),
     ] {
-        let url = idem_tests::servers::database_url();
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}options=-c%20default_transaction_isolation%3D{level}");
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .connect(&url)
-            .await
-            .unwrap();
+        let pool = pool_with_default_isolation(Some(level), 8).await;
         let isolation: String = sqlx::query_scalar("SHOW default_transaction_isolation")
             .fetch_one(&pool)
             .await
@@ -482,50 +474,74 @@ async fn malformed_rows_name_the_key() {
     }
 }
 
+/// A pool whose sessions default to `level` (as written in a URL's `options`: a space is
+/// escaped with a backslash, `%5C`), or the plain one for `None`.
+async fn pool_with_default_isolation(level: Option<&str>, max: u32) -> sqlx::PgPool {
+    let Some(level) = level else {
+        return idem_tests::servers::pg_pool(max).await;
+    };
+    let url = idem_tests::servers::database_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}options=-c%20default_transaction_isolation%3D{level}");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .connect(&url)
+        .await
+        .unwrap()
+}
+
 /// Several instances migrating a fresh schema at once (separate pools), with two tables in it:
-/// all succeed and every store claims afterwards.
+/// all succeed and every store claims afterwards, whatever the sessions' default isolation
+/// (under `REPEATABLE READ` or `SERIALIZABLE`, a migration that waited for another one's lock
+/// read the version table as it was before that one committed, ran every migration again
+/// and failed with a serialization error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrations_of_a_fresh_schema() {
     let fixture = PgFixture::new().await; // owns a unique schema name
-    let schema = format!("{}_m", fixture.schema());
-    let tasks: Vec<_> = (0..6)
-        .map(|i| {
-            let schema = schema.clone();
-            tokio::spawn(async move {
-                let pool = idem_tests::servers::pg_pool(2).await;
-                let table = if i % 2 == 0 {
-                    "idem_records"
-                } else {
-                    "other_records"
-                };
-                let store = idem_runtime::store::PostgresStore::builder()
-                    .schema(&schema)
-                    .table(table)
-                    .build(pool.clone())
-                    .unwrap();
-                let migrated = store.migrate().await;
-                let claim = store
-                    .claim(
-                        &unique_key("pg-migrate"),
-                        &Fingerprint::NONE,
-                        Token::generate(),
-                        Duration::from_secs(5),
-                    )
-                    .await;
-                pool.close().await;
-                (migrated, claim)
+    for (round, level) in [None, Some("repeatable%5C%20read"), Some("serializable")]
+        .into_iter()
+        .enumerate()
+    {
+        let schema = format!("{}_m{round}", fixture.schema());
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let schema = schema.clone();
+                tokio::spawn(async move {
+                    let pool = pool_with_default_isolation(level, 2).await;
+                    let table = if i % 2 == 0 {
+                        "idem_records"
+                    } else {
+                        "other_records"
+                    };
+                    let store = idem_runtime::store::PostgresStore::builder()
+                        .schema(&schema)
+                        .table(table)
+                        .build(pool.clone())
+                        .unwrap();
+                    let migrated = store.migrate().await;
+                    let claim = store
+                        .claim(
+                            &unique_key("pg-migrate"),
+                            &Fingerprint::NONE,
+                            Token::generate(),
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                    pool.close().await;
+                    (migrated, claim)
+                })
             })
-        })
-        .collect();
-    let mut failures = Vec::new();
-    for task in tasks {
-        let (migrated, claim) = task.await.unwrap();
-        if migrated.is_err() || claim.is_err() {
-            failures.push(format!("{migrated:?} / {claim:?}"));
+            .collect();
+        let mut failures = Vec::new();
+        for task in tasks {
+            let (migrated, claim) = task.await.unwrap();
+            if migrated.is_err() || claim.is_err() {
+                failures.push(format!("{migrated:?} / {claim:?}"));
+            }
         }
+        idem_tests::servers::drop_pg_schema(&schema);
+        assert!(failures.is_empty(), "isolation {level:?}: {failures:#?}");
     }
-    idem_tests::servers::drop_pg_schema(&schema);
-    assert!(failures.is_empty(), "{failures:?}");
 }
 
 /// Claims a fresh key (named after `label`) for 5 s.

@@ -1043,6 +1043,15 @@ impl PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(fail)?;
+        // Whatever the sessions' default: under REPEATABLE READ or SERIALIZABLE the snapshot
+        // is taken by the lock's statement, before the lock is granted, so a migration that
+        // waited for another one would not see its work, run every migration again and fail
+        // with a serialization error. Under READ COMMITTED each statement after the lock sees
+        // what the lock's previous holder committed.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
             .bind(LOCK_CLASS)
             .bind(&self.sql.schema)
