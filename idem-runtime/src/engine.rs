@@ -277,6 +277,13 @@ async fn claim_and_run_erased(
             Backend::Dyn(_) => guard.claim_remote_boxed(&fingerprint, op.lease()).await,
         };
         match claim? {
+            // A remote claim is confirmed if its answer came late; if it lapsed meanwhile,
+            // claim again as a new caller would.
+            Claim::Acquired if matches!(backend, Backend::Dyn(_)) => {
+                if claim_still_held(store, &key, token, op.lease(), &mut claimed_at).await? {
+                    break None;
+                }
+            }
             Claim::Acquired => break None,
             Claim::Completed { fingerprint, value } => break Some((fingerprint, value)),
             Claim::InProgress {
@@ -560,6 +567,33 @@ fn refused_timing(op: &Operation) -> Error {
     ))
 }
 
+/// Whether a remote claim that answered `Acquired` still holds its key, before any work
+/// starts under it. An answer read a third of a lease or more after the claim was sent (at
+/// `claimed_at`), by a call left unpolled meanwhile or a slow store, may come after the lease
+/// lapsed and another caller claimed the key: a renewal, fenced by the token, confirms it
+/// (and `claimed_at` becomes its sending time), or answers that the claim is lost. A prompt
+/// answer costs one clock read.
+pub(crate) async fn claim_still_held(
+    store: &Arc<dyn Store>,
+    key: &Key,
+    token: Token,
+    lease: Duration,
+    claimed_at: &mut Instant,
+) -> Result<bool, Error> {
+    if Instant::now() < deadline(*claimed_at, renewal_period(lease)) {
+        return Ok(true);
+    }
+    let sent = Instant::now();
+    let held = store.renew(key, token, lease).await?;
+    if held {
+        *claimed_at = sent;
+    } else {
+        tracing::debug!(target: "idem", %key, "claim lapsed before its answer was read; claiming again");
+        *claimed_at = Instant::now();
+    }
+    Ok(held)
+}
+
 pub(crate) fn renewal_period(lease: Duration) -> Duration {
     (lease / 3).max(Duration::from_millis(1))
 }
@@ -750,11 +784,15 @@ async fn wait_for_owner_unboxed(
                 remaining = left;
                 seen_end = deadline(Instant::now(), left);
             }
-            // Its lease was about to lapse, unrenewed, when last seen; or this look came after
-            // the lease, as last seen, had ended (a late timer, or a lease of a few
-            // milliseconds): a live owner would have renewed, but the look that would have
-            // seen it is missed, and a lapse is taken over rather than answered as a failure.
-            None if remaining <= margin || looked_at >= seen_end => {
+            // Its lease was about to lapse, unrenewed, when last seen; or this look, meant for
+            // a margin before the end of the lease as last seen, came within a margin after it
+            // (a timer late by a millisecond or two, as with leases of a few milliseconds): a
+            // lapse, taken over. A look later than that (a waiter left unpolled meanwhile)
+            // cannot tell a lapse from an owner that renewed and then failed, and answers the
+            // failure: a failing body is not run again by its waiters.
+            None if remaining <= margin
+                || (looked_at >= seen_end && looked_at < deadline(seen_end, margin)) =>
+            {
                 tracing::debug!(target: "idem", operation = op.name(), %key, "the running call's lease lapsed; claiming the key");
                 return Ok(Waited::Lapsed);
             }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, check_lease, renew_lease, renewal_period};
+use crate::engine::{AbortOnDrop, check_lease, claim_still_held, renew_lease, renewal_period};
 use crate::guard::ClaimGuard;
 use crate::key::IdempotencyKey;
 use crate::store::{Claim, Record, Store};
@@ -143,8 +143,16 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         check_lease(op)?;
         let token = Token::generate();
         let mut guard = ClaimGuard::new(op.name(), Cow::Owned(self.store.clone()), key, token);
-        let claimed_at = tokio::time::Instant::now();
-        let claim = guard.claim(&fingerprint, op.lease(), claimed_at).await?;
+        let mut claimed_at = tokio::time::Instant::now();
+        let claim = loop {
+            let claim = guard.claim(&fingerprint, op.lease(), claimed_at).await?;
+            // A late answer is confirmed before the caller's work starts (else claim again).
+            if !matches!(claim, Claim::Acquired)
+                || claim_still_held(&self.store, &key, token, op.lease(), &mut claimed_at).await?
+            {
+                break claim;
+            }
+        };
         let mismatch = || Error::PayloadMismatch {
             operation: op.name(),
             key,

@@ -1121,6 +1121,43 @@ async fn a_started_call_left_unpolled_keeps_its_claim() {
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
 }
 
+/// A waiter left unpolled past the end of the owner's lease as it last saw it, while the
+/// owner fails and releases the key: the vanished record is a failure, not a lapse (the look
+/// came far later than planned, so nothing tells the two apart), and the failing body is not
+/// run again by the waiter.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_left_unpolled_does_not_take_a_failed_owners_key_over() {
+    static OP: Operation = Operation::new("engine.unpolled_waiter")
+        .with_lease(Duration::from_millis(300))
+        .with_wait_timeout(Duration::from_secs(10));
+    let store = store();
+    let key = OP.key(&1u8).unwrap();
+    let runs = counter();
+    let call = |runs: Arc<AtomicUsize>, fail: bool| {
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if fail {
+                Err(Error::Config("the body fails".into()))
+            } else {
+                Ok::<u32, Error>(1)
+            }
+        })
+    };
+    let owner = tokio::spawn(call(runs.clone(), true));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut waiter = Box::pin(call(runs.clone(), false));
+    assert!(futures::poll!(waiter.as_mut()).is_pending(), "waiting");
+    assert!(owner.await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let waited = waiter.await;
+    assert!(
+        matches!(waited, Err(Error::OwnerFailed { .. })),
+        "{waited:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the failing body ran once");
+}
+
 /// A live owner whose body fails just before the end of its lease *as the waiter first saw
 /// it* (its renewals had long extended it) is a failure, not a crash: the waiter gets
 /// `OwnerFailed` and does not run the failing body itself.

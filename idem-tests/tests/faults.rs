@@ -1387,6 +1387,69 @@ async fn postgres_waiters_take_a_crashed_owners_key_over() {
     waiters_take_a_crashed_owners_key_over(fixture.store(), "postgres").await;
 }
 
+/// A call whose claim is sent and whose answer is then left unread for longer than its lease
+/// (the call polled once, then not): meanwhile the lease lapses and a duplicate claims the key
+/// and runs the body. The first call's late `Acquired` is confirmed by a renewal before its
+/// body starts; it is lost, so the call claims again and replays the duplicate's value (before:
+/// the body ran twice and the first call failed with `LeaseLost`). The same through the
+/// explicit API's `start`.
+///
+/// On a current-thread runtime: the store's connection is then driven only between the test's
+/// own polls, so the claim's answer cannot arrive (and the body start) within the first poll.
+async fn a_claim_answered_after_its_lease_is_confirmed_first(store: Arc<dyn Store>, ns: &str) {
+    static OP: Operation = Operation::new("faults.late_claim_answer")
+        .with_lease(Duration::from_millis(300))
+        .with_on_conflict(idem_runtime::OnConflict::Reject);
+    let key = unique_key(&format!("{ns}-late-claim-answer"));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let call = |runs: Arc<AtomicUsize>| {
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<u32, Error>(1)
+        })
+    };
+    let mut first = Box::pin(call(runs.clone()));
+    assert!(futures::poll!(first.as_mut()).is_pending(), "claim sent");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = in_time(call(runs.clone())).await;
+    let first = in_time(first).await;
+    assert_eq!((first.unwrap(), second.unwrap()), (1, 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
+
+    let explicit = idem_runtime::Idempotency::<u32>::new(
+        Operation::new("faults.late_start_answer").with_lease(Duration::from_millis(300)),
+        store.clone(),
+    );
+    let key = unique_key(&format!("{ns}-late-start-answer"));
+    let mut late = Box::pin(explicit.start(key));
+    assert!(futures::poll!(late.as_mut()).is_pending(), "claim sent");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Ok(idem_runtime::Start::New(other)) = explicit.start(key).await else {
+        panic!("the lapsed key is claimed again");
+    };
+    match in_time(late).await {
+        Err(Error::InFlight { .. }) => {}
+        other => panic!(
+            "the late claim must not start work: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    other.complete(&7).await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_a_claim_answered_after_its_lease_is_confirmed_first() {
+    let fixture = RedisFixture::new().await;
+    a_claim_answered_after_its_lease_is_confirmed_first(fixture.store(), "redis").await;
+}
+
+#[tokio::test]
+async fn postgres_a_claim_answered_after_its_lease_is_confirmed_first() {
+    let fixture = PgFixture::new().await;
+    a_claim_answered_after_its_lease_is_confirmed_first(fixture.store(), "postgres").await;
+}
+
 /// A store on a pool of one connection, named so that the test can end it from the server.
 struct OneConnection {
     store: Arc<dyn Store>,

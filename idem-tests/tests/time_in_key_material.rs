@@ -184,3 +184,88 @@ async fn included_time_values_and_dates_are_not_reported() {
         warned[0]
     );
 }
+
+/// PATCH-style: an absent note, a note cleared (`Some(None)`, written as `null` and read back
+/// as such by `double_option`), or a note set.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Stamped {
+    at: DateTime<Utc>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "double_option"
+    )]
+    note: Option<Option<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    <Option<String> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[idempotent]
+async fn stamp(id: u32) -> Result<Stamped, Error> {
+    Ok(Stamped {
+        at: DateTime::from_timestamp(1_700_000_000 + i64::from(id), 0).unwrap(),
+        note: Some(None),
+    })
+}
+
+/// A returned value with an ambiguous `null` is checked to read back as itself through the
+/// serde bridge: a value, not key material, so its time value is not reported.
+#[tokio::test]
+async fn a_time_value_in_a_returned_value_is_not_reported() {
+    let (logs, _guard) = capture();
+    let first = with_store(store(), stamp(1)).await.unwrap();
+    assert_eq!(first.note, Some(None));
+    let lines = logs.take();
+    assert!(warnings(&lines).is_empty(), "{lines:#?}");
+}
+
+struct Exploding;
+
+impl Serialize for Exploding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Exploding", 2)?;
+        st.serialize_field("at", &SystemTime::UNIX_EPOCH)?;
+        panic!("a Serialize impl that panics");
+    }
+}
+
+#[derive(Serialize)]
+struct Calm {
+    id: u32,
+}
+
+#[derive(Serialize)]
+struct Item {
+    sku: String,
+}
+
+#[test]
+fn a_panicking_serialize_impl_leaves_nothing_behind_and_fields_are_named_right() {
+    let (logs, _guard) = capture();
+    let op = Operation::new("time_in_key_material::after_panic");
+    let panicked = std::panic::catch_unwind(|| op.key(&AsSerde(Exploding)));
+    assert!(panicked.is_err());
+    op.key(&AsSerde(Calm { id: 7 })).unwrap();
+    let lines = logs.take();
+    assert!(warnings(&lines).is_empty(), "{lines:#?}");
+
+    // A time value in a tuple, before a struct: not in the struct's field.
+    op.key(&AsSerde(&(
+        SystemTime::UNIX_EPOCH,
+        Item { sku: "b".into() },
+    )))
+    .unwrap();
+    let lines = logs.take();
+    let warned = warnings(&lines);
+    assert_eq!(warned.len(), 1, "{lines:#?}");
+    assert!(
+        warned[0].contains("(a `std::time::SystemTime`)"),
+        "no field: {}",
+        warned[0]
+    );
+}

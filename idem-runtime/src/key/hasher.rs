@@ -741,6 +741,7 @@ impl KeyHasher {
     /// returns [`Error::KeyMaterial`](crate::Error::KeyMaterial).
     #[inline]
     pub fn write_serde<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        super::time_guard::begin();
         let written = value.serialize(super::serde_bridge::Bridge(self));
         super::time_guard::written::<T>();
         if let Err(e) = written {

@@ -172,7 +172,10 @@ macro_rules! tuple {
 /// Pass the key parameters in their order in the signature, borrowed, leaving out the
 /// excluded ones (and the receiver, unless `scope`/`key` names it); wrap a parameter whose
 /// type only implements `serde::Serialize` in [`AsSerde`]. Up to 12 parameters; `Args(())`
-/// is a fn whose parameters are all excluded.
+/// is a fn whose parameters are all excluded. A parameter that the attribute walks element by
+/// element (a std container mixing a derived type with a serde-only one, `Vec<(Line, Uuid)>`)
+/// has no [`IdempotencyKey`] impl to pass here: compute such a key with
+/// [`key_of`](crate::key_of) on the call itself.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), idem_runtime::Error> {

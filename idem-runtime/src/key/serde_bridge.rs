@@ -437,8 +437,9 @@ impl Struct<'_> {
     fn write_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result {
         self.count += 1;
         self.out.field(key);
+        let unnamed = time_guard::unnamed();
         let written = value.serialize(Bridge(self.out));
-        time_guard::field_written(self.name, key);
+        time_guard::field_written(unnamed, self.name, key);
         written
     }
 }

@@ -13,9 +13,10 @@
 //!
 //! The state is per thread: the bridge is entered only through `write_serde`, which runs to its
 //! end on one thread, and nested hashers (the entries of maps and sets) need nothing passed to
-//! them. Costs outside a detection: one thread-local read per `write_serde` and per field of a
-//! serde struct, a length-and-bytes comparison per serde struct name and a scan of the type
-//! name per `collect_str`.
+//! them. Costs outside a detection: two thread-local reads per `write_serde` and per field of
+//! a serde struct, a length-and-bytes comparison per serde struct and a scan of the type name
+//! per `collect_str`. The check that a recorded value reads back as itself also goes through
+//! the bridge; it runs as if `include`d.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -36,6 +37,8 @@ thread_local! {
     static ALLOWED: Cell<bool> = const { Cell::new(false) };
     /// The first time value met since the outermost `write_serde` began.
     static SEEN: Cell<Option<Seen>> = const { Cell::new(None) };
+    /// `SEEN` is set (one flag, for the checks on every write).
+    static NOTED: Cell<bool> = const { Cell::new(false) };
     /// A time value whose field is not named yet.
     static UNNAMED: Cell<bool> = const { Cell::new(false) };
 }
@@ -83,7 +86,7 @@ fn time_type_in(type_name: &str) -> Option<&'static str> {
 
 #[cold]
 fn saw(time: &'static str) {
-    if ALLOWED.get() || SEEN.get().is_some() {
+    if ALLOWED.get() || NOTED.get() {
         return;
     }
     SEEN.set(Some(Seen {
@@ -91,13 +94,38 @@ fn saw(time: &'static str) {
         within: "",
         field: "",
     }));
+    NOTED.set(true);
     UNNAMED.set(true);
 }
 
-/// Called after each field of a serde struct: names the field of a time value met in it.
+/// Called as `write_serde` begins: forgets what a `Serialize` impl that panicked midway left
+/// behind, so that it is not blamed on the next value.
 #[inline]
-pub(crate) fn field_written(within: &'static str, field: &'static str) {
-    if UNNAMED.get() {
+pub(crate) fn begin() {
+    if NOTED.get() {
+        forget();
+    }
+}
+
+#[cold]
+fn forget() {
+    SEEN.set(None);
+    NOTED.set(false);
+    UNNAMED.set(false);
+}
+
+/// Whether a time value met so far waits for the field that holds it to be named: taken
+/// before a field of a serde struct is written, for [`field_written`].
+#[inline]
+pub(crate) fn unnamed() -> bool {
+    UNNAMED.get()
+}
+
+/// Called after each field of a serde struct, with what [`unnamed`] answered before it: names
+/// the field if a time value was met inside it (not before it, in a tuple, say).
+#[inline]
+pub(crate) fn field_written(unnamed_before: bool, within: &'static str, field: &'static str) {
+    if !unnamed_before && UNNAMED.get() {
         name_field(within, field);
     }
 }
@@ -117,9 +145,17 @@ fn name_field(within: &'static str, field: &'static str) {
 /// Called after `write_serde` wrote a `T`: reports a time value met in it.
 #[inline]
 pub(crate) fn written<T: ?Sized>() {
-    if let Some(seen) = SEEN.take() {
-        UNNAMED.set(false);
-        warn_once(std::any::type_name::<T>(), seen);
+    if NOTED.get() {
+        report(std::any::type_name::<T>());
+    }
+}
+
+#[cold]
+fn report(outer: &'static str) {
+    let seen = SEEN.take();
+    forget();
+    if let Some(seen) = seen {
+        warn_once(outer, seen);
     }
 }
 
