@@ -676,14 +676,21 @@ fn spawn_renewal(
     lease: Duration,
     claimed_at: Instant,
 ) -> AbortOnDrop {
+    let period = renewal_period(lease);
+    // Made here, in the caller: on a runtime without timers it panics in the call, with
+    // tokio's message (`enable_time`), rather than unseen in the task, leaving the lease to lapse.
+    let first = tokio::time::sleep_until(deadline(claimed_at, period));
     let task = renew_lease(
         Arc::clone(store),
         Arc::clone(frame),
         lease,
-        renewal_period(lease),
+        period,
         claimed_at,
     );
-    AbortOnDrop(tokio::spawn(task))
+    AbortOnDrop(tokio::spawn(async move {
+        first.await;
+        task.await;
+    }))
 }
 
 /// Aborts the task when dropped: renewal stops with the call that started it.

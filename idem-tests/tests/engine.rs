@@ -1497,3 +1497,32 @@ async fn values_that_would_not_replay_as_themselves_are_refused() {
         "bit for bit"
     );
 }
+
+/// On a runtime built without timers, a body that waits (and so needs its lease renewed)
+/// fails loudly in the call, with tokio's own advice, instead of running with no renewal.
+#[test]
+fn a_runtime_without_timers_is_reported_in_the_call() {
+    static OP: Operation = Operation::new("engine.no_timers");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = store();
+    let key = OP.key(&1u8).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(OP.call(key).store(store.clone()).run(async {
+            tokio::task::yield_now().await;
+            Ok::<u32, Error>(1)
+        }))
+    }))
+    .unwrap_err();
+    let message = panicked
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panicked.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    assert!(message.contains("enable_time"), "{message}");
+    assert!(
+        runtime.block_on(store.get(&key)).unwrap().is_none(),
+        "the claim was released"
+    );
+}
