@@ -298,9 +298,17 @@ async fn claim_and_run_erased(
                         return Err(in_flight(op, key, remaining));
                     }
                     OnConflict::Wait => {
-                        match wait_for_owner(op, backend, key, &fingerprint, remaining, give_up_at)
-                            .await?
-                        {
+                        let claim_latency = Instant::now().saturating_duration_since(claimed_at);
+                        let waited = wait_for_owner(
+                            op,
+                            backend,
+                            key,
+                            &fingerprint,
+                            remaining,
+                            give_up_at,
+                            claim_latency,
+                        );
+                        match waited.await? {
                             Waited::Recorded(value) => return Ok(Ran::Replayed(value)),
                             // The owner's lease lapsed (it crashed, or lost its store): claim
                             // the key as any new caller would; one waiter wins, the others
@@ -580,18 +588,17 @@ pub(crate) async fn claim_still_held(
     lease: Duration,
     claimed_at: &mut Instant,
 ) -> Result<bool, Error> {
-    if Instant::now() < deadline(*claimed_at, renewal_period(lease)) {
-        return Ok(true);
-    }
-    let sent = Instant::now();
-    let held = store.renew(key, token, lease).await?;
-    if held {
+    // The renewal's answer may be read late too: confirmed again until one is read in time.
+    while Instant::now() >= deadline(*claimed_at, renewal_period(lease)) {
+        let sent = Instant::now();
+        if !store.renew(key, token, lease).await? {
+            tracing::debug!(target: "idem", %key, "claim lapsed before its answer was read; claiming again");
+            *claimed_at = Instant::now();
+            return Ok(false);
+        }
         *claimed_at = sent;
-    } else {
-        tracing::debug!(target: "idem", %key, "claim lapsed before its answer was read; claiming again");
-        *claimed_at = Instant::now();
     }
-    Ok(held)
+    Ok(true)
 }
 
 pub(crate) fn renewal_period(lease: Duration) -> Duration {
@@ -714,6 +721,7 @@ fn wait_for_owner<'a>(
     fingerprint: &'a Fingerprint,
     remaining: Duration,
     give_up_at: Instant,
+    claim_latency: Duration,
 ) -> Pin<Box<dyn Future<Output = Result<Waited, Error>> + Send + 'a>> {
     Box::pin(wait_for_owner_unboxed(
         op,
@@ -722,6 +730,7 @@ fn wait_for_owner<'a>(
         fingerprint,
         remaining,
         give_up_at,
+        claim_latency,
     ))
 }
 
@@ -734,15 +743,22 @@ enum Waited {
     Lapsed,
 }
 
-/// How long before the end of the running call's lease, as last seen, a waiter looks again.
+/// How long before the end of the running call's lease, as last seen, a waiter looks again,
+/// for reads that take `latency` (the slowest seen by this waiter).
+///
 /// A live owner renews every third of its lease, so by then it has renewed and its lease has
 /// far more than this left; a lease seen with no more than this left belongs to an owner that
 /// missed its renewals, and if its record then vanishes, its lease lapsed (rather than a
 /// failure releasing it). A sixth of the lease, at most 300 ms (more than a shared store's
-/// polling step, 200 ms, so that the look happens in time), and at least a millisecond (the
-/// timer's resolution).
-fn lapse_margin(lease: Duration) -> Duration {
-    (lease / 6).clamp(Duration::from_millis(1), Duration::from_millis(300))
+/// polling step, 200 ms, so that the look happens in time), plus the reads' latency (a slow
+/// read must still reach the store before the lapse), at least a millisecond (the timer's
+/// resolution) and at most a third of the lease (so that a live owner, renewed by then, is
+/// never taken for a crashed one).
+fn lapse_margin(lease: Duration, latency: Duration) -> Duration {
+    let base = (lease / 6).clamp(Duration::from_millis(1), Duration::from_millis(300));
+    (base + latency)
+        .min(lease / 3)
+        .max(Duration::from_millis(1))
 }
 
 async fn wait_for_owner_unboxed(
@@ -752,13 +768,16 @@ async fn wait_for_owner_unboxed(
     fingerprint: &Fingerprint,
     mut remaining: Duration,
     give_up_at: Instant,
+    claim_latency: Duration,
 ) -> Result<Waited, Error> {
     tracing::debug!(target: "idem", operation = op.name(), %key, "conflict: waiting for the running call");
-    let margin = lapse_margin(op.lease());
+    // The slowest round trip seen: the claim's, then each read's.
+    let mut latency = claim_latency;
     // When the running call's lease ends, as last seen (the time of an answer plus the
     // remaining lease it gave: never earlier than the store's end).
     let mut seen_end = deadline(Instant::now(), remaining);
     loop {
+        let margin = lapse_margin(op.lease(), latency);
         let now = Instant::now();
         if now >= give_up_at {
             return Err(in_flight(op, key, remaining));
@@ -773,7 +792,10 @@ async fn wait_for_owner_unboxed(
         let max = (give_up_at - now).min(look_in.max(Duration::from_millis(1)));
         backend.wait_for_change(&key, max).await?;
         let looked_at = Instant::now();
-        match backend.get(&key).await? {
+        let record = backend.get(&key).await?;
+        let answered_at = Instant::now();
+        latency = latency.max(answered_at.saturating_duration_since(looked_at));
+        match record {
             Some(Record::Completed {
                 fingerprint: recorded,
                 value,
@@ -789,7 +811,7 @@ async fn wait_for_owner_unboxed(
             }) => {
                 check_fingerprint(op, &key, &running, fingerprint)?;
                 remaining = left;
-                seen_end = deadline(Instant::now(), left);
+                seen_end = deadline(answered_at, left);
             }
             // Its lease was about to lapse, unrenewed, when last seen; or this look, meant for
             // a margin before the end of the lease as last seen, came within a margin after it

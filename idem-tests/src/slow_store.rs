@@ -24,6 +24,8 @@ pub struct SlowStore {
     hung_renewals: Hang,
     renewals: AtomicUsize,
     completes_fail: bool,
+    read_delay: Duration,
+    answer_delay: Duration,
 }
 
 /// Which renewals never answer.
@@ -47,6 +49,26 @@ impl SlowStore {
             hung_renewals: Hang::None,
             renewals: AtomicUsize::new(0),
             completes_fail: false,
+            read_delay: Duration::ZERO,
+            answer_delay: Duration::ZERO,
+        }
+    }
+
+    /// A new, empty store whose reads (`get`) take `delay` before they read, like a slow
+    /// round trip.
+    pub fn reading_in(delay: Duration) -> Self {
+        SlowStore {
+            read_delay: delay,
+            ..Self::base()
+        }
+    }
+
+    /// A new, empty store that applies claims and renewals at once and answers them `delay`
+    /// later, as a server does before its answer crosses the network.
+    pub fn answering_in(delay: Duration) -> Self {
+        SlowStore {
+            answer_delay: delay,
+            ..Self::base()
         }
     }
 
@@ -136,7 +158,9 @@ impl Store for SlowStore {
     ) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
             tokio::time::sleep(self.claim_delay).await;
-            self.inner.claim(key, fingerprint, token, lease).await
+            let claim = self.inner.claim(key, fingerprint, token, lease).await;
+            tokio::time::sleep(self.answer_delay).await;
+            claim
         })
     }
 
@@ -174,12 +198,17 @@ impl Store for SlowStore {
         }
         Box::pin(async move {
             tokio::time::sleep(self.renew_delay).await;
-            self.inner.renew(key, token, lease).await
+            let renewed = self.inner.renew(key, token, lease).await;
+            tokio::time::sleep(self.answer_delay).await;
+            renewed
         })
     }
 
     fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {
-        self.inner.get(key)
+        Box::pin(async move {
+            tokio::time::sleep(self.read_delay).await;
+            self.inner.get(key).await
+        })
     }
 
     fn remove<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, bool> {

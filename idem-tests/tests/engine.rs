@@ -1121,6 +1121,84 @@ async fn a_started_call_left_unpolled_keeps_its_claim() {
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
 }
 
+/// A claim whose answer is read late is confirmed by a renewal; if that renewal's answer is
+/// read late too (the call left unpolled again), it is confirmed again: the body never starts
+/// on a lease that may have lapsed (it ran twice). Through the engine and the explicit API.
+#[tokio::test(start_paused = true)]
+async fn a_late_confirmation_of_a_late_claim_is_confirmed_again() {
+    static OP: Operation =
+        Operation::new("engine.late_confirmation").with_lease(Duration::from_millis(300));
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
+        Duration::from_millis(1),
+    ));
+    let key = OP.key(&1u8).unwrap();
+    let runs = counter();
+    let call = |runs: Arc<AtomicUsize>| {
+        OP.call(key).store(store.clone()).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<u32, Error>(1)
+        })
+    };
+    let mut first = Box::pin(call(runs.clone()));
+    assert!(futures::poll!(first.as_mut()).is_pending(), "claim applied");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        futures::poll!(first.as_mut()).is_pending(),
+        "renewal applied"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = call(runs.clone()).await;
+    let first = first.await;
+    assert_eq!((first.unwrap(), second.unwrap()), (1, 1));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the body ran once");
+
+    let explicit = idem_runtime::Idempotency::<u32>::new(
+        Operation::new("engine.late_confirmation_start").with_lease(Duration::from_millis(300)),
+        store.clone(),
+    );
+    let key = explicit.key(&2u8).unwrap();
+    let mut late = Box::pin(explicit.start(key));
+    assert!(futures::poll!(late.as_mut()).is_pending(), "claim applied");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        futures::poll!(late.as_mut()).is_pending(),
+        "renewal applied"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Ok(idem_runtime::Start::New(other)) = explicit.start(key).await else {
+        panic!("the lapsed key is claimed again");
+    };
+    assert!(
+        matches!(late.await, Err(Error::InFlight { .. })),
+        "the late claim must not start work"
+    );
+    other.complete(&7).await.unwrap();
+}
+
+/// A crashed owner's waiter on a store whose reads are slow (a fifth of the lease): its look
+/// before the lease's end reaches the store after the lapse unless it allows for the reads'
+/// latency; it takes the key over (it answered `OwnerFailed`).
+#[tokio::test(start_paused = true)]
+async fn waiters_take_a_crashed_owners_key_over_on_a_store_with_slow_reads() {
+    static OP: Operation = Operation::new("engine.crashed_owner_slow_reads")
+        .with_lease(Duration::from_millis(300))
+        .with_wait_timeout(Duration::from_secs(10));
+    let slow = Arc::new(idem_tests::slow_store::SlowStore::reading_in(
+        Duration::from_millis(60),
+    ));
+    let key = OP.key(&1u8).unwrap();
+    let claimed = slow
+        .inner
+        .claim(&key, &Fingerprint::NONE, Token::generate(), OP.lease())
+        .await
+        .unwrap();
+    assert!(matches!(claimed, Claim::Acquired));
+    let store: Arc<dyn Store> = slow;
+    let out: Result<u32, Error> = OP.call(key).store(store).run(async { Ok(42) }).await;
+    assert_eq!(out.unwrap(), 42);
+}
+
 /// A waiter left unpolled past the end of the owner's lease as it last saw it, while the
 /// owner fails and releases the key: the vanished record is a failure, not a lapse (the look
 /// came far later than planned, so nothing tells the two apart), and the failing body is not
