@@ -4,13 +4,14 @@
 //! #attrs #vis #sig {
 //!     use ::idem_runtime::__private as __idem; // or the `crate = "…"` path; every name below is `__idem::…`
 //!     let __idem_op: &'static Operation = {
-//!         static __IDEM_OP: Operation = Operation::new(name).with_…(..).with_location(..);
+//!         static __IDEM_OP: Operation = operation_at(name, module_path!(), file!(), line!()).with_…(..);
 //!         inventory::submit! { Registration::new(&__IDEM_OP) }
 //!         &__IDEM_OP
 //!     };
+//!     let __idem_cache = CacheProbe::<R>::new().replay_cache();
 //!     let __idem_key = key_of(__idem_op, &|mut __idem_h| { writes of scope + key material });
-//!     // `run_with(__idem_op, __idem_key, fingerprint, store, cache, …)` with `key =`/`store =`
-//!     run(__idem_op, __idem_key, cache,
+//!     // `run_with(__idem_op, __idem_key, fingerprint, store, __idem_cache, …)` with `key =`/`store =`
+//!     run(__idem_op, __idem_key, __idem_cache,
 //!         body::<R, _>(pin!(ManuallyDrop::new(async move { body }))), slot_kept!()).await
 //! }
 //! ```
@@ -71,20 +72,14 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         let d = d.to_tokens(k);
         settings.extend(quote!(.with_wait_timeout(#d)));
     }
-    let location = quote! {
-        #k::Location {
-            module: #k::module_path!(),
-            file: #k::file!(),
-            line: #k::line!(),
-        }
-    };
+
     let op = local("__idem_op");
     // In a block of its own: a parameter named `__IDEM_OP` stays visible to the body.
     let operation = quote! {
         let #op: &'static #k::Operation = {
-            static __IDEM_OP: #k::Operation = #k::Operation::new(#name)
-                #settings
-                .with_location(#location);
+            static __IDEM_OP: #k::Operation =
+                #k::operation_at(#name, #k::module_path!(), #k::file!(), #k::line!())
+                #settings;
             #k::inventory::submit! { #k::Registration::new(&__IDEM_OP) }
             &__IDEM_OP
         };
@@ -205,15 +200,22 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
     // `unsafe` block is the runtime's, inside its `slot_kept!` (the lint `unsafe_code` does not
     // report another crate's macro): the expansion holds none, and none around user tokens.
     let promise = quote!(#k::slot_kept!());
+    let mut cache_let = TokenStream::new();
     let call = match plan.shape {
         Shape::Async => {
+            // Chosen before the key: its calls then have no key to drop on their unwinding
+            // paths, and their temporaries do not live across the `.await`.
+            let cache_local = local_at("__idem_cache", out_span);
+            cache_let = quote!(let #cache_local = #cache;);
+            let cache = &cache_local;
             let with = (!plain).then(|| quote!(#fingerprint, #store,));
             // The body's type is fixed before the body is checked (as `#[async_trait]` does):
             // a wrong value or `return` is then reported at the user's expression, as in a
             // plain `async fn`, not at the return type as a future of the wrong output.
             let ret = local("__idem_ret");
             let body = quote!({
-                if let #k::Some(#ret) = #k::None::<#output> {
+                if false {
+                    let #ret: #output = loop {};
                     #[allow(unreachable_code)]
                     return #ret;
                 }
@@ -263,6 +265,7 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
         quote! {
             #import
             #operation
+            #cache_let
             #key
             #fingerprint_let
             #call
