@@ -1104,3 +1104,50 @@ async fn route_layer_leaves_unmatched_requests_to_the_router() {
     assert_eq!(request.send(server.addr).await.status, StatusCode::CREATED);
     assert!(request.send(server.addr).await.replayed());
 }
+
+/// A claim whose answer the layer reads after its lease lapsed (the request's future polled once,
+/// then not for a while) is confirmed before the handler runs: a duplicate that claimed the
+/// lapsed key meanwhile ran the handler, and the first request replays its response instead of
+/// running the handler a second time.
+#[tokio::test(start_paused = true)]
+async fn a_claim_answered_after_its_lease_is_confirmed_before_the_handler_runs() {
+    use tower::{Layer, Service};
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
+        Duration::from_millis(1),
+    ));
+    let layer = http_support::builder("late-answer")
+        .unscoped()
+        .store(store)
+        .lease(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut service = layer.layer(http_support::app(runs.clone()));
+    let request = || {
+        axum::http::Request::post("/payments")
+            .header("idempotency-key", "late-1")
+            .body(axum::body::Body::from("charge"))
+            .unwrap()
+    };
+    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
+        .await
+        .unwrap();
+    let mut first = Box::pin(service.call(request()));
+    assert!(futures::poll!(first.as_mut()).is_pending(), "claim applied");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
+        .await
+        .unwrap();
+    let second = service.call(request()).await.unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let first = first.await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(
+        first
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
+}

@@ -23,7 +23,7 @@ use super::layer::{Config, Scope};
 use super::problem::{self, Kind};
 use super::recorded;
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, renew_lease, renewal_period};
+use crate::engine::{AbortOnDrop, Backend, claim_still_held, renew_lease, renewal_period};
 use crate::guard::ClaimGuard;
 use crate::store::{Claim, Record, Store};
 use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
@@ -287,8 +287,22 @@ where
     // If this future is dropped while a remote claim is in flight, the guard sees the claim
     // through to its answer and releases it then.
     let mut guard = ClaimGuard::new(config.operation, Cow::Owned(store.clone()), key, token);
-    let claimed_at = tokio::time::Instant::now();
-    let claim = guard.claim(&fingerprint, config.lease, claimed_at).await;
+    let mut claimed_at = tokio::time::Instant::now();
+    let claim = loop {
+        let claim = guard.claim(&fingerprint, config.lease, claimed_at).await;
+        // A late answer is confirmed before the handler runs (else claim again), as the
+        // engine does.
+        match claim {
+            Ok(Claim::Acquired) if store.as_memory().is_none() => {
+                match claim_still_held(&store, &key, token, config.lease, &mut claimed_at).await {
+                    Ok(true) => break claim,
+                    Ok(false) => {}
+                    Err(error) => break Err(error),
+                }
+            }
+            claim => break claim,
+        }
+    };
     match claim {
         Err(error) => Ok(store_failed(&config, &key, &error)),
         Ok(Claim::Acquired) => {
