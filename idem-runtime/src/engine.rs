@@ -280,7 +280,9 @@ async fn claim_and_run_erased(
             // A remote claim is confirmed if its answer came late; if it lapsed meanwhile,
             // claim again as a new caller would.
             Claim::Acquired if matches!(backend, Backend::Dyn(_)) => {
-                if claim_still_held(store, &key, token, op.lease(), &mut claimed_at).await? {
+                if claim_still_held(store, &key, token, op.lease(), &mut claimed_at, give_up_at)
+                    .await?
+                {
                     break None;
                 }
             }
@@ -581,15 +583,26 @@ fn refused_timing(op: &Operation) -> Error {
 /// lapsed and another caller claimed the key: a renewal, fenced by the token, confirms it
 /// (and `claimed_at` becomes its sending time), or answers that the claim is lost. A prompt
 /// answer costs one clock read.
+///
+/// A renewal answered with less than two thirds of its lease left is sent again (the body
+/// would start on a lease about to lapse); a store that never answers in time (its round trips
+/// are as long as the lease) fails the call at `give_up_at` rather than holding it forever.
 pub(crate) async fn claim_still_held(
     store: &Arc<dyn Store>,
     key: &Key,
     token: Token,
     lease: Duration,
     claimed_at: &mut Instant,
+    give_up_at: Instant,
 ) -> Result<bool, Error> {
-    // The renewal's answer may be read late too: confirmed again until one is read in time.
-    while Instant::now() >= deadline(*claimed_at, renewal_period(lease)) {
+    let period = renewal_period(lease);
+    if Instant::now() < deadline(*claimed_at, period) {
+        return Ok(true);
+    }
+    loop {
+        if Instant::now() >= give_up_at {
+            return Err(answers_too_slowly(store.name(), lease));
+        }
         let sent = Instant::now();
         if !store.renew(key, token, lease).await? {
             tracing::debug!(target: "idem", %key, "claim lapsed before its answer was read; claiming again");
@@ -597,8 +610,23 @@ pub(crate) async fn claim_still_held(
             return Ok(false);
         }
         *claimed_at = sent;
+        // Applied no earlier than it was sent: held for at least a lease from then.
+        if Instant::now() < deadline(sent, lease.saturating_sub(period)) {
+            return Ok(true);
+        }
     }
-    Ok(true)
+}
+
+#[cold]
+fn answers_too_slowly(store: &'static str, lease: Duration) -> Error {
+    Error::store(
+        store,
+        format!(
+            "the store answered the claim and its confirmations too late to hold a lease of \
+             {lease:?} (each answer came with less than two thirds of it left); nothing ran. \
+             Retry, or give the operation a longer lease"
+        ),
+    )
 }
 
 pub(crate) fn renewal_period(lease: Duration) -> Duration {

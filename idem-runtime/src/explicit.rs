@@ -144,11 +144,20 @@ impl<T: Serialize + DeserializeOwned> Idempotency<T> {
         let token = Token::generate();
         let mut guard = ClaimGuard::new(op.name(), Cow::Owned(self.store.clone()), key, token);
         let mut claimed_at = tokio::time::Instant::now();
+        let give_up_at = crate::store::deadline(claimed_at, op.wait_timeout());
         let claim = loop {
             let claim = guard.claim(&fingerprint, op.lease(), claimed_at).await?;
             // A late answer is confirmed before the caller's work starts (else claim again).
             if !matches!(claim, Claim::Acquired)
-                || claim_still_held(&self.store, &key, token, op.lease(), &mut claimed_at).await?
+                || claim_still_held(
+                    &self.store,
+                    &key,
+                    token,
+                    op.lease(),
+                    &mut claimed_at,
+                    give_up_at,
+                )
+                .await?
             {
                 break claim;
             }

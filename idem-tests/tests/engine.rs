@@ -1176,6 +1176,50 @@ async fn a_late_confirmation_of_a_late_claim_is_confirmed_again() {
     other.complete(&7).await.unwrap();
 }
 
+/// A store whose every answer takes more than a third of the lease: the claim's confirmation
+/// is answered in time to hold the lease, and the body runs (it confirmed forever). A store
+/// whose answers take nearly the whole lease cannot hold one: the call fails with a store
+/// error once its wait timeout is over, nothing having run, instead of hanging.
+#[tokio::test(start_paused = true)]
+async fn a_steadily_slow_store_confirms_a_claim_once_or_fails_in_time() {
+    static OP: Operation = Operation::new("engine.steady_slow")
+        .with_lease(Duration::from_millis(300))
+        .with_wait_timeout(Duration::from_secs(5));
+    let runs = counter();
+    let call = |store: Arc<dyn Store>, runs: Arc<AtomicUsize>| {
+        OP.call(OP.key(&1u8).unwrap()).store(store).run(async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<u32, Error>(7)
+        })
+    };
+    let slow: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
+        Duration::from_millis(120),
+    ));
+    let out = tokio::time::timeout(Duration::from_secs(60), call(slow, runs.clone())).await;
+    assert_eq!(out.expect("the call ended").unwrap(), 7);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    let too_slow: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
+        Duration::from_millis(250),
+    ));
+    let started = tokio::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(60), call(too_slow, runs.clone())).await;
+    let err = out.expect("the call ended").unwrap_err();
+    assert!(
+        matches!(&err, Error::Store { .. }) && err.to_string().contains("longer lease"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "at its wait timeout"
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "nothing ran on the too slow store"
+    );
+}
+
 /// A crashed owner's waiter on a store whose reads are slow (a fifth of the lease): its look
 /// before the lease's end reaches the store after the lapse unless it allows for the reads'
 /// latency; it takes the key over (it answered `OwnerFailed`).

@@ -1151,3 +1151,32 @@ async fn a_claim_answered_after_its_lease_is_confirmed_before_the_handler_runs()
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
 }
+
+/// A store whose every answer takes more than a third of the lease: the claim's confirmation
+/// holds, and the handler runs once (the request hung, confirming forever).
+#[tokio::test(start_paused = true)]
+async fn a_steadily_slow_store_answers_the_request() {
+    use tower::{Layer, Service};
+    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
+        Duration::from_millis(120),
+    ));
+    let layer = http_support::builder("steady-slow")
+        .unscoped()
+        .store(store)
+        .lease(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut service = layer.layer(http_support::app(runs.clone()));
+    let request = axum::http::Request::post("/payments")
+        .header("idempotency-key", "steady-1")
+        .body(axum::body::Body::from("charge"))
+        .unwrap();
+    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), service.call(request)).await;
+    let response = response.expect("answered").unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -288,13 +288,22 @@ where
     // through to its answer and releases it then.
     let mut guard = ClaimGuard::new(config.operation, Cow::Owned(store.clone()), key, token);
     let mut claimed_at = tokio::time::Instant::now();
+    let give_up_at = crate::store::deadline(claimed_at, config.wait_timeout);
     let claim = loop {
         let claim = guard.claim(&fingerprint, config.lease, claimed_at).await;
         // A late answer is confirmed before the handler runs (else claim again), as the
         // engine does.
         match claim {
             Ok(Claim::Acquired) if store.as_memory().is_none() => {
-                match claim_still_held(&store, &key, token, config.lease, &mut claimed_at).await {
+                let held = claim_still_held(
+                    &store,
+                    &key,
+                    token,
+                    config.lease,
+                    &mut claimed_at,
+                    give_up_at,
+                );
+                match held.await {
                     Ok(true) => break claim,
                     Ok(false) => {}
                     Err(error) => break Err(error),
