@@ -1105,40 +1105,59 @@ async fn route_layer_leaves_unmatched_requests_to_the_router() {
     assert!(request.send(server.addr).await.replayed());
 }
 
-/// A claim whose answer the layer reads after its lease lapsed (the request's future polled once,
-/// then not for a while) is confirmed before the handler runs: a duplicate that claimed the
-/// lapsed key meanwhile ran the handler, and the first request replays its response instead of
-/// running the handler a second time.
-#[tokio::test(start_paused = true)]
-async fn a_claim_answered_after_its_lease_is_confirmed_before_the_handler_runs() {
-    use tower::{Layer, Service};
-    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
-        Duration::from_millis(1),
-    ));
-    let layer = http_support::builder("late-answer")
+/// The layer (unscoped, lease 300 ms) around the test app, as a `tower::Service` called
+/// directly, over a store that answers claims and renewals `answer_in` after applying them; and
+/// the app's run counter.
+fn layered_over_a_late_store(
+    name: &str,
+    answer_in: Duration,
+) -> (
+    idem_runtime::http::IdempotencyService<Router>,
+    Arc<AtomicUsize>,
+) {
+    use tower::Layer;
+    let store: Arc<dyn Store> =
+        Arc::new(idem_tests::slow_store::SlowStore::answering_in(answer_in));
+    let layer = http_support::builder(name)
         .unscoped()
         .store(store)
         .lease(Duration::from_millis(300))
         .build()
         .unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
-    let mut service = layer.layer(http_support::app(runs.clone()));
-    let request = || {
-        axum::http::Request::post("/payments")
-            .header("idempotency-key", "late-1")
-            .body(axum::body::Body::from("charge"))
-            .unwrap()
-    };
-    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
+    (layer.layer(http_support::app(runs.clone())), runs)
+}
+
+fn payment(key: &str) -> Request {
+    axum::http::Request::post("/payments")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from("charge"))
+        .unwrap()
+}
+
+async fn ready<S: tower::Service<Request>>(service: &mut S) {
+    if std::future::poll_fn(|cx| service.poll_ready(cx))
         .await
-        .unwrap();
-    let mut first = Box::pin(service.call(request()));
+        .is_err()
+    {
+        panic!("the service is not ready");
+    }
+}
+
+/// A claim whose answer the layer reads after its lease lapsed (the request's future polled once,
+/// then not for a while) is confirmed before the handler runs: a duplicate that claimed the
+/// lapsed key meanwhile ran the handler, and the first request replays its response instead of
+/// running the handler a second time.
+#[tokio::test(start_paused = true)]
+async fn a_claim_answered_after_its_lease_is_confirmed_before_the_handler_runs() {
+    use tower::Service;
+    let (mut service, runs) = layered_over_a_late_store("late-answer", Duration::from_millis(1));
+    ready(&mut service).await;
+    let mut first = Box::pin(service.call(payment("late-1")));
     assert!(futures::poll!(first.as_mut()).is_pending(), "claim applied");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
-        .await
-        .unwrap();
-    let second = service.call(request()).await.unwrap();
+    ready(&mut service).await;
+    let second = service.call(payment("late-1")).await.unwrap();
     assert_eq!(second.status(), StatusCode::CREATED);
     let first = first.await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -1156,27 +1175,11 @@ async fn a_claim_answered_after_its_lease_is_confirmed_before_the_handler_runs()
 /// holds, and the handler runs once (the request hung, confirming forever).
 #[tokio::test(start_paused = true)]
 async fn a_steadily_slow_store_answers_the_request() {
-    use tower::{Layer, Service};
-    let store: Arc<dyn Store> = Arc::new(idem_tests::slow_store::SlowStore::answering_in(
-        Duration::from_millis(120),
-    ));
-    let layer = http_support::builder("steady-slow")
-        .unscoped()
-        .store(store)
-        .lease(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let runs = Arc::new(AtomicUsize::new(0));
-    let mut service = layer.layer(http_support::app(runs.clone()));
-    let request = axum::http::Request::post("/payments")
-        .header("idempotency-key", "steady-1")
-        .body(axum::body::Body::from("charge"))
-        .unwrap();
-    std::future::poll_fn(|cx| Service::<Request>::poll_ready(&mut service, cx))
-        .await
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(60), service.call(request)).await;
-    let response = response.expect("answered").unwrap();
+    use tower::Service;
+    let (mut service, runs) = layered_over_a_late_store("steady-slow", Duration::from_millis(120));
+    ready(&mut service).await;
+    let response = tokio::time::timeout(Duration::from_secs(60), service.call(payment("steady-1")));
+    let response = response.await.expect("answered").unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
