@@ -258,7 +258,7 @@ async fn claim_and_run_erased(
     let store: &Arc<dyn Store> = &store;
     // The claim-and-run future is boxed with the generic end around it, once per call: it
     // holds the body's slot, this future and, for the rare path (waiting for another caller),
-    // a box of its own; the renewal timer is only created for bodies that do not finish in
+    // a box of its own; the renewal task is only spawned for bodies that do not finish in
     // their first poll. On the memory store the claim is a synchronous call, and the clock is
     // read once here (`claimed_at`) plus once in `complete`.
     check_lease(op)?;
