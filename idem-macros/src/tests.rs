@@ -40,12 +40,12 @@ fn expansion_of_idempotent() {
     );
     assert!(
         text.contains(
-            "let __idem_ret : Result < Receipt , PayError > = { gateway . charge (req) . await } ;"
+            "async move { if false { return __idem :: typed :: < Result < Receipt , PayError > > () ; } gateway . charge (req) . await }"
         ),
-        "the body's type is declared before the body, so errors in it land on its tokens:\n{text}"
+        "the body's type is fixed before the body, so errors in it land on its tokens:\n{text}"
     );
     assert!(
-        text.contains("__idem_ret })) , __idem :: slot_kept ! ())) . await }"),
+        text.contains("gateway . charge (req) . await })) , __idem :: slot_kept ! ())) . await }"),
         "the body is lent with the promise of the runtime's `slot_kept!`:\n{text}"
     );
     assert!(

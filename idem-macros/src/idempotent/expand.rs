@@ -212,16 +212,15 @@ pub fn expand(krate: &TokenStream, func: &Func, plan: &Plan) -> TokenStream {
             // The body's type is fixed before the body is checked (as `#[async_trait]` does):
             // a wrong value or `return` is then reported at the user's expression, as in a
             // plain `async fn`, not at the return type as a future of the wrong output.
-            let ret = local("__idem_ret");
+            // The body's statements, spliced after it: a nested block would be flagged by
+            // `unused_braces`, and a `let` of the body's value would make what follows a
+            // diverging body unreachable.
+            let stmts = body.stream();
             let body = quote!({
                 if false {
-                    let #ret: #output = loop {};
-                    #[allow(unreachable_code)]
-                    return #ret;
+                    return #k::typed::<#output>();
                 }
-                let #ret: #output = #body;
-                #[allow(unreachable_code)]
-                #ret
+                #stmts
             });
             quote_spanned!(out_span=>
                 #run(#op_arg, #key_arg, #with #cache, #slot::<#output, _>(#pin(#manually_drop(#async_move #body)), #promise)).await

@@ -72,6 +72,16 @@ pub const fn operation_at(
     Operation::new(name).with_location(Location { module, file, line })
 }
 
+/// A value of type `R`, never produced: `if false { return typed::<R>(); }` at the top of an
+/// annotated fn's `async move` block fixes the block's output type before the body is checked,
+/// so that a wrong value or `return` in the body is reported where it is written, as in a
+/// plain `async fn`. A call, not a diverging expression, so that no code after it is
+/// unreachable (the expansion needs no `allow(unreachable_code)`).
+#[inline(always)]
+pub fn typed<R>() -> R {
+    unreachable!("`__private::typed` is only called under `if false`")
+}
+
 /// Marks the key material written while the returned guard lives as `#[idem(include)]`d: a
 /// time value in it is hashed on purpose, and the serde bridge does not warn about it.
 #[inline]
