@@ -742,7 +742,7 @@ impl Drop for AbortOnDrop {
 /// Boxed here, by a non-generic function: waiting is rare and slow anyway, and the future is
 /// then compiled once, in this crate, rather than in every crate that instantiates the engine
 /// (see [`guard::Answer`](crate::guard::Answer)).
-fn wait_for_owner<'a>(
+pub(crate) fn wait_for_owner<'a>(
     op: &'a Operation,
     backend: Backend<'a>,
     key: Key,
@@ -763,7 +763,7 @@ fn wait_for_owner<'a>(
 }
 
 /// How waiting for the running call of a key ended, if not with an error.
-enum Waited {
+pub(crate) enum Waited {
     /// It recorded this value.
     Recorded(Bytes),
     /// Its lease lapsed without a renewal (the owner crashed or lost its store): the key is

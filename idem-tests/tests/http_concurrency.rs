@@ -243,3 +243,53 @@ async fn a_panicking_handler_releases_the_key() {
         assert_eq!(server.runs(), run, "the key was released");
     }
 }
+
+/// A request waiting for one whose server crashed (its claim never renewed, recorded or
+/// released) takes the key over when that claim's lease lapses and runs the handler, as the
+/// engine's waiters do (it answered 409, and only the client's retry ran the handler).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_duplicate_takes_a_crashed_servers_key_over() {
+    use idem_runtime::store::{Claim, Record};
+    use idem_runtime::{KeyHasher, Token};
+    let store = Arc::new(MemoryStore::new());
+    let layer = scoped("wait-crash")
+        .store(store.clone())
+        .on_conflict(OnConflict::Wait)
+        .build()
+        .unwrap();
+    let server = serve(layer).await;
+    let request = post("/payments").tenant("acme").key("k").body("x");
+    // The layer's key (documented in `idem_runtime::http`), and the request's fingerprint
+    // from a first, recorded run.
+    let mut hasher = KeyHasher::for_key("http:wait-crash", 0);
+    hasher.scoped();
+    hasher.write_str("acme");
+    hasher.write_str("k");
+    let key = hasher.finish_key().unwrap();
+    assert_eq!(request.send(server.addr).await.status, StatusCode::CREATED);
+    let Some(Record::Completed { fingerprint, .. }) = store.get(&key).await.unwrap() else {
+        panic!("recorded under the documented key");
+    };
+    // A crashed server's claim of the same request: nobody renews or releases it.
+    assert!(store.remove(&key).await.unwrap());
+    let crashed = store
+        .claim(
+            &key,
+            &fingerprint,
+            Token::generate(),
+            Duration::from_millis(400),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crashed, Claim::Acquired);
+    let started = tokio::time::Instant::now();
+    let waiter = request.send(server.addr).await;
+    assert_eq!(waiter.status, StatusCode::CREATED, "{}", waiter.text());
+    assert!(!waiter.replayed(), "the handler ran for it");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "after the lapse"
+    );
+    assert_eq!(server.runs(), 2);
+    assert!(request.send(server.addr).await.replayed());
+}

@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use super::service::IdempotencyService;
 use crate::engine::MIN_LEASE;
 use crate::store::Store;
-use crate::{DEFAULT_LEASE, DEFAULT_TTL, Error, KeyHasher, OnConflict};
+use crate::{DEFAULT_LEASE, DEFAULT_TTL, Error, KeyHasher, OnConflict, Operation};
 
 /// Default limit of a request body the layer buffers and fingerprints: 1 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1 << 20;
@@ -38,6 +38,9 @@ pub(crate) enum Scope {
 pub(crate) struct Config {
     /// `"http:<name>"`, the operation name of every key and record of this layer.
     pub(crate) operation: &'static str,
+    /// The same as an engine operation (name, version, ttl, lease, wait timeout), for the
+    /// engine's wait for a running request.
+    pub(crate) spec: Operation,
     pub(crate) version: u32,
     /// The operation's hash keys for keys and fingerprints, derived once per layer.
     pub(crate) key_hash_key: [u8; 32],
@@ -335,6 +338,11 @@ impl<State> IdempotencyLayerBuilder<State> {
         Ok(IdempotencyLayer {
             config: Arc::new(Config {
                 operation,
+                spec: Operation::new(operation)
+                    .with_version(self.version)
+                    .with_ttl(self.ttl)
+                    .with_lease(self.lease)
+                    .with_wait_timeout(self.wait_timeout),
                 version: self.version,
                 key_hash_key: KeyHasher::operation_key(operation, self.version),
                 fingerprint_hash_key: KeyHasher::operation_fingerprint_key(operation, self.version),
@@ -499,15 +507,17 @@ impl<State> IdempotencyLayerBuilder<State> {
     /// What a request gets while another request with the same key is running:
     /// [`OnConflict::Reject`] (the default) answers `409 Conflict` with `Retry-After` at once;
     /// [`OnConflict::Wait`] waits up to the [wait timeout](Self::wait_timeout) and replays the
-    /// recorded response (or answers 409 if there is none by then).
+    /// recorded response (or answers 409 if there is none by then, or if the running request
+    /// ended without one; if its server died, one waiting request takes the key over when its
+    /// lease lapses and runs the handler, as the engine's waiters do).
     pub fn on_conflict(mut self, on_conflict: OnConflict) -> Self {
         self.on_conflict = on_conflict;
         self
     }
 
     /// How long a duplicate waits with [`OnConflict::Wait`] (default 10 s). `Duration::MAX`
-    /// waits as long as the running request takes; if its server dies, the wait ends when the
-    /// key's lease lapses (`409`, problem type `idempotency-request-not-recorded`).
+    /// waits as long as the running request takes; if its server dies, the key's lease lapses
+    /// and one waiting duplicate claims it and runs the handler (the others wait for that one).
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
         self

@@ -216,7 +216,9 @@
 //! `409` + `Retry-After`: the first request with this key is still running.
 //! ### idempotency-request-not-recorded
 //! `409` + `Retry-After`: (with [`OnConflict::Wait`](crate::OnConflict::Wait)) the request
-//! this one waited for ended without a recorded response; sending it again runs it.
+//! this one waited for ended without a recorded response (an error status, a panic); sending it
+//! again runs it. (A request whose server died is taken over by a waiting one once its lease
+//! lapses: that one runs the handler.)
 //! ### idempotency-store-unavailable
 //! `503` + `Retry-After`: either the store failed, and this request was not run (it claimed
 //! no key); or the server is shutting down and the runtime cancelled the handler's task after the

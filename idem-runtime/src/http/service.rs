@@ -23,9 +23,11 @@ use super::layer::{Config, Scope};
 use super::problem::{self, Kind};
 use super::recorded;
 use crate::context::Frame;
-use crate::engine::{AbortOnDrop, Backend, claim_still_held, renew_lease, renewal_period};
+use crate::engine::{
+    AbortOnDrop, Backend, Waited, claim_still_held, renew_lease, renewal_period, wait_for_owner,
+};
 use crate::guard::ClaimGuard;
-use crate::store::{Claim, Record, Store};
+use crate::store::{Claim, Store};
 use crate::{BoxError, Error, Fingerprint, Key, KeyHasher, OnConflict, Token, global};
 
 /// The service of an [`IdempotencyLayer`](super::IdempotencyLayer) around the inner service `S`.
@@ -289,11 +291,12 @@ where
     let mut guard = ClaimGuard::new(config.operation, Cow::Owned(store.clone()), key, token);
     let mut claimed_at = tokio::time::Instant::now();
     let give_up_at = crate::store::deadline(claimed_at, config.wait_timeout);
-    let claim = loop {
+    // Claimed again after a waited-for request's lease lapsed (its server crashed).
+    loop {
         let claim = guard.claim(&fingerprint, config.lease, claimed_at).await;
-        // A late answer is confirmed before the handler runs (else claim again), as the
-        // engine does.
-        match claim {
+        let claim = match claim {
+            // A late answer is confirmed before the handler runs (else claim again), as the
+            // engine does.
             Ok(Claim::Acquired) if store.as_memory().is_none() => {
                 let held = claim_still_held(
                     &store,
@@ -304,69 +307,99 @@ where
                     give_up_at,
                 );
                 match held.await {
-                    Ok(true) => break claim,
-                    Ok(false) => {}
-                    Err(error) => break Err(error),
+                    Ok(true) => Ok(Claim::Acquired),
+                    Ok(false) => continue,
+                    Err(error) => Err(error),
                 }
             }
-            claim => break claim,
-        }
-    };
-    match claim {
-        Err(error) => Ok(store_failed(&config, &key, &error)),
-        Ok(Claim::Acquired) => {
-            tracing::debug!(target: "idem", operation = config.operation, %key, "claimed; running the handler");
-            let request = Request::from_parts(parts, ReqBody::from(body));
-            // The handler runs to completion in its own task, whatever happens to this future
-            // (a client that disconnects drops it): the task records or releases the key.
-            match tokio::spawn(run_claimed(
-                config.clone(),
-                inner,
-                request,
-                store,
-                guard,
-                claimed_at,
-            ))
-            .await
-            {
-                Ok(reply) => reply,
-                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                Err(_) => {
-                    let detail = "the server is shutting down; retry the request with the same Idempotency-Key";
-                    Ok(problem(
-                        &config,
-                        Kind::StoreUnavailable,
-                        detail,
-                        Some(Duration::from_secs(1)),
-                    ))
+            claim => claim,
+        };
+        let (remaining, running) = match claim {
+            Err(error) => return Ok(store_failed(&config, &key, &error)),
+            Ok(Claim::Acquired) => break,
+            Ok(Claim::Completed {
+                fingerprint: recorded,
+                value,
+            }) => {
+                guard.disarm();
+                if recorded != fingerprint {
+                    return Ok(key_reused(&config));
                 }
+                tracing::debug!(target: "idem", operation = config.operation, %key, "replaying the recorded response");
+                return Ok(replay(&config, &value));
             }
+            Ok(Claim::InProgress {
+                fingerprint: running,
+                remaining,
+            }) => (remaining, running),
+        };
+        guard.disarm();
+        if running != fingerprint {
+            return Ok(key_reused(&config));
         }
-        Ok(Claim::Completed {
-            fingerprint: recorded,
-            value,
-        }) => {
-            guard.disarm();
-            if recorded != fingerprint {
-                return Ok(key_reused(&config));
-            }
-            tracing::debug!(target: "idem", operation = config.operation, %key, "replaying the recorded response");
-            Ok(replay(&config, &value))
+        if config.on_conflict == OnConflict::Reject {
+            return Ok(in_flight(&config, remaining));
         }
-        Ok(Claim::InProgress {
-            fingerprint: running,
+        // The engine's wait: a recorded response is replayed, a lapsed lease is taken over.
+        let claim_latency = tokio::time::Instant::now().saturating_duration_since(claimed_at);
+        let waited = wait_for_owner(
+            &config.spec,
+            Backend::of(&store),
+            key,
+            &fingerprint,
             remaining,
-        }) => {
-            guard.disarm();
-            if running != fingerprint {
-                return Ok(key_reused(&config));
+            give_up_at,
+            claim_latency,
+        );
+        match waited.await {
+            Ok(Waited::Recorded(value)) => return Ok(replay(&config, &value)),
+            Ok(Waited::Lapsed) => {
+                guard.arm();
+                claimed_at = tokio::time::Instant::now();
             }
-            match config.on_conflict {
-                OnConflict::Reject => Ok(in_flight(&config, remaining)),
-                OnConflict::Wait => {
-                    Ok(wait_for_owner(&config, &store, key, &fingerprint, remaining).await)
-                }
+            Err(Error::PayloadMismatch { .. }) => return Ok(key_reused(&config)),
+            Err(Error::InFlight { retry_after, .. }) => {
+                return Ok(in_flight(&config, retry_after));
             }
+            Err(Error::OwnerFailed { .. }) => {
+                let detail = "the earlier request with this Idempotency-Key ended without a recorded \
+                              response (an error status, or the server failed); send the request again \
+                              with the same key to process it";
+                return Ok(problem(
+                    &config,
+                    Kind::OwnerFailed,
+                    detail,
+                    Some(Duration::from_secs(1)),
+                ));
+            }
+            Err(error) => return Ok(store_failed(&config, &key, &error)),
+        }
+    }
+    tracing::debug!(target: "idem", operation = config.operation, %key, "claimed; running the handler");
+    let request = Request::from_parts(parts, ReqBody::from(body));
+    // The handler runs to completion in its own task, whatever happens to this future
+    // (a client that disconnects drops it): the task records or releases the key.
+    match tokio::spawn(run_claimed(
+        config.clone(),
+        inner,
+        request,
+        store,
+        guard,
+        claimed_at,
+    ))
+    .await
+    {
+        Ok(reply) => reply,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => {
+            let detail =
+                "the server is shutting down; retry the request with the same Idempotency-Key";
+            Ok(problem(
+                &config,
+                Kind::StoreUnavailable,
+                detail,
+                Some(Duration::from_secs(1)),
+            ))
         }
     }
 }
@@ -492,60 +525,6 @@ async fn renewing<F: Future>(
         Poll::Pending
     })
     .await
-}
-
-async fn wait_for_owner<B>(
-    config: &Config,
-    store: &Arc<dyn Store>,
-    key: Key,
-    fingerprint: &Fingerprint,
-    mut remaining: Duration,
-) -> Response<IdemBody<B>> {
-    let deadline = crate::store::deadline(Instant::now(), config.wait_timeout);
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return in_flight(config, remaining);
-        }
-        // Wake up at the latest when the owner's lease would lapse, to notice a crashed owner.
-        let max = (deadline - now).min(remaining.max(Duration::from_millis(1)));
-        if let Err(error) = store.wait_for_change(&key, max).await {
-            return store_failed(config, &key, &error);
-        }
-        match Backend::of(store).get(&key).await {
-            Err(error) => return store_failed(config, &key, &error),
-            Ok(Some(Record::Completed {
-                fingerprint: recorded,
-                value,
-                ..
-            })) => {
-                if recorded != *fingerprint {
-                    return key_reused(config);
-                }
-                return replay(config, &value);
-            }
-            Ok(Some(Record::InProgress {
-                fingerprint: running,
-                remaining: left,
-            })) => {
-                if running != *fingerprint {
-                    return key_reused(config);
-                }
-                remaining = left;
-            }
-            Ok(None) => {
-                let detail = "the earlier request with this Idempotency-Key ended without a recorded \
-                              response (an error status, or the server failed); send the request again \
-                              with the same key to process it";
-                return problem(
-                    config,
-                    Kind::OwnerFailed,
-                    detail,
-                    Some(Duration::from_secs(1)),
-                );
-            }
-        }
-    }
 }
 
 fn replay<B>(config: &Config, value: &[u8]) -> Response<IdemBody<B>> {
